@@ -1,0 +1,78 @@
+"""What every attack shares: eval mode restored afterwards, [0, 1] in and out, autocast on CUDA.
+
+An attack is a callable ``attack(model, x, y) -> x_adv``. ``Attack.__call__`` puts the model in
+eval mode, freezes parameter gradients for the duration, and restores both afterwards, whatever
+happens inside; subclasses implement :meth:`Attack.perturb` and must keep their iteration loop free
+of host synchronisation (no ``.item()``, no Python branches on tensor values).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy (the sum keeps each sample's gradient independent of batch size)."""
+    return F.cross_entropy(logits.float(), y, reduction="sum")
+
+
+def cw_margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Carlini–Wagner margin, summed: max_{j≠y} z_j − z_y (Carlini & Wagner, S&P 2017, Eq. for f₆)."""
+    logits = logits.float()
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
+    return (other - true).sum()
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA, nothing elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def attack_mode(model: nn.Module):
+    """Eval mode and frozen parameters inside; the previous mode and flags restored afterwards."""
+    was_training = model.training
+    flags = [p.requires_grad for p in model.parameters()]
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, f in zip(model.parameters(), flags):
+            p.requires_grad_(f)
+        model.train(was_training)
+
+
+class Attack:
+    """Base class: subclasses implement ``perturb(model, x, y)`` in eval mode."""
+
+    name = "attack"
+
+    def __init__(self, eps: float):
+        self.eps = float(eps)
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with attack_mode(model):
+            x_adv = self.perturb(model, x.detach(), y)
+        return x_adv.detach()
+
+    def describe(self) -> dict:
+        return {"name": self.name, "eps": self.eps}
+
+
+def project(x: torch.Tensor, x_adv: torch.Tensor, eps: float) -> torch.Tensor:
+    """Project onto the L∞ ε-ball around x intersected with [0, 1]."""
+    return torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)

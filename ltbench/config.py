@@ -1,0 +1,81 @@
+"""A job's full configuration: one dataclass, validated, written to ``config.json``."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ltbench.errors import LtbenchError
+
+
+@dataclass
+class JobConfig:
+    """Everything that determines one training run (method × dataset × ratio × seed × budget).
+
+    ``eps``/``step`` default to the dataset's (CIFAR 8/255 & 2/255, Fashion-MNIST 0.1 & 0.01).
+    The optimiser follows the REAT paper's recipe (SGD 0.1, momentum 0.9, wd 5e−4) with its
+    ×0.1 decays at 75 % and 93.75 % of the epochs (epochs 60 and 75 of 80), scaled to ``epochs``.
+    """
+
+    method: str = "pgd-at"
+    dataset: str = "fmnist"
+    ratio: float = 0.01
+    seed: int = 0
+    model: str = "small-cnn"
+    model_params: dict = field(default_factory=dict)
+    method_params: dict = field(default_factory=dict)
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_milestones: tuple = (0.75, 0.9375)
+    profile: str = "exp"
+    augment: Optional[str] = None  # None | "randaugment" | "autoaugment"
+    eps: Optional[float] = None
+    step: Optional[float] = None
+    train_attack_steps: int = 10
+    eval_attacks: tuple = ("clean", "pgd20")
+    aa_n_per_class: Optional[int] = None  # AutoAttack on a balanced subset of N per class; None = all
+    eval_batch_size: int = 1000
+    device: str = "auto"
+    compile: bool = False
+
+    def validate(self) -> "JobConfig":
+        if not (isinstance(self.ratio, (int, float)) and 0 < self.ratio <= 1) or math.isnan(self.ratio):
+            raise LtbenchError(f"imbalance ratio must be in (0, 1], got {self.ratio}")
+        if int(self.epochs) < 1:
+            raise LtbenchError(f"epochs must be at least 1, got {self.epochs}")
+        if int(self.batch_size) < 1:
+            raise LtbenchError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.profile not in ("exp", "step"):
+            raise LtbenchError(f"long-tail profile must be 'exp' or 'step', got {self.profile!r}")
+        if self.augment not in (None, "randaugment", "autoaugment"):
+            raise LtbenchError(f"augment must be randaugment or autoaugment, got {self.augment!r}")
+        if self.eps is not None and self.eps < 0:
+            raise LtbenchError(f"eps must be ≥ 0, got {self.eps}")
+        return self
+
+    @property
+    def job_name(self) -> str:
+        return f"{self.method}__{self.dataset}__r{self.ratio:g}__s{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "JobConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise LtbenchError(f"unknown config keys: {', '.join(sorted(unknown))}")
+        d = dict(d)
+        for k in ("lr_milestones", "eval_attacks"):
+            if k in d and isinstance(d[k], list):
+                d[k] = tuple(d[k])
+        return cls(**d)

@@ -1,0 +1,231 @@
+"""The training engine: one job from config to ``result.json``.
+
+The engine owns the loop and calls the method's hooks (:mod:`ltbench.method`); it never branches
+on a method's name. Per batch: augment on the device → PGD with the method's start and loss (model
+in eval mode) → the method's outer loss (train mode) → SGD step. Statistics (loss, accuracy, the
+histogram of labels predicted on the training AEs) accumulate in device tensors that are read once
+per epoch, so the step has no host sync. Every epoch ends with an atomic checkpoint, from which a
+re-run resumes exactly.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from ltbench.attacks.base import attack_mode, autocast_for
+from ltbench.attacks.pgd import pgd_perturb
+from ltbench.config import JobConfig
+from ltbench.data import DeviceAugment, LongTailSplit, PolicyAugment, get_dataset, load_split
+from ltbench.engine.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ltbench.engine.evaluate import evaluate
+from ltbench.env import environment, resolve_device
+from ltbench.errors import LtbenchError
+from ltbench.io import append_jsonl, read_jsonl, write_json, write_text
+from ltbench.method import BatchContext, Method, build_method
+from ltbench.models import build_model
+from ltbench.registry import load_all
+
+Progress = Callable[[str], None]
+SPLIT_FILE = "lt_indices.json"
+
+
+class TrainingDiverged(LtbenchError):
+    """The training loss became NaN or infinite."""
+
+
+def make_optimizer(model: nn.Module, cfg: JobConfig, steps_per_epoch: int):
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    milestones = sorted({max(1, round(f * cfg.epochs)) for f in cfg.lr_milestones if round(f * cfg.epochs) < cfg.epochs})
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
+    return opt, sched
+
+
+class Trainer:
+    """Holds one job's data, model, method and optimiser on the training device."""
+
+    def __init__(self, cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None):
+        self.cfg = cfg.validate()
+        load_all()
+        self.job_dir = Path(job_dir)
+        self.progress = progress or (lambda msg: None)
+        self.device = resolve_device(cfg.device)
+        self.info = get_dataset(cfg.dataset)
+        self.eps = cfg.eps if cfg.eps is not None else self.info.eps
+        self.step = cfg.step if cfg.step is not None else self.info.step
+
+        saved = self.job_dir / SPLIT_FILE
+        raw, split = load_split(self.info, cfg.ratio, cfg.profile, cfg.seed,
+                                split=LongTailSplit.load(saved) if saved.exists() else None)
+        self.split = split
+        self.class_names = raw.class_names
+        self.class_counts = list(split.counts)
+        self.x_test, self.y_test = raw.x_test, raw.y_test
+        dev = self.device
+        # The whole long-tailed training set lives on the device as uint8.
+        self.x_train = raw.x_train.to(dev)
+        self.y_train = raw.y_train.to(dev)
+        self.augment = DeviceAugment(self.info.crop_padding, self.info.flip)
+        self.policy = PolicyAugment(cfg.augment) if cfg.augment else None
+
+        torch.manual_seed(cfg.seed)
+        counts = torch.tensor(self.class_counts, dtype=torch.float32, device=dev)
+        self.method: Method = build_method(cfg.method, cfg.method_params, self.info.num_classes, counts).to(dev)
+        model = build_model(cfg.model, self.info.num_classes, self.info.image_shape[0], self.info.mean,
+                            self.info.std, **cfg.model_params)
+        head = self.method.build_head(model.feature_dim, self.info.num_classes, counts)
+        if head is not None:
+            model.head = head
+        self.model = model.to(dev)
+        if dev.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True
+        self.forward_model = torch.compile(self.model) if cfg.compile else self.model
+        self.steps_per_epoch = math.ceil(len(self.y_train) / cfg.batch_size)
+        self.optimizer, self.scheduler = make_optimizer(self.model, cfg, self.steps_per_epoch)
+        self.perm_gen = torch.Generator().manual_seed(cfg.seed)
+        self.aug_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 1)
+        self.start_epoch = 0
+
+    # --- checkpointing -----------------------------------------------------------------
+    def state(self, epoch: int) -> dict:
+        return {
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": {},  # bf16 autocast needs no loss scaling
+            "method": self.method.state_dict(),
+            "rng": rng_state(self.device),
+            "perm_gen": self.perm_gen.get_state(),
+            "aug_gen": self.aug_gen.get_state(),
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.method.load_state_dict(state["method"])
+        set_rng_state(state["rng"], self.device)
+        self.perm_gen.set_state(state["perm_gen"])
+        self.aug_gen.set_state(state["aug_gen"].to(self.aug_gen.device) if self.device.type != "cpu"
+                               else state["aug_gen"])
+        self.start_epoch = int(state["epoch"])
+
+    def resume(self) -> int:
+        """Load the last checkpoint if there is one; returns the epoch to start from."""
+        state = load_checkpoint(self.job_dir / CHECKPOINT, map_location=self.device)
+        if state is not None:
+            self.load_state(state)
+            # Drop log lines of an epoch that ran after the checkpoint (killed before saving).
+            lines = [r for r in read_jsonl(self.job_dir / "metrics.jsonl") if r["epoch"] < self.start_epoch]
+            write_text(self.job_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in lines))
+        return self.start_epoch
+
+    # --- training ----------------------------------------------------------------------
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.x_train[idx]
+        if self.policy is not None:
+            x = self.policy(x.cpu()).to(self.device)
+        x = self.augment(x.float().div_(255), generator=self.aug_gen)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, self.y_train[idx]
+
+    def adversarial(self, x: torch.Tensor, y: torch.Tensor, ctx: BatchContext) -> torch.Tensor:
+        """Inner maximisation with the method's start and loss, model in eval mode."""
+        method = self.method
+        with attack_mode(self.model):
+            return pgd_perturb(self.forward_model, x, y, eps=self.eps, step=self.step,
+                               steps=self.cfg.train_attack_steps,
+                               loss_fn=lambda logits, yy: method.attack_loss(logits, yy, ctx),
+                               start=lambda xx: method.attack_start(xx, ctx))
+
+    def train_epoch(self, epoch: int) -> dict:
+        cfg, dev, C = self.cfg, self.device, self.info.num_classes
+        self.model.train()
+        perm = torch.randperm(len(self.y_train), generator=self.perm_gen).to(dev)
+        loss_sum = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev)
+        pred_hist = torch.zeros(C, device=dev)
+        t0 = time.perf_counter()
+        counts = self.method.class_counts
+        for b in range(self.steps_per_epoch):
+            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            x, y = self.batch(idx)
+            ctx = BatchContext(self.forward_model, x, y, counts, self.eps, epoch)
+            x_adv = self.adversarial(x, y, ctx)
+            with autocast_for(dev):
+                loss, logits_adv = self.method.train_loss(self.forward_model, x, x_adv, y, ctx)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            with torch.no_grad():
+                logits_adv = logits_adv.detach().float()
+                self.method.observe(logits_adv, y, ctx)
+                pred = logits_adv.argmax(1)
+                loss_sum += loss.detach().float() * len(y)
+                correct += (pred == y).sum()
+                pred_hist += torch.bincount(pred, minlength=C)
+            if b % 10 == 0 or b == self.steps_per_epoch - 1:
+                self.progress(f"epoch {epoch + 1}/{cfg.epochs} batch {b + 1}/{self.steps_per_epoch}")
+        self.method.on_epoch_end(epoch)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        n = len(self.y_train)
+        loss_value = loss_sum.item() / n  # the epoch's one host sync
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(f"training loss is {loss_value} in epoch {epoch + 1}")
+        return {
+            "epoch": epoch,
+            "loss": loss_value,
+            "train_adv_acc": correct.item() / n,
+            "lr": lr,
+            "time_s": time.perf_counter() - t0,
+            "images_per_s": n / (time.perf_counter() - t0),
+            "adv_pred_hist": pred_hist.long().tolist(),
+        }
+
+    def fit(self) -> None:
+        start = self.resume()
+        for epoch in range(start, self.cfg.epochs):
+            record = self.train_epoch(epoch)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            append_jsonl(self.job_dir / "metrics.jsonl", record)
+            save_checkpoint(self.job_dir / CHECKPOINT, self.state(epoch + 1))
+
+    def evaluate(self, attacks=None) -> dict:
+        return evaluate(self.model, self.x_test, self.y_test, self.class_counts, list(attacks or self.cfg.eval_attacks),
+                        self.eps, self.step, self.device, self.cfg.eval_batch_size, progress=self.progress)
+
+
+def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) -> dict:
+    """Train (resuming if a checkpoint exists), evaluate, and write ``result.json``; returns it."""
+    job_dir = Path(job_dir)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(cfg, job_dir, progress)
+    write_json(job_dir / "config.json", cfg.to_dict())
+    if not (job_dir / SPLIT_FILE).exists():
+        trainer.split.save(job_dir / SPLIT_FILE)
+    t0 = time.perf_counter()
+    trainer.fit()
+    train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    metrics = trainer.evaluate()
+    result = {
+        "config": cfg.to_dict(),
+        "env": environment(trainer.device),
+        "dataset": {"name": cfg.dataset, "class_names": trainer.class_names, "train_counts": trainer.class_counts,
+                    "test_size": int(len(trainer.y_test))},
+        "attack": {"eps": trainer.eps, "step": trainer.step, "train_steps": cfg.train_attack_steps},
+        "timing": {"train_s": train_s, "eval_s": time.perf_counter() - t0},
+        "metrics": metrics,
+    }
+    write_json(job_dir / "result.json", result)
+    return result

@@ -1,0 +1,1 @@
+"""Studies: expanding a grid into jobs and running them."""
