@@ -38,7 +38,7 @@ class JobConfig:
     train_attack_steps: int = 10
     eval_attacks: tuple = ("clean", "pgd20")
     aa_n_per_class: Optional[int] = None  # AutoAttack on a balanced subset of N per class; None = all
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 250  # fastest on CPU; the GPU path may raise it
     device: str = "auto"
     compile: bool = False
 

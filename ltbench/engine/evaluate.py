@@ -31,8 +31,7 @@ def predict(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, attack, devic
         for i in range(0, len(x_u8), batch_size):
             xb = x_u8[i:i + batch_size].to(device, non_blocking=True).float().div_(255)
             yb = y[i:i + batch_size].to(device, non_blocking=True)
-            if device.type == "cuda":
-                xb = xb.contiguous(memory_format=torch.channels_last)
+            xb = xb.contiguous(memory_format=torch.channels_last)
             if attack is not None:
                 xb = attack(model, xb, yb)
             with torch.no_grad(), autocast_for(device):

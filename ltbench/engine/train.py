@@ -81,9 +81,9 @@ class Trainer:
         head = self.method.build_head(model.feature_dim, self.info.num_classes, counts)
         if head is not None:
             model.head = head
-        self.model = model.to(dev)
+        # channels_last is faster on CUDA and, measured for the small CNN, on the CPU too.
+        self.model = model.to(dev, memory_format=torch.channels_last)
         if dev.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True
         self.forward_model = torch.compile(self.model) if cfg.compile else self.model
         self.steps_per_epoch = math.ceil(len(self.y_train) / cfg.batch_size)
@@ -133,8 +133,7 @@ class Trainer:
         if self.policy is not None:
             x = self.policy(x.cpu()).to(self.device)
         x = self.augment(x.float().div_(255), generator=self.aug_gen)
-        if self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
         return x, self.y_train[idx]
 
     def adversarial(self, x: torch.Tensor, y: torch.Tensor, ctx: BatchContext) -> torch.Tensor:
