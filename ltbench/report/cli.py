@@ -1,0 +1,57 @@
+"""``ltbench report STUDY [STUDY …]``: tables, figures and one self-contained HTML page.
+
+One study: the tables go into the study folder (``per_class.csv``, ``summary.csv``, ``summary.md``,
+``summary.tex`` …) and the page to ``reports/<study>.html``. Several studies are compared on one
+page (``reports/<A>__vs__<B>.html``; methods are prefixed by their study), with the tables in
+``reports/<A>__vs__<B>/``. A study that is still running, or has failed jobs, is reported as it
+stands: the page lists what is missing.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+
+def add_arguments(p) -> None:
+    p.add_argument("studies", nargs="+", metavar="STUDY", help="study folder(s); two or more are compared")
+    p.add_argument("--out", help="HTML file to write (default: reports/<study>.html, or reports/<A>__vs__<B>.html)")
+    p.add_argument("--tables-dir", help="where to write the CSV / Markdown / LaTeX tables (default: the study "
+                   "folder, or reports/<A>__vs__<B>/ when comparing)")
+    p.add_argument("--plots-dir", help="also write every figure as a PNG/SVG file into this folder")
+    p.add_argument("--attack", help="robust attack for the figures (default: AutoAttack, else PGD-20, else CW-20)")
+    p.add_argument("--title", help="page title")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("._") or "study"
+
+
+def main(args) -> int:
+    from ltbench.report.aggregate import load_study, study_labels, write_tables
+    from ltbench.report.html import build_report, write_report
+
+    paths = [Path(s) for s in args.studies]
+    labels = study_labels(paths)
+    studies = [load_study(p, label) for p, label in zip(paths, labels)]
+    name = "__vs__".join(_safe(label.replace("/", "_")) for label in labels)
+    out = Path(args.out) if args.out else Path("reports") / f"{name}.html"
+    tables_dir = Path(args.tables_dir) if args.tables_dir else (paths[0] if len(paths) == 1 else Path("reports") / name)
+
+    report = build_report(studies, attack=args.attack, title=args.title)
+    written = write_tables(report.tables, tables_dir)
+    page = write_report(report, out, args.plots_dir)
+    if not args.quiet:
+        for st in studies:
+            c = st.counts()
+            print(f"{st.label}: {c['done']} done, {c['failed']} failed, {c['running']} running, "
+                  f"{c['pending']} pending")
+            for job in st.jobs:
+                if job.status != "done":
+                    first = (job.error or "").strip().splitlines()
+                    print(f"  {job.status:<8} {job.name}" + (f": {first[-1]}" if first else ""))
+        print(f"tables: {', '.join(str(p) for p in written.values())}")
+        print(f"report: {page}")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,328 @@
+"""Figures of a report, rendered with matplotlib's object API (no pyplot, no global backend state).
+
+Every function takes tidy tables from :mod:`ltbench.report.aggregate` and returns a :class:`Plot`:
+the encoded image (SVG for line and scatter charts, which stay sharp at any zoom; PNG for heatmaps)
+ready to embed as a ``data:`` URI. A *series* is a method, or ``study: method`` when several studies
+are compared; a *panel* is one dataset × imbalance ratio.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from ltbench.report.aggregate import attack_label
+
+PNG_DPI = 110
+_RC = {"svg.hashsalt": "ltbench", "svg.fonttype": "path", "font.size": 8, "axes.titlesize": 9,
+       "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7, "ytick.labelsize": 7,
+       "axes.spines.top": False, "axes.spines.right": False}
+GROUP_SHADE = {"head": "#e8f0fe", "medium": "#f3f3f3", "tail": "#fdecea"}
+
+
+@dataclass
+class Plot:
+    """One encoded figure."""
+
+    key: str
+    title: str
+    caption: str
+    mime: str  # image/svg+xml or image/png
+    data: bytes
+    width: int  # CSS pixels
+    height: int
+
+    @property
+    def data_uri(self) -> str:
+        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+    @property
+    def ext(self) -> str:
+        return "svg" if self.mime == "image/svg+xml" else "png"
+
+
+def text(label) -> str:
+    """A label as literal text for matplotlib: ``$`` would start mathtext, a leading ``_`` hides a
+    legend entry."""
+    s = str(label).replace("$", r"\$")
+    return " " + s if s.startswith("_") else s
+
+
+def encode(fig: Figure, key: str, title: str, caption: str, fmt: str = "svg") -> Plot:
+    """Render ``fig`` as SVG or PNG (deterministic metadata) into a :class:`Plot`."""
+    buf = io.BytesIO()
+    with matplotlib.rc_context(_RC):
+        if fmt == "svg":
+            fig.savefig(buf, format="svg", metadata={"Date": None})
+        else:
+            fig.savefig(buf, format="png", dpi=PNG_DPI, metadata={"Software": None})
+    w, h = fig.get_size_inches()
+    return Plot(key, title, caption, "image/svg+xml" if fmt == "svg" else "image/png", buf.getvalue(),
+                int(w * 96), int(h * 96))
+
+
+def new_figure(width: float, height: float) -> Figure:
+    with matplotlib.rc_context(_RC):
+        return Figure(figsize=(width, height), layout="constrained")
+
+
+def colors(series: list[str]) -> dict[str, str]:
+    """A fixed colour per series (tab10, then tab20), so a method has one colour in every figure."""
+    cmap = matplotlib.colormaps["tab10" if len(series) <= 10 else "tab20"]
+    return {s: matplotlib.colors.to_hex(cmap(i % cmap.N)) for i, s in enumerate(series)}
+
+
+def with_series(df: pd.DataFrame, multi_study: bool) -> pd.DataFrame:
+    """Add the ``series`` column: the method, prefixed by the study when comparing studies."""
+    df = df.copy()
+    df["series"] = (df["study"].astype(str) + ": " + df["method"].astype(str)) if multi_study \
+        else df["method"].astype(str)
+    return df
+
+
+def panels(df: pd.DataFrame) -> list[tuple[str, float]]:
+    """The (dataset, ratio) pairs present, sorted."""
+    if df.empty:
+        return []
+    return sorted({(str(d), float(r)) for d, r in zip(df["dataset"], df["ratio"])})
+
+
+def panel_title(dataset: str, ratio: float) -> str:
+    imb = f" (imbalance {1 / ratio:g})" if ratio and ratio < 1 else ""
+    return f"{dataset}, ratio {ratio:g}{imb}"
+
+
+def _sel(df: pd.DataFrame, dataset: str, ratio: float) -> pd.DataFrame:
+    return df[(df["dataset"].astype(str) == dataset) & (df["ratio"].astype(float) == ratio)]
+
+
+def _class_axis(ax, per_rank: pd.DataFrame) -> None:
+    """Class names as x tick labels (head → tail), thinned out for many classes; group shading."""
+    ranks = per_rank["rank"].tolist()
+    names = [text(n) for n in per_rank["class_name"]]
+    step = 1 if len(ranks) <= 30 else math.ceil(len(ranks) / 25)
+    ax.set_xticks(ranks[::step])
+    ax.set_xticklabels(names[::step], rotation=45 if len(ranks) > 5 else 0, ha="right" if len(ranks) > 5 else "center")
+    ax.set_xlim(min(ranks) - 0.5, max(ranks) + 0.5)
+
+
+def _shade_groups(ax, per_rank: pd.DataFrame, label: bool = True) -> None:
+    for group, color in GROUP_SHADE.items():
+        r = per_rank.loc[per_rank["group"] == group, "rank"]
+        if len(r):
+            ax.axvspan(r.min() - 0.5, r.max() + 0.5, color=color, zorder=0, lw=0)
+            if label:
+                ax.text((r.min() + r.max()) / 2, 1.0, group, transform=ax.get_xaxis_transform(), ha="center",
+                        va="bottom", fontsize=7, color="#555")
+
+
+def per_class_accuracy(per_class: pd.DataFrame, attacks: list[str], dataset: str, ratio: float,
+                       palette: dict[str, str]) -> Optional[Plot]:
+    """The long-tail curve: per-class accuracy (mean ± std over seeds) per series, classes ordered
+    head → tail by training count, one row per attack, with the training counts below."""
+    df = _sel(per_class, dataset, ratio)
+    df = df[df["attack"].isin(attacks)]
+    if df.empty:
+        return None
+    attacks = [a for a in attacks if a in set(df["attack"])]
+    per_rank = (df.sort_values("rank").drop_duplicates("rank")[["rank", "class_name", "train_count", "group"]])
+    fig = new_figure(7.5, 2.4 * len(attacks) + 1.6)
+    axes = fig.subplots(len(attacks) + 1, 1, sharex=True,
+                        gridspec_kw={"height_ratios": [3] * len(attacks) + [1.3]})
+    for ax, attack in zip(axes, attacks):
+        _shade_groups(ax, per_rank, label=ax is axes[0])
+        sub = df[df["attack"] == attack]
+        for series, grp in sub.groupby("series", sort=False):
+            stats = grp.groupby("rank")["accuracy"].agg(["mean", "std"]).reset_index()
+            ax.plot(stats["rank"], 100 * stats["mean"], marker="o" if len(stats) <= 30 else None, ms=3, lw=1.4,
+                    color=palette[series], label=text(series))
+            if stats["std"].notna().any():
+                ax.fill_between(stats["rank"], (100 * (stats["mean"] - stats["std"].fillna(0))).clip(lower=0),
+                                (100 * (stats["mean"] + stats["std"].fillna(0))).clip(upper=100),
+                                color=palette[series], alpha=0.15, lw=0)
+        ax.set_ylabel(f"{attack_label(attack)} acc. (%)")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(loc="upper right", frameon=False, ncol=min(3, max(1, df["series"].nunique())))
+    ax = axes[-1]
+    ax.bar(per_rank["rank"], per_rank["train_count"].clip(lower=1), color="#888", width=0.7)
+    ax.set_yscale("log")
+    ax.set_ylabel("train n")
+    _class_axis(ax, per_rank)
+    fig.suptitle(text(panel_title(dataset, ratio)), fontsize=9)
+    key = f"per_class__{dataset}__r{ratio:g}"
+    return encode(fig, key, f"Per-class accuracy, {panel_title(dataset, ratio)}",
+                  "Classes ordered head → tail by training count (bottom, log scale); mean over seeds, band = ±1 std.")
+
+
+def tradeoff(jobs: pd.DataFrame, robust: str, palette: dict[str, str]) -> Optional[Plot]:
+    """Clean vs robust accuracy: one point per job (faint), the seed mean with ±1 std bars (solid)."""
+    if jobs.empty or robust is None:
+        return None
+    wide = jobs.pivot_table(index=["series", "dataset", "ratio", "seed", "job"], columns="attack",
+                            values="overall").reset_index()
+    if "clean" not in wide or robust not in wide:
+        return None
+    wide = wide.dropna(subset=["clean", robust])
+    keys = panels(wide)
+    if not keys:
+        return None
+    ncols = min(3, len(keys))
+    nrows = math.ceil(len(keys) / ncols)
+    fig = new_figure(3.4 * ncols + 0.3, 3.0 * nrows)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax, (dataset, ratio) in zip(axes, keys):
+        sub = _sel(wide, dataset, ratio)
+        for series, grp in sub.groupby("series", sort=False):
+            c = palette[series]
+            ax.scatter(100 * grp["clean"], 100 * grp[robust], s=12, color=c, alpha=0.35, lw=0)
+            mx, my = 100 * grp["clean"].mean(), 100 * grp[robust].mean()
+            sx = 100 * grp["clean"].std() if len(grp) > 1 else 0
+            sy = 100 * grp[robust].std() if len(grp) > 1 else 0
+            ax.errorbar(mx, my, xerr=sx, yerr=sy, fmt="o", ms=5, color=c, capsize=2, lw=1, label=text(series))
+            ax.annotate(text(series), (mx, my), textcoords="offset points", xytext=(4, 4), fontsize=7, color=c)
+        ax.set_title(text(panel_title(dataset, ratio)))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
+        ax.set_xlabel("clean accuracy (%)")
+        ax.set_ylabel(f"{attack_label(robust)} accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.margins(0.15)
+    for ax in axes[len(keys):]:
+        ax.set_visible(False)
+    return encode(fig, "tradeoff", f"Clean vs {attack_label(robust)} accuracy",
+                  "Faint points: single runs; solid: mean over seeds with ±1 std.")
+
+
+def training_curves(curves: pd.DataFrame, dataset: str, ratio: float, palette: dict[str, str]) -> Optional[Plot]:
+    """Training loss and accuracy on the training AEs per epoch (mean over the seeds that reached it)."""
+    df = _sel(curves, dataset, ratio)
+    if df.empty:
+        return None
+    fig = new_figure(7.5, 2.6)
+    axes = fig.subplots(1, 2)
+    for ax, (col, label) in zip(axes, (("loss", "training loss"), ("train_adv_acc", "train accuracy on AEs (%)"))):
+        for series, grp in df.groupby("series", sort=False):
+            stats = grp.groupby("epoch")[col].agg(["mean", "std"]).reset_index()
+            scale = 100 if col == "train_adv_acc" else 1
+            x = stats["epoch"] + 1
+            ax.plot(x, scale * stats["mean"], marker="o" if len(stats) < 15 else None, ms=3, lw=1.3,
+                    color=palette[series], label=text(series))
+            if stats["std"].notna().any():
+                lo = scale * (stats["mean"] - stats["std"].fillna(0))
+                hi = scale * (stats["mean"] + stats["std"].fillna(0))
+                if col == "train_adv_acc":
+                    lo, hi = lo.clip(lower=0), hi.clip(upper=100)
+                ax.fill_between(x, lo, hi, color=palette[series], alpha=0.15, lw=0)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(frameon=False)
+    fig.suptitle(text(panel_title(dataset, ratio)), fontsize=9)
+    return encode(fig, f"curves__{dataset}__r{ratio:g}", f"Training curves, {panel_title(dataset, ratio)}",
+                  "Mean over the seeds that reached each epoch (running jobs included), band = ±1 std.")
+
+
+def adv_prediction_heatmaps(adv: pd.DataFrame, dataset: str, ratio: float, series_order: list[str]) -> Optional[Plot]:
+    """Share of each class among the labels predicted on the training AEs, epoch × class (head →
+    tail), one heatmap per series on one colour scale: how the AEs drift towards the head."""
+    df = _sel(adv, dataset, ratio)
+    if df.empty:
+        return None
+    series = [s for s in series_order if s in set(df["series"])]
+    mats = {}
+    for s in series:
+        m = df[df["series"] == s].groupby(["epoch", "rank"])["fraction"].mean().unstack("rank").sort_index()
+        mats[s] = m
+    vmax = max(float(np.nanmax(m.to_numpy())) for m in mats.values())
+    ncols = min(4, len(series))
+    nrows = math.ceil(len(series) / ncols)
+    n_ep = max(len(m) for m in mats.values())
+    fig = new_figure(2.3 * ncols + 0.8, nrows * (0.9 + min(3.0, 0.12 * n_ep + 0.6)))
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    im = None
+    for ax, s in zip(axes, series):
+        m = mats[s]
+        im = ax.imshow(m.to_numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest",
+                       extent=(-0.5, m.shape[1] - 0.5, m.index.max() + 1.5, m.index.min() + 0.5))
+        ax.set_title(text(s))
+        ax.set_ylabel("epoch")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("class (head → tail)")
+        if m.shape[1] <= 12:
+            ax.set_xticks(range(m.shape[1]))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    for ax in axes[len(series):]:
+        ax.set_visible(False)
+    if im is not None:
+        fig.colorbar(im, ax=axes[:len(series)].tolist(), shrink=0.8, label="share of AE predictions")
+    fig.suptitle(text(panel_title(dataset, ratio)), fontsize=9)
+    return encode(fig, f"adv_pred__{dataset}__r{ratio:g}",
+                  f"Labels predicted on the training AEs, {panel_title(dataset, ratio)}",
+                  "Per epoch (rows) the share of the training AEs predicted as each class (columns, head → tail "
+                  "by training count; column k = k-th largest class), mean over seeds.", fmt="png")
+
+
+def tail_share(adv: pd.DataFrame, dataset: str, ratio: float, palette: dict[str, str]) -> Optional[Plot]:
+    """Share of training-AE predictions that fall in the tail classes per epoch, against the tail
+    classes' share of the training set (dashed): below the line = AEs pushed towards the head."""
+    df = _sel(adv, dataset, ratio)
+    if df.empty:
+        return None
+    fig = new_figure(5.0, 2.6)
+    ax = fig.subplots()
+    for series, grp in df.groupby("series", sort=False):
+        per_job = grp[grp["group"] == "tail"].groupby(["job", "epoch"])["fraction"].sum().reset_index()
+        stats = per_job.groupby("epoch")["fraction"].mean()
+        ax.plot(stats.index + 1, 100 * stats.to_numpy(), marker="o" if len(stats) < 15 else None, ms=3,
+                color=palette[series], label=text(series))
+    first = df[df["job"] == df["job"].iloc[0]].drop_duplicates("class_index")
+    total = first["train_count"].sum()
+    if total > 0:
+        ax.axhline(100 * first.loc[first["group"] == "tail", "train_count"].sum() / total, ls="--", color="#555",
+                   lw=1, label="tail share of training set")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("AE predictions in tail (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False)
+    ax.set_title(text(panel_title(dataset, ratio)))
+    return encode(fig, f"tail_share__{dataset}__r{ratio:g}", f"Tail share of AE predictions, {panel_title(dataset, ratio)}",
+                  "Dashed: the tail classes' share of the training set.")
+
+
+def pair_per_class(per_class: pd.DataFrame, a: str, b: str, attacks: list[str], dataset: str, ratio: float,
+                   palette: dict[str, str], key: str) -> Optional[Plot]:
+    """Grouped bars of per-class accuracy for two series side by side (head → tail), one row per attack."""
+    df = _sel(per_class, dataset, ratio)
+    df = df[df["series"].isin([a, b]) & df["attack"].isin(attacks)]
+    if df.empty:
+        return None
+    attacks = [x for x in attacks if x in set(df["attack"])]
+    per_rank = df.sort_values("rank").drop_duplicates("rank")
+    fig = new_figure(7.5, 2.2 * len(attacks) + 0.6)
+    axes = np.atleast_1d(fig.subplots(len(attacks), 1, sharex=True, squeeze=False)).ravel()
+    for ax, attack in zip(axes, attacks):
+        _shade_groups(ax, per_rank, label=ax is axes[0])
+        for off, s in ((-0.2, a), (0.2, b)):
+            stats = df[(df["attack"] == attack) & (df["series"] == s)].groupby("rank")["accuracy"].agg(["mean", "std"])
+            if stats.empty:
+                continue
+            ax.bar(stats.index + off, 100 * stats["mean"], width=0.38, color=palette.get(s, "#777"), label=text(s),
+                   yerr=100 * stats["std"].fillna(0), error_kw={"lw": 0.7, "capsize": 1.5})
+        ax.set_ylabel(f"{attack_label(attack)} acc. (%)")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(frameon=False, loc="upper right")
+    _class_axis(axes[-1], per_rank)
+    fig.suptitle(text(panel_title(dataset, ratio)), fontsize=9)
+    return encode(fig, key, f"{a} vs {b}: per-class accuracy, {panel_title(dataset, ratio)}",
+                  "Mean over seeds, whiskers = ±1 std; classes head → tail.")
