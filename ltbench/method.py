@@ -12,6 +12,11 @@ method's name. Every hook's default is PGD-AT (Madry et al., ICLR 2018):
   into next epoch's state; state round-trips through ``state_dict``/``load_state_dict``.
 
 Hyper-parameters are a dataclass ``Config`` nested in the class, with the paper's defaults.
+Variants and ablations are boolean fields of that dataclass (``reat.tail=false``), or a registered
+subclass (``reat-official``); :func:`parse_method_spec` turns ``"reat --no-tail"`` into those.
+
+The loss pieces several methods share (effective-number weights, Balanced Softmax, the row-wise KL
+of TRADES/MART, TRADES' small Gaussian start) live at the end of this module.
 """
 from __future__ import annotations
 
@@ -101,6 +106,10 @@ class Method:
     def load_state_dict(self, state: dict) -> None:
         pass
 
+    def config_dict(self) -> dict[str, Any]:
+        """The resolved hyper-parameters (defaults plus overrides), JSON-ready."""
+        return dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else {}
+
     def to(self, device: torch.device) -> "Method":
         """Move tensor attributes to ``device``."""
         for k, v in list(vars(self).items()):
@@ -155,3 +164,72 @@ def build_method(name: str, overrides: dict[str, Any], num_classes: int, class_c
     cls = METHODS.get(name)
     config = parse_overrides(name, cls.Config, overrides)
     return cls(config, num_classes, class_counts)
+
+
+def parse_method_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """Split ``"reat --no-tail --tail_weight=0.5"`` into ``("reat", {"tail": "false", "tail_weight": "0.5"})``.
+
+    ``--no-X`` sets the boolean field ``X`` to false, ``--X`` sets it to true, ``--X=V`` sets ``X``
+    to ``V``; dashes in ``X`` become underscores. The values stay strings, for
+    :func:`parse_overrides` to type-check against the method's ``Config``.
+    """
+    parts = spec.split()
+    if not parts:
+        raise LtbenchError("empty method name")
+    name, overrides = parts[0], {}
+    for flag in parts[1:]:
+        if not flag.startswith("--") or len(flag) < 3:
+            raise LtbenchError(f"method flag {flag!r} in {spec!r} should look like --no-KEY, --KEY or --KEY=VALUE")
+        key, sep, value = flag[2:].partition("=")
+        if not sep:
+            key, value = (key[3:], "false") if key.startswith("no-") else (key, "true")
+        overrides[key.replace("-", "_")] = value
+    return name, overrides
+
+
+# --- loss pieces shared by several methods ----------------------------------------------
+
+
+def small_normal_start(x: torch.Tensor, std: float = 0.001) -> torch.Tensor:
+    """δ₀ = std · N(0, I): the start of TRADES' Algorithm 1 (Zhang et al. 2019), reused by its successors."""
+    return torch.randn_like(x).mul_(std)
+
+
+def effective_number(n: torch.Tensor, one_minus_beta: torch.Tensor | float) -> torch.Tensor:
+    """Effective number of samples (Cui et al., CVPR 2019, Sec. 3): E_n = (1 − βⁿ) / (1 − β), elementwise.
+
+    Takes 1 − β (not β) so that β close to 1 keeps its precision; computed as
+    −expm1(n · log1p(−(1 − β))) / (1 − β). E_0 = 0 for every β, and β = 0 gives E_n = 1 for n ≥ 1.
+    """
+    n = n.float()
+    omb = torch.as_tensor(one_minus_beta, dtype=torch.float32, device=n.device)
+    safe_n = torch.where(n > 0, n, torch.ones_like(n))  # 0 · log(0) would be NaN where β = 0
+    e = -torch.expm1(safe_n * torch.log1p(-omb)) / omb
+    return torch.where(n > 0, e, torch.zeros_like(e))
+
+
+def class_balanced_weights(class_counts: torch.Tensor, beta: float) -> torch.Tensor:
+    """Class-balanced weights (Cui et al., CVPR 2019, Sec. 4): w_i ∝ 1 / E_{N_i} with one β, Σ w_i = C."""
+    if not 0.0 <= beta < 1.0:
+        raise LtbenchError(f"class-balanced beta must be in [0, 1), got {beta}")
+    counts = class_counts.float().clamp_min(1.0)
+    w = 1.0 / effective_number(counts, 1.0 - beta)
+    return w * (counts.numel() / w.sum())
+
+
+def balanced_softmax_ce(logits: torch.Tensor, y: torch.Tensor, class_counts: torch.Tensor,
+                        tau: float = 1.0, reduction: str = "mean") -> torch.Tensor:
+    """Balanced Softmax cross-entropy (Ren et al., "Balanced Meta-Softmax", NeurIPS 2020): CE(z + τ·log N, y).
+
+    τ = 1 is Balanced Softmax (log N_i and the log prior differ by a constant, which the softmax
+    ignores); other τ give Menon et al.'s logit-adjusted loss. Counts below 1 are taken as 1.
+    """
+    log_counts = class_counts.float().clamp_min(1.0).log()
+    return F.cross_entropy(logits.float() + tau * log_counts, y, reduction=reduction)
+
+
+def kl_rows(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
+    """KL(softmax(logits_p) ‖ softmax(logits_q)) per row: the TRADES/MART robustness term."""
+    log_p = F.log_softmax(logits_p.float(), dim=1)
+    log_q = F.log_softmax(logits_q.float(), dim=1)
+    return (log_p.exp() * (log_p - log_q)).sum(1)
