@@ -1,4 +1,14 @@
-"""``ltbench run``: expand the grid, run every unfinished job, print the per-class table."""
+"""``ltbench run``: expand the grid into a study, run every unfinished job, report.
+
+Order of work, so that bad input leaves nothing behind: merge preset and flags → build and
+validate every job (names, ratios, epochs, method parameters, attacks) → check the output folder
+and that existing jobs in it have the same configuration → check the executor (GPUs, Slurm) —
+and only then create/extend the study folder and run. Finished jobs are skipped, unfinished ones
+resume from their last checkpoint, failed ones are reported (``--retry-failed`` reruns them).
+
+Exit status: 0 when every job of the grid is done (or running in another runner), 1 when a job
+failed or was interrupted, 2 for bad input.
+"""
 from __future__ import annotations
 
 import sys
@@ -9,33 +19,54 @@ from ltbench.errors import LtbenchError
 
 
 def add_arguments(p):
-    p.add_argument("--preset", help="a shipped recipe (see `ltbench list presets`); flags override it")
-    p.add_argument("--methods", nargs="+", help="method names (see `ltbench list methods`)")
-    p.add_argument("--datasets", nargs="+", help="dataset names")
-    p.add_argument("--ratios", nargs="+", type=float, help="imbalance ratios in (0, 1] (0.01 = 100:1)")
-    p.add_argument("--seeds", nargs="+", type=int)
-    p.add_argument("--model", help="model name (see `ltbench list models`)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--eps", type=float, help="L∞ budget (default: the dataset's)")
-    p.add_argument("--step", type=float, help="PGD step size (default: the dataset's)")
-    p.add_argument("--train-attack-steps", type=int)
-    p.add_argument("--attacks", nargs="+", help="evaluation attacks (default: clean pgd20)")
-    p.add_argument("--augment", choices=["randaugment", "autoaugment"])
-    p.add_argument("--profile", choices=["exp", "step"])
-    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: auto)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+    g = p.add_argument_group("the grid (flags override --preset)")
+    g.add_argument("--preset", help="a shipped recipe (see `ltbench list presets`); flags override it")
+    g.add_argument("--methods", nargs="+", help="method names (see `ltbench list methods`)")
+    g.add_argument("--datasets", nargs="+", help="dataset names")
+    g.add_argument("--ratios", nargs="+", type=float, help="imbalance ratios in (0, 1] (0.01 = 100:1)")
+    g.add_argument("--seeds", nargs="+", type=int)
+    g.add_argument("--model", help="model name (see `ltbench list models`)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--eps", type=float, help="L∞ budget (default: the dataset's)")
+    g.add_argument("--step", type=float, help="PGD step size (default: the dataset's)")
+    g.add_argument("--train-attack-steps", type=int)
+    g.add_argument("--attacks", nargs="+", help="evaluation attacks (default: clean pgd20)")
+    g.add_argument("--augment", choices=["randaugment", "autoaugment"])
+    g.add_argument("--profile", choices=["exp", "step"])
+    g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: auto)")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="method or model parameter, e.g. reat.tail_weight=0.5 or model.width=32")
-    p.add_argument("--methods-dir", action="append", default=[], metavar="DIR",
+    g.add_argument("--methods-dir", action="append", default=[], metavar="DIR",
                    help="also load methods from the .py files in DIR")
-    p.add_argument("--out", help="study folder (default: results/<preset or 'study'>)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    g.add_argument("--out", help="study folder (default: results/<preset or 'study'>)")
+
+    e = p.add_argument_group("running")
+    e.add_argument("--executor", choices=["local", "slurm"], default="local",
+                   help="local worker processes (default) or one Slurm array task per job")
+    e.add_argument("--gpus", help="local: GPU ids to use, one worker each, e.g. 0,1,2,3 (default: all visible)")
+    e.add_argument("--workers", type=int, help="local: number of CPU worker processes (default 1 without GPUs)")
+    e.add_argument("--retry-failed", action="store_true", help="rerun jobs that failed before (resuming them)")
+    e.add_argument("--quiet", action="store_true", help="no progress output")
+
+    s = p.add_argument_group("Slurm (--executor slurm)")
+    s.add_argument("--partition", help="Slurm partition (default: the cluster's default)")
+    s.add_argument("--time", default="24:00:00", help="time limit per job, Slurm format (default 24:00:00); "
+                   "a job that reaches it is requeued and resumes")
+    s.add_argument("--gpus-per-job", type=int, default=1, help="GPUs per array task (default 1; 0 for CPU)")
+    s.add_argument("--cpus-per-job", type=int, help="CPU cores per array task")
+    s.add_argument("--mem", help="memory per array task, Slurm format (e.g. 32G)")
+    s.add_argument("--max-parallel", type=int, help="at most this many tasks running at once")
+    s.add_argument("--slurm-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other sbatch option, e.g. account=abc or qos=high")
+    s.add_argument("--no-wait", action="store_true", help="submit and return; `ltbench status` shows progress")
 
 
 FIELDS = {"model": "model", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "eps": "eps",
           "step": "step", "train_attack_steps": "train_attack_steps", "augment": "augment",
           "profile": "profile", "device": "device"}
+GRID_KEYS = ("methods", "datasets", "ratios", "seeds")
 
 
 def parse_sets(items: list[str]) -> tuple[dict, dict]:
@@ -68,15 +99,15 @@ def study_spec(args) -> dict:
     from ltbench.presets import load_preset
 
     spec = load_preset(args.preset) if args.preset else {}
-    for key in ("methods", "datasets", "ratios", "seeds"):
-        if getattr(args, key) is not None:
+    for key in GRID_KEYS:
+        if getattr(args, key, None) is not None:
             spec[key] = getattr(args, key)
     for arg, field in FIELDS.items():
         if getattr(args, arg, None) is not None:
             spec[field] = getattr(args, arg)
-    if args.attacks:
+    if getattr(args, "attacks", None):
         spec["eval_attacks"] = args.attacks
-    method_params, model_params = parse_sets(args.set)
+    method_params, model_params = parse_sets(getattr(args, "set", []) or [])
     spec.setdefault("method_params", {})
     for m, params in method_params.items():
         spec["method_params"].setdefault(m, {}).update(params)
@@ -85,64 +116,226 @@ def study_spec(args) -> dict:
     spec.setdefault("datasets", ["fmnist"])
     spec.setdefault("ratios", [0.01])
     spec.setdefault("seeds", [0])
-    if args.out:
+    for key in GRID_KEYS:
+        if not isinstance(spec[key], list) or not spec[key]:
+            raise LtbenchError(f"{key} must be a non-empty list, got {spec[key]!r}")
+    if getattr(args, "out", None):
         spec["out"] = args.out
     spec.setdefault("out", f"results/{args.preset or 'study'}")
     return spec
 
 
 def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
+    """Every job of the grid, validated (unknown names and bad values raise LtbenchError)."""
     from ltbench.runner.study import check_names
 
-    base_fields = {k: v for k, v in spec.items() if k not in ("methods", "datasets", "ratios", "seeds", "out",
-                                                               "method_params")}
+    base_fields = {k: v for k, v in spec.items() if k not in (*GRID_KEYS, "out", "method_params")}
+    unknown = set(spec["method_params"]) - set(spec["methods"])
+    if unknown:
+        raise LtbenchError(f"--set names method(s) not in this study: {', '.join(sorted(unknown))}")
     jobs = []
     for m in spec["methods"]:
         for d in spec["datasets"]:
             for r in spec["ratios"]:
                 for s in spec["seeds"]:
-                    cfg = JobConfig.from_dict({**base_fields, "method": m, "dataset": d, "ratio": float(r),
-                                               "seed": int(s),
+                    try:
+                        ratio, seed = float(r), int(s)
+                    except (TypeError, ValueError):
+                        raise LtbenchError(f"bad ratio {r!r} or seed {s!r}") from None
+                    cfg = JobConfig.from_dict({**base_fields, "method": m, "dataset": d, "ratio": ratio,
+                                               "seed": seed,
                                                "method_params": dict(spec["method_params"].get(m, {}))})
                     jobs.append(cfg.validate())
-    unknown = set(spec["method_params"]) - set(spec["methods"])
-    if unknown:
-        raise LtbenchError(f"--set names method(s) not in this study: {', '.join(sorted(unknown))}")
+    names = [j.job_name for j in jobs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise LtbenchError(f"the grid names the same job twice: {', '.join(dupes)}")
     check_names(jobs, methods_dirs)
     return jobs
 
 
+def make_executor(args, spec: dict):
+    """The executor the flags ask for, checked against this machine (raises LtbenchError)."""
+    from ltbench.runner import local
+
+    retry = bool(getattr(args, "retry_failed", False))
+    methods_dirs = getattr(args, "methods_dir", []) or []
+    if getattr(args, "executor", "local") == "slurm":
+        from ltbench.runner import slurm
+
+        if args.gpus or args.workers:
+            raise LtbenchError("--gpus/--workers are for --executor local; use --gpus-per-job with Slurm")
+        if args.gpus_per_job is not None and args.gpus_per_job < 0:
+            raise LtbenchError(f"--gpus-per-job must be ≥ 0, got {args.gpus_per_job}")
+        for flag in ("cpus_per_job", "max_parallel"):
+            value = getattr(args, flag)
+            if value is not None and value < 1:
+                raise LtbenchError(f"--{flag.replace('_', '-')} must be ≥ 1, got {value}")
+        extra = {}
+        for item in args.slurm_arg:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise LtbenchError(f"--slurm-arg expects KEY=VALUE, got {item!r}")
+            extra[key.lstrip("-")] = value
+        time_min = slurm.parse_time(args.time)
+        slurm.check_slurm(args.partition)
+        return slurm.SlurmExecutor(args.partition, time_min, args.gpus_per_job, args.cpus_per_job, args.mem,
+                                   args.max_parallel, extra, methods_dirs, retry, wait=not args.no_wait)
+
+    import torch
+
+    device = str(spec.get("device", "auto"))
+    if args.gpus and args.workers:
+        raise LtbenchError("give either --gpus (one worker per GPU) or --workers (CPU workers), not both")
+    if args.workers is not None:
+        if args.workers < 1:
+            raise LtbenchError(f"--workers must be at least 1, got {args.workers}")
+        if device.startswith("cuda"):
+            raise LtbenchError("--workers starts CPU workers; with --device cuda use --gpus")
+        return local.LocalExecutor(local.cpu_slots(args.workers), methods_dirs, retry)
+    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.startswith("cuda") and n_gpus == 0:
+        raise LtbenchError(f"--device {device}: no CUDA device is visible")
+    if device.startswith("cuda:"):
+        if args.gpus:
+            raise LtbenchError(f"--device {device} pins one GPU; use --device cuda with --gpus for several")
+        return local.LocalExecutor([local.Slot(device)], methods_dirs, retry)
+    if args.gpus:
+        if n_gpus == 0 or device == "cpu":
+            raise LtbenchError("--gpus given, but " + ("no CUDA device is visible" if n_gpus == 0
+                                                        else "--device cpu"))
+        try:
+            ids = [int(x) for x in args.gpus.split(",") if x.strip()]
+        except ValueError:
+            raise LtbenchError(f"--gpus expects comma-separated GPU ids, e.g. 0,1, got {args.gpus!r}") from None
+        bad = [i for i in ids if not 0 <= i < n_gpus]
+        if not ids or bad or len(set(ids)) != len(ids):
+            raise LtbenchError(f"--gpus {args.gpus}: ids must be distinct, in 0…{n_gpus - 1}")
+        return local.LocalExecutor(local.gpu_slots(ids), methods_dirs, retry)
+    if n_gpus and device in ("auto", "cuda"):
+        return local.LocalExecutor(local.gpu_slots(list(range(n_gpus))), methods_dirs, retry)
+    return local.LocalExecutor(local.cpu_slots(1), methods_dirs, retry)
+
+
 def main(args) -> int:
-    from ltbench.engine.train import run_job
-    from ltbench.runner.study import check_writable
+    from ltbench.runner import job as J
+    from ltbench.runner.display import describe, make_display
+    from ltbench.runner.study import DONE, FAILED, RUNNING, Study, check_data, check_writable, job_status
 
     spec = study_spec(args)
     jobs = build_jobs(spec, args.methods_dir)
     out = Path(spec["out"])
     check_writable(out)
-    done = 0
-    for i, cfg in enumerate(jobs):
-        job_dir = out / cfg.job_name
-        if (job_dir / "result.json").exists():
-            print(f"[{i + 1}/{len(jobs)}] {cfg.job_name}: done, skipped")
-            done += 1
-            continue
-        progress = None if args.quiet else _progress_printer(f"[{i + 1}/{len(jobs)}] {cfg.job_name}")
-        result = run_job(cfg, job_dir, progress)
-        if not args.quiet:
-            sys.stderr.write("\n")
-        print_result_table(cfg.job_name, result)
-        done += 1
-    print(f"results written to {out.resolve()}")
-    return 0
+    Study.check_compatible(out, jobs)
+    executor = make_executor(args, spec)
+    if getattr(args, "executor", "local") == "local":  # Slurm: the data is checked where the jobs run
+        to_run = [cfg for cfg in jobs if job_status(out / cfg.job_name).state not in (DONE, RUNNING)]
+        check_data([cfg.dataset for cfg in to_run])
+
+    launched = Path(sys.argv[0]).name in ("ltbench", "__main__.py") if sys.argv else False
+    study = Study.prepare(out, spec, jobs, command=["ltbench", *sys.argv[1:]] if launched else None)
+    from ltbench.runner.slurm import queued_in_slurm
+
+    outcomes: dict[str, dict] = {}
+    queue = []
+    queued = queued_in_slurm([study.job_dir(cfg.job_name) for cfg in jobs])
+    for cfg in jobs:
+        name = cfg.job_name
+        state = study.status(name)
+        if name in queued and state.state != DONE:  # an earlier --no-wait submission will run it
+            outcomes[name] = {"job": name, "outcome": J.BUSY, "error": f"queued in Slurm as {queued[name]}"}
+        elif state.state == DONE:
+            outcomes[name] = {"job": name, "outcome": J.ALREADY_DONE}
+        elif state.state == FAILED and not args.retry_failed:
+            outcomes[name] = {"job": name, "outcome": J.FAILED_BEFORE, **J.read_failure(study.job_dir(name))}
+        elif state.state == RUNNING:
+            outcomes[name] = {"job": name, "outcome": J.BUSY}
+        else:
+            queue.append(name)
+
+    quiet = bool(getattr(args, "quiet", False))
+    say = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    counts = [f"{n} {label}" for k, label in ((J.ALREADY_DONE, "already done"), (J.FAILED_BEFORE, "failed before"),
+                                              (J.BUSY, "running elsewhere"))
+              if (n := sum(o["outcome"] == k for o in outcomes.values()))]
+    say(f"study {out} ({len(jobs)} job{'s' * (len(jobs) != 1)}): " + ", ".join([f"{len(queue)} to run", *counts]))
+    for name, o in outcomes.items():
+        if o["outcome"] in (J.FAILED_BEFORE, J.BUSY):
+            say(f"  {name}: {describe(o)}")
+
+    if queue:
+        slots = [s.name for s in getattr(executor, "slots", [])][:len(queue)]
+        display = make_display(len(jobs), len(jobs) - len(queue), slots, quiet)
+        try:
+            outcomes.update(executor.run(study, queue, display))
+        except KeyboardInterrupt:
+            display.close()
+            if getattr(executor, "slots", None):  # local workers were stopped (Slurm tasks go on)
+                    say(f"stopped; unfinished jobs resume from their last checkpoint when you re-run the same "
+                    f"command (`ltbench status {out}` lists them)")
+            raise
+        finally:
+            display.close()
+        if getattr(executor, "wait", True) is False:
+            return 0
+
+    return report(study, jobs, outcomes, quiet)
 
 
-def _progress_printer(prefix: str):
-    def show(msg: str) -> None:
-        sys.stderr.write(f"\r{prefix} {msg}\033[K")
-        sys.stderr.flush()
+def report(study, jobs: list[JobConfig], outcomes: dict[str, dict], quiet: bool = False) -> int:
+    """Print the results (per-class tables for a small study, else one line per job); exit status."""
+    import json
 
-    return show
+    from ltbench.runner import job as J
+    from ltbench.runner.display import describe
+
+    bad = [n for n, o in outcomes.items() if o["outcome"] in (J.FAILED_NOW, J.FAILED_BEFORE, "interrupted")]
+    unfinished = [cfg.job_name for cfg in jobs if cfg.job_name not in outcomes]
+    results = {}
+    for cfg in jobs:
+        path = study.job_dir(cfg.job_name) / J.RESULT
+        if path.exists():
+            try:
+                results[cfg.job_name] = json.loads(path.read_text())
+            except (OSError, ValueError):
+                pass
+    if not quiet:
+        if len(jobs) <= 2:
+            for name, result in results.items():
+                print_result_table(name, result)
+        elif results:
+            print_summary(results)
+        if bad:
+            print(f"\n{len(bad)} job(s) did not finish:")
+            for name in bad:
+                where = study.job_dir(name) / (J.ERROR if (study.job_dir(name) / J.ERROR).exists() else J.LOG)
+                print(f"  {name}: {describe(outcomes[name])}\n    see {where}")
+            if any(outcomes[n]["outcome"] in (J.FAILED_NOW, J.FAILED_BEFORE) for n in bad):
+                print("  (--retry-failed reruns the failed ones; interrupted ones resume on any re-run)")
+        busy = [n for n, o in outcomes.items() if o["outcome"] == J.BUSY and n not in results]
+        if busy:
+            print(f"\n{len(busy)} job(s) are running elsewhere; `ltbench status {study.root}` follows them")
+        print(f"\nresults written to {study.root.resolve()}  ({len(results)}/{len(jobs)} jobs done)")
+    return 1 if bad or unfinished else 0
+
+
+def print_summary(results: dict[str, dict]) -> None:
+    """One line per finished job: overall and tail accuracy under each attack."""
+    attacks = []
+    for r in results.values():
+        for a in r.get("metrics", {}):
+            if a not in attacks:
+                attacks.append(a)
+    width = max(len(n) for n in results)
+    header = f"{'job':<{width}}" + "".join(f"{a + ' all/tail':>18}" for a in attacks)
+    print("\n" + header)
+    print("-" * len(header))
+    for name, r in results.items():
+        cells = []
+        for a in attacks:
+            m = r.get("metrics", {}).get(a)
+            cells.append(f"{100 * m['overall']:>10.1f}/{100 * m['tail']:>5.1f}%" if m else f"{'–':>18}")
+        print(f"{name:<{width}}" + "".join(f"{c:>18}" for c in cells))
 
 
 def print_result_table(name: str, result: dict) -> None:

@@ -1,0 +1,266 @@
+"""Running one job of a study, safely: lock, log file, progress file, failure record.
+
+:func:`execute_job` is what every executor calls, in whatever process runs the job (a local
+worker, a Slurm array task). It
+
+* takes the job's lock (``.lock`` in the job folder, ``fcntl.flock``), so two runners started
+  on the same study never run the same job; the kernel drops the lock when the process dies,
+  which is also how ``ltbench status`` tells a running job from a killed one;
+* skips a job that is already done (``result.json``), or that failed before (``failed.json``)
+  unless ``retry_failed``;
+* appends the job's output (stdout, stderr, warnings, one line per epoch) to ``log.txt``;
+* writes ``running.json`` (host, process id, start) and, every few seconds, ``progress.txt``;
+* runs :func:`ltbench.engine.train.run_job`, which resumes from the last checkpoint;
+* on an exception, writes ``failed.json`` (error, type, phase, epoch, host, traceback) and ``error.txt``
+  (the traceback) and returns — the caller goes on with the next job.
+
+Every file here is written atomically (temporary file + rename), except ``log.txt``, which is
+append-only and only ever read by people.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import socket
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+from ltbench.io import write_json, write_text
+
+LOCK = ".lock"
+RESULT = "result.json"
+FAILED = "failed.json"
+ERROR = "error.txt"
+RUNNING = "running.json"
+PROGRESS = "progress.txt"
+LOG = "log.txt"
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+
+# Outcomes of one call of execute_job.
+FINISHED = "finished"          # trained (or resumed) and evaluated now
+ALREADY_DONE = "done"          # result.json existed
+FAILED_NOW = "failed"          # raised now; failed.json written
+FAILED_BEFORE = "failed-before"  # failed.json existed and retry_failed was False
+BUSY = "busy"                  # another process holds the job's lock
+
+PROGRESS_INTERVAL_S = 2.0
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601, to the second."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+class JobLock:
+    """An exclusive ``flock`` on ``<job_dir>/.lock``, held while the job runs.
+
+    ``acquire`` retries for ``patience_s`` seconds: a concurrent ``ltbench status`` probes the
+    lock for a few microseconds, and must not make a runner skip a free job.
+    """
+
+    def __init__(self, job_dir: Path):
+        self.path = Path(job_dir) / LOCK
+        self.fd: Optional[int] = None
+
+    def acquire(self, patience_s: float = 0.5) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.fd = fd
+                return True
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    os.close(fd)
+                    raise
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return False
+            time.sleep(0.05)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> "JobLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def is_locked(job_dir: Path) -> bool:
+    """True when some process holds the job's lock (the job is running). Creates nothing."""
+    path = Path(job_dir) / LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def redirect_output(path: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors 1 and 2) to ``path`` (appending)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    log = open(path, "a", buffering=1)
+    saved = os.dup(1), os.dup(2)
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+        log.close()
+
+
+class ProgressTracker:
+    """Forwards progress messages, logs each new epoch/phase, and writes ``progress.txt``.
+
+    ``progress.txt`` (one line, atomic, at most every :data:`PROGRESS_INTERVAL_S`) is what
+    ``ltbench status`` and the Slurm executor show for a running job.
+    """
+
+    def __init__(self, job_dir: Path, forward: Optional[Callable[[str], None]] = None):
+        self.job_dir = job_dir
+        self.forward = forward
+        self.last_phase = ""
+        self.last_write = 0.0
+
+    def __call__(self, msg: str) -> None:
+        phase = msg.split(" batch ")[0]
+        if phase != self.last_phase:
+            self.last_phase = phase
+            print(f"{now_iso()} {phase}", flush=True)
+        now = time.monotonic()
+        if now - self.last_write >= PROGRESS_INTERVAL_S:
+            self.last_write = now
+            write_text(self.job_dir / PROGRESS, msg + "\n")
+        if self.forward is not None:
+            self.forward(msg)
+
+
+def _slurm_id() -> Optional[str]:
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+def failure_record(exc: BaseException, job_dir: Path, epochs: int) -> dict:
+    """What ``failed.json`` holds: one-line error, exception type, phase, epoch, traceback.
+
+    ``epoch`` (1-based) is the exception's own (``TrainingDiverged``) or the first epoch without
+    a log line; ``phase`` is ``training`` or ``evaluation`` (all epochs were done).
+    """
+    from ltbench.io import read_jsonl
+
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        done = len(read_jsonl(job_dir / METRICS))
+    except (OSError, ValueError):
+        done = 0
+    epoch = getattr(exc, "epoch", None) or (done + 1 if done < epochs else None)
+    return {
+        "error": f"{type(exc).__name__}: {exc}".strip(),
+        "type": type(exc).__name__,
+        "phase": "training" if epoch is not None else "evaluation",
+        "epoch": epoch,
+        "time": now_iso(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "slurm_job": _slurm_id(),
+        "traceback": tb,
+    }
+
+
+def execute_job(job_dir: Path, cfg, progress: Optional[Callable[[str], None]] = None,
+                retry_failed: bool = False) -> dict:
+    """Run one job under its lock; never raises for a failure of the job itself.
+
+    Returns ``{"job", "outcome", "error"?, "epoch"?}`` with ``outcome`` one of
+    :data:`FINISHED`, :data:`ALREADY_DONE`, :data:`FAILED_NOW`, :data:`FAILED_BEFORE`,
+    :data:`BUSY`. ``KeyboardInterrupt``/``SystemExit`` propagate, leaving the job resumable.
+    """
+    from ltbench.engine.train import run_job
+
+    job_dir = Path(job_dir)
+    name = job_dir.name
+    lock = JobLock(job_dir)
+    if not lock.acquire():
+        return {"job": name, "outcome": BUSY}
+    try:
+        if (job_dir / RESULT).exists():
+            return {"job": name, "outcome": ALREADY_DONE}
+        if (job_dir / FAILED).exists():
+            if not retry_failed:
+                return {"job": name, "outcome": FAILED_BEFORE, **read_failure(job_dir)}
+            for stale in (FAILED, ERROR):
+                (job_dir / stale).unlink(missing_ok=True)
+        write_json(job_dir / RUNNING, {"host": socket.gethostname(), "pid": os.getpid(),
+                                       "started": now_iso(), "slurm_job": _slurm_id()})
+        tracker = ProgressTracker(job_dir, progress)
+        with redirect_output(job_dir / LOG):
+            print(f"{now_iso()} start {name} on {socket.gethostname()} pid {os.getpid()}"
+                  + (f" slurm {_slurm_id()}" if _slurm_id() else ""), flush=True)
+            try:
+                result = run_job(cfg, job_dir, tracker)
+            except Exception as exc:  # the job failed; the runner goes on with the others
+                record = failure_record(exc, job_dir, int(cfg.epochs))
+                print(record["traceback"], end="", flush=True)
+                print(f"{now_iso()} FAILED: {record['error']}", flush=True)
+                write_text(job_dir / ERROR, record["traceback"])
+                write_json(job_dir / FAILED, record)
+                return {"job": name, "outcome": FAILED_NOW, "error": record["error"],
+                        "epoch": record["epoch"]}
+            summary = _summary(result)
+            print(f"{now_iso()} finished {name}: {summary}", flush=True)
+        return {"job": name, "outcome": FINISHED}
+    finally:
+        for transient in (RUNNING, PROGRESS):
+            (job_dir / transient).unlink(missing_ok=True)
+        lock.release()
+
+
+def read_failure(job_dir: Path) -> dict:
+    """``{"error", "epoch"}`` from a job's ``failed.json`` (for one-line reports)."""
+    import json
+
+    try:
+        record = json.loads((job_dir / FAILED).read_text())
+        return {"error": record.get("error"), "epoch": record.get("epoch")}
+    except (OSError, ValueError):
+        return {"error": "(unreadable failed.json)"}
+
+
+def _summary(result: dict) -> str:
+    parts = []
+    for attack, rec in result.get("metrics", {}).items():
+        if isinstance(rec, dict) and "overall" in rec:
+            parts.append(f"{attack} {100 * rec['overall']:.1f}% (tail {100 * rec.get('tail', float('nan')):.1f}%)")
+    return ", ".join(parts)
