@@ -36,7 +36,7 @@ class JobConfig:
     eps: Optional[float] = None
     step: Optional[float] = None
     train_attack_steps: int = 10
-    eval_attacks: tuple = ("clean", "pgd20")
+    eval_attacks: tuple = ("clean", "pgd20", "cw20")  # add "aa" for AutoAttack (slow on a CPU: opt-in)
     aa_n_per_class: Optional[int] = None  # AutoAttack on a balanced subset of N per class; None = all
     eval_batch_size: int = 250  # fastest on CPU; the GPU path may raise it
     device: str = "auto"

@@ -4,6 +4,11 @@ An attack is a callable ``attack(model, x, y) -> x_adv``. ``Attack.__call__`` pu
 eval mode, freezes parameter gradients for the duration, and restores both afterwards, whatever
 happens inside; subclasses implement :meth:`Attack.perturb` and must keep their iteration loop free
 of host synchronisation (no ``.item()``, no Python branches on tensor values).
+
+Contract of every attack (checked by ``tests/test_attacks.py`` for each one): the returned
+points lie in the L∞ ε-ball around ``x`` and in [0, 1]; with ε = 0 they are ``x`` itself; a sample
+the model already misclassifies is returned unchanged (so robust accuracy never exceeds clean
+accuracy, sample by sample).
 """
 from __future__ import annotations
 
@@ -30,11 +35,23 @@ def cw_margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (other - true).sum()
 
 
+def expand_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-sample boolean ``mask`` (N,) shaped to broadcast against ``like`` (N, …)."""
+    return mask.view(-1, *([1] * (like.dim() - 1)))
+
+
 def autocast_for(device: torch.device):
     """bf16 autocast on CUDA, nothing elsewhere."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def predict_labels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Arg-max labels of ``model`` on ``x`` without gradient (bf16 autocast on CUDA)."""
+    with autocast_for(x.device):
+        return model(x).argmax(1)
 
 
 @contextlib.contextmanager
@@ -70,6 +87,7 @@ class Attack:
         return x_adv.detach()
 
     def describe(self) -> dict:
+        """The settings that define this attack, recorded next to its numbers in ``result.json``."""
         return {"name": self.name, "eps": self.eps}
 
 

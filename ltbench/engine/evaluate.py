@@ -1,57 +1,279 @@
-"""End-of-job evaluation: accuracy per class under each attack, in large batches."""
+"""End-of-job evaluation: accuracy per class and per group under each attack, in large batches.
+
+:func:`run_evaluation` is what every job (and ``ltbench eval``) runs. For each named attack (see
+:mod:`ltbench.attacks.factory`) it predicts the whole test set batch by batch — the test set stays
+uint8 on the device until a batch is used — and summarises the predictions with
+:func:`ltbench.metrics.summarize` plus the confusion counts of the adversarial predictions. It
+returns the part of ``result.json`` that evaluation owns::
+
+    {"metrics":    {attack: {"overall", "per_class", "head", "medium", "tail", "worst",
+                             "per_class_std", "n", "confusion", "attack", "seconds", …}},
+     "checks":     {"eps", "n", "n_per_class", "seed", "accuracy": {attack: overall}},
+     "warnings":   [str, …],
+     "evaluation": {"eps", "step", "batch_size", "seed", "device", "attacks", "autoattack": {…}}}
+
+AutoAttack runs on the full test set, or — with ``aa_n_per_class`` — on a fixed, balanced, seeded
+subset of N images per class; its record says which (``subset``, ``n_per_class``,
+``subset_seed``) and carries ``same_subset``: the other attacks' accuracies on those images. It is
+run on fixed chunks whose predictions are recorded in ``<state_dir>/aa_state.json`` after each
+chunk, so a killed evaluation resumes where it stopped with the same result.
+
+The gradient-masking checks (:func:`ltbench.metrics.masking_warnings`) run FGSM, PGD at ε/2 and
+the logit-scaled PGD on a fixed balanced subset (1000 images by default, about a tenth of the cost
+of one PGD-20 pass over a 10 000-image test set) and compare them with the main attacks on the
+same images.
+"""
 from __future__ import annotations
 
-from typing import Callable, Optional
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import nn
 
-from ltbench.attacks import PGD, ce_loss, cw_margin_loss
-from ltbench.attacks.base import autocast_for
-from ltbench.errors import LtbenchError
-from ltbench.metrics import confusion_counts, summarize
+from ltbench.attacks import AutoAttack, build_attack, parse_attack_name, predict_labels
+from ltbench.io import write_json
+from ltbench.metrics import confusion_counts, masking_warnings, summarize
+
+Progress = Callable[[str], None]
+CPU_BATCH = 250  # fastest measured on 2 CPU cores for the small CNN
+CUDA_BATCH = 1024  # bf16 autocast on a GPU: large batches keep it busy
+CHECK_SAMPLES = 1000  # size of the gradient-masking check subset
+AA_CHUNK_BATCHES = 4  # AutoAttack progress is saved every 4 batches
 
 
-def build_attack(name: str, eps: float, step: float) -> Optional[Callable]:
-    """``clean`` → None; ``pgdK`` → PGD-K (CE); ``cwK`` → PGD-K on the CW margin."""
-    if name == "clean":
-        return None
-    for prefix, loss in (("pgd", ce_loss), ("cw", cw_margin_loss)):
-        if name.startswith(prefix) and name[len(prefix):].isdigit():
-            return PGD(eps, step, steps=int(name[len(prefix):]), loss_fn=loss)
-    raise LtbenchError(f"unknown attack {name!r}; known: clean, pgdK, cwK (e.g. pgd20, cw20)")
+def state_file_name(attack: str) -> str:
+    """Where an AutoAttack run keeps its progress in the job folder: ``aa`` → ``aa_state.json``."""
+    return attack.replace("@", "_at_").replace("/", "_") + "_state.json"
 
 
-def predict(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, attack, device, batch_size: int) -> torch.Tensor:
-    """Predicted labels on (attacked) inputs, batch by batch; the test set stays uint8 until used."""
+def eval_batch_size(requested: Optional[int], device: torch.device) -> int:
+    """The evaluation batch: ``requested``, except that the CPU default (250) becomes 1024 on CUDA."""
+    if device.type == "cuda" and requested in (None, CPU_BATCH):
+        return CUDA_BATCH
+    return int(requested or CPU_BATCH)
+
+
+def balanced_subset(y: torch.Tensor, n_per_class: int, seed: int) -> torch.Tensor:
+    """Sorted indices of ``n_per_class`` images per class (all of a smaller class), chosen with a
+    seeded generator: the same labels, N and seed always give the same subset."""
+    gen = torch.Generator().manual_seed(int(seed))
+    y = y.cpu()
+    picked = []
+    for c in torch.unique(y).tolist():
+        idx = torch.nonzero(y == c).flatten()
+        picked.append(idx[torch.randperm(len(idx), generator=gen)[:n_per_class]])
+    return torch.cat(picked).sort().values
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """SHA-1 of the model's state (parameters and buffers): ties a saved AutoAttack state to it."""
+    h = hashlib.sha1()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _digest(idx: torch.Tensor) -> str:
+    return hashlib.sha1(idx.cpu().to(torch.int64).numpy().tobytes()).hexdigest()
+
+
+def _batch(x_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
+    x = x_u8.to(device, non_blocking=True).float().div_(255)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def predict(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, attack, device, batch_size: int,
+            progress: Optional[Progress] = None, label: str = "") -> torch.Tensor:
+    """Predicted labels on (attacked) inputs, batch by batch; returned on the CPU.
+
+    The labels stay on the device until the end: the loop never waits for the host.
+    """
     preds = []
     was_training = model.training
     model.eval()
+    n_batches = math.ceil(len(x_u8) / batch_size)
     try:
-        for i in range(0, len(x_u8), batch_size):
-            xb = x_u8[i:i + batch_size].to(device, non_blocking=True).float().div_(255)
+        for b, i in enumerate(range(0, len(x_u8), batch_size)):
+            xb = _batch(x_u8[i:i + batch_size], device)
             yb = y[i:i + batch_size].to(device, non_blocking=True)
-            xb = xb.contiguous(memory_format=torch.channels_last)
             if attack is not None:
                 xb = attack(model, xb, yb)
-            with torch.no_grad(), autocast_for(device):
-                preds.append(model(xb).argmax(1))
+            preds.append(predict_labels(model, xb))
+            if progress and (b % 10 == 0 or b == n_batches - 1):
+                progress(f"eval {label} batch {b + 1}/{n_batches}")
     finally:
         model.train(was_training)
-    return torch.cat(preds).cpu()
+    return torch.cat(preds).cpu() if preds else torch.empty(0, dtype=torch.long)
+
+
+def predict_resumable(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, attack, device, batch_size: int,
+                      state_path: Optional[Path], key: dict, progress: Optional[Progress] = None,
+                      label: str = "") -> tuple[torch.Tensor, list[str]]:
+    """:func:`predict` in chunks of :data:`AA_CHUNK_BATCHES` batches, recording the predictions
+    (and the attack's ``warnings``, if it has any) in ``state_path`` after each chunk; a state with
+    the same ``key`` is resumed from. Returns (predictions, warnings of all chunks)."""
+    n = len(y)
+    preds: list[int] = []
+    earlier: list[str] = []  # warnings of the chunks done before a restart
+    if state_path is not None and state_path.exists():
+        saved = json.loads(state_path.read_text())
+        if saved.get("key") == key:
+            preds, earlier = list(saved["pred"]), list(saved.get("warnings", []))
+
+    def warnings() -> list[str]:
+        return earlier + [w for w in getattr(attack, "warnings", []) if w not in earlier]
+
+    chunk = batch_size * AA_CHUNK_BATCHES
+    while len(preds) < n:
+        i = len(preds)
+        if progress:
+            progress(f"eval {label} {i}/{n}")
+        part = predict(model, x_u8[i:i + chunk], y[i:i + chunk], attack, device, batch_size)
+        preds.extend(part.tolist())
+        if state_path is not None:
+            write_json(state_path, {"key": key, "done": len(preds), "n": n, "pred": preds, "warnings": warnings()})
+    return torch.tensor(preds, dtype=torch.long), warnings()
+
+
+def _record(pred: torch.Tensor, y: torch.Tensor, class_counts: list[int]) -> dict:
+    rec = summarize(pred == y, y, class_counts)
+    rec["confusion"] = confusion_counts(pred, y, len(class_counts))
+    return rec
+
+
+def run_evaluation(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor, class_counts: list[int],
+                   attacks: Sequence[str], *, eps: float, step: float, device: torch.device,
+                   batch_size: Optional[int] = None, seed: int = 0, aa_n_per_class: Optional[int] = None,
+                   state_dir: Optional[Path] = None, checks: bool = True, check_samples: int = CHECK_SAMPLES,
+                   progress: Optional[Progress] = None) -> dict:
+    """Evaluate ``model`` under each of ``attacks``; returns the evaluation part of ``result.json``.
+
+    ``x_test`` is uint8 N×C×H×W, ``y_test`` int64; ``class_counts`` are the training counts
+    (they define head / medium / tail). Each attack starts from ``torch.manual_seed(seed)`` inside
+    a forked random state, so results are reproducible and the caller's random state is untouched.
+    """
+    device = torch.device(device)
+    batch_size = eval_batch_size(batch_size, device)
+    for name in attacks:
+        parse_attack_name(name)  # fail on a typo before spending time on the others
+    x_test = x_test.to(device)
+    y_test = y_test.cpu()
+    rng_devices = [device] if device.type == "cuda" else []
+    metrics: dict[str, dict] = {}
+    full_correct: dict[str, torch.Tensor] = {}  # per-sample correctness of attacks run on all images
+    extra_warnings: list[str] = []
+    aa_info = None
+
+    def run(name: str, idx: Optional[torch.Tensor], show: bool = True) -> tuple[torch.Tensor, Optional[object], float]:
+        """Predictions under attack ``name`` on all images (``idx`` None) or on ``x_test[idx]``."""
+        attack = build_attack(name, eps, step, seed=seed, batch_size=batch_size)
+        xs, ys = (x_test, y_test) if idx is None else (x_test[idx.to(device)], y_test[idx])
+        t0 = time.perf_counter()
+        with torch.random.fork_rng(devices=rng_devices):
+            torch.manual_seed(seed)
+            if isinstance(attack, AutoAttack):
+                key = {"attack": name, "eps": attack.eps, "seed": seed, "batch_size": batch_size,
+                       "indices": _digest(idx if idx is not None else torch.arange(len(y_test))),
+                       "model": model_fingerprint(model)}
+                state = Path(state_dir) / state_file_name(name) if state_dir is not None else None
+                pred, found = predict_resumable(model, xs, ys, attack, device, batch_size, state, key,
+                                                progress if show else None, name)
+                extra_warnings.extend(w for w in found if w not in extra_warnings)
+            else:
+                pred = predict(model, xs, ys, attack, device, batch_size, progress if show else None, name)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return pred, attack, time.perf_counter() - t0
+
+    for name in attacks:
+        spec = parse_attack_name(name)
+        idx = None
+        if spec.kind == "aa" and aa_n_per_class is not None:
+            idx = balanced_subset(y_test, int(aa_n_per_class), seed)
+        pred, attack, seconds = run(name, idx)
+        ys = y_test if idx is None else y_test[idx]
+        rec = _record(pred, ys, class_counts)
+        rec["attack"] = attack.describe() if attack is not None else {"name": "clean"}
+        rec["seconds"] = seconds
+        if spec.kind == "aa":
+            rec.update({"subset": idx is not None, "n_per_class": aa_n_per_class, "subset_seed": seed})
+            aa_info = {"attack": name, "subset": idx is not None, "n_per_class": aa_n_per_class, "seed": seed,
+                       "n": len(ys), "state_file": state_file_name(name) if state_dir is not None else None}
+        if idx is None:
+            full_correct[name] = pred == y_test
+        else:
+            rec["_idx"] = idx
+        metrics[name] = rec
+
+    for name, rec in metrics.items():  # other attacks' accuracy on a subset attack's own images
+        idx = rec.pop("_idx", None)
+        if idx is None:
+            continue
+        same = {n: c[idx].double().mean().item() for n, c in full_correct.items()}
+        if checks and not any(parse_attack_name(n).kind in ("pgd", "cw") for n in same):
+            reference = _main_pgd(attacks)  # something to hold AutoAttack against (cheap on a subset)
+            pred, _, _ = run(reference, idx, show=False)
+            same[reference] = (pred == y_test[idx]).double().mean().item()
+        rec["same_subset"] = same
+
+    check_record = None
+    if checks:
+        if progress:
+            progress("eval gradient-masking checks")
+        check_record = _masking_checks(run, full_correct, y_test, len(class_counts), attacks, eps, seed,
+                                       check_samples)
+    warnings = masking_warnings(metrics, check_record) + list(extra_warnings)
+    return {
+        "metrics": metrics,
+        "checks": check_record,
+        "warnings": warnings,
+        "evaluation": {"eps": eps, "step": step, "batch_size": batch_size, "seed": seed, "device": str(device),
+                       "attacks": list(attacks), "autoattack": aa_info},
+    }
+
+
+def _main_pgd(attacks: Sequence[str]) -> str:
+    """The first plain ``pgdK`` among ``attacks`` (the one the checks compare against), else pgd20."""
+    for a in attacks:
+        spec = parse_attack_name(a)
+        if spec.kind == "pgd" and spec.eps is None:
+            return a
+    return "pgd20"
+
+
+def _masking_checks(run, full_correct, y_test, num_classes, attacks, eps, seed, check_samples) -> dict:
+    """FGSM, PGD at ε/2 and logit-scaled PGD on a balanced subset, next to the main attacks there.
+
+    The subset is drawn like AutoAttack's (same seed), so with the same N per class they coincide.
+    """
+    per_class = max(1, math.ceil(check_samples / num_classes))
+    idx = balanced_subset(y_test, per_class, seed)
+    ys = y_test[idx]
+    main = _main_pgd(attacks)
+    steps = parse_attack_name(main).steps
+    accuracy = {name: c[idx].double().mean().item() for name, c in full_correct.items()}
+    seconds = 0.0
+    for name in ("clean", main, "fgsm", f"{main}@{eps / 2:g}", f"ls{steps}"):
+        if name in accuracy:
+            continue
+        pred, _, s = run(name, idx, show=False)
+        seconds += s
+        accuracy[name] = (pred == ys).double().mean().item()
+    return {"eps": eps, "n": len(idx), "n_per_class": per_class, "seed": seed, "seconds": seconds,
+            "accuracy": accuracy}
 
 
 def evaluate(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor, class_counts: list[int],
              attacks: list[str], eps: float, step: float, device: torch.device, batch_size: int = 1000,
-             progress: Optional[Callable[[str], None]] = None) -> dict:
-    """Accuracy record (see :func:`ltbench.metrics.summarize`) for each named attack."""
-    results = {}
-    num_classes = len(class_counts)
-    for name in attacks:
-        if progress:
-            progress(f"eval {name}")
-        pred = predict(model, x_test, y_test, build_attack(name, eps, step), device, batch_size)
-        rec = summarize(pred == y_test, y_test, class_counts)
-        rec["confusion"] = confusion_counts(pred, y_test, num_classes)
-        results[name] = rec
-    return results
+             progress: Optional[Callable[[str], None]] = None, **kwargs) -> dict:
+    """Just the accuracy records (``result["metrics"]``), without the masking checks; see
+    :func:`run_evaluation` for the keyword options."""
+    kwargs.setdefault("checks", False)
+    return run_evaluation(model, x_test, y_test, class_counts, attacks, eps=eps, step=step, device=device,
+                          batch_size=batch_size, progress=progress, **kwargs)["metrics"]

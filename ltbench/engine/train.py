@@ -23,7 +23,7 @@ from ltbench.attacks.pgd import pgd_perturb
 from ltbench.config import JobConfig
 from ltbench.data import DeviceAugment, LongTailSplit, PolicyAugment, get_dataset, load_split
 from ltbench.engine.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from ltbench.engine.evaluate import evaluate
+from ltbench.engine.evaluate import run_evaluation
 from ltbench.env import environment, resolve_device
 from ltbench.errors import LtbenchError
 from ltbench.io import append_jsonl, read_jsonl, write_json, write_text
@@ -36,7 +36,11 @@ SPLIT_FILE = "lt_indices.json"
 
 
 class TrainingDiverged(LtbenchError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite; ``epoch`` (1-based) says in which epoch."""
+
+    def __init__(self, message: str, epoch: Optional[int] = None):
+        super().__init__(message)
+        self.epoch = epoch
 
 
 def make_optimizer(model: nn.Module, cfg: JobConfig, steps_per_epoch: int):
@@ -44,6 +48,67 @@ def make_optimizer(model: nn.Module, cfg: JobConfig, steps_per_epoch: int):
     milestones = sorted({max(1, round(f * cfg.epochs)) for f in cfg.lr_milestones if round(f * cfg.epochs) < cfg.epochs})
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
     return opt, sched
+
+
+def compile_model(model: nn.Module) -> nn.Module:
+    """``torch.compile`` for the engine: the compiled module, whose ``features`` is compiled too.
+
+    Methods call ``model(x)`` or ``model.features(x)`` then ``model.head(f)``; a plain compiled
+    module would forward ``features`` to the uncompiled original. Parameters, buffers and the
+    state dict stay those of ``model`` (checkpoints are unchanged); eval/train mode and frozen
+    parameters in the attack are guarded, so each combination compiles once.
+    """
+    compiled = torch.compile(model)
+    if hasattr(model, "features"):
+        object.__setattr__(compiled, "features", torch.compile(model.features))
+    return compiled
+
+
+class EpochAccumulator:
+    """An epoch's training statistics, accumulated in device tensors (no host sync until read)."""
+
+    def __init__(self, num_classes: int, device: torch.device):
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device)
+        self.pred_hist = torch.zeros(num_classes, device=device)
+
+    @torch.no_grad()
+    def update(self, loss: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor) -> None:
+        pred = logits_adv.argmax(1)
+        self.loss_sum += loss.detach().float() * len(y)
+        self.correct += (pred == y).sum()
+        # index_add_, not bincount: CUDA's bincount reads the maximum back to the host.
+        self.pred_hist.index_add_(0, pred, torch.ones_like(pred, dtype=self.pred_hist.dtype))
+
+
+def adversarial_examples(model: nn.Module, forward_model: nn.Module, method: Method, x: torch.Tensor,
+                         y: torch.Tensor, ctx: BatchContext, *, eps: float, step: float, steps: int) -> torch.Tensor:
+    """Inner maximisation with the method's start and loss: eval mode, parameters frozen, so each PGD
+    iteration is one forward pass plus a backward pass for the input gradient only."""
+    with attack_mode(model):
+        return pgd_perturb(forward_model, x, y, eps=eps, step=step, steps=steps,
+                           loss_fn=lambda logits, yy: method.attack_loss(logits, yy, ctx),
+                           start=lambda xx: method.attack_start(xx, ctx))
+
+
+def train_step(model: nn.Module, forward_model: nn.Module, method: Method, optimizer: torch.optim.Optimizer,
+               x: torch.Tensor, y: torch.Tensor, ctx: BatchContext, acc: Optional[EpochAccumulator] = None, *,
+               eps: float, step: float, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One adversarial-training step, free of host syncs: PGD → the method's outer loss under autocast
+    (bf16 on CUDA; parameters and BatchNorm statistics stay fp32) → SGD step → ``observe`` and the
+    device accumulators. ``ltbench bench`` times exactly this function. Returns (loss, adversarial logits)."""
+    x_adv = adversarial_examples(model, forward_model, method, x, y, ctx, eps=eps, step=step, steps=steps)
+    with autocast_for(x.device):
+        loss, logits_adv = method.train_loss(forward_model, x, x_adv, y, ctx)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        logits_adv = logits_adv.detach().float()
+        method.observe(logits_adv, y, ctx)
+        if acc is not None:
+            acc.update(loss, logits_adv, y)
+    return loss.detach(), logits_adv
 
 
 class Trainer:
@@ -85,7 +150,7 @@ class Trainer:
         self.model = model.to(dev, memory_format=torch.channels_last)
         if dev.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        self.forward_model = torch.compile(self.model) if cfg.compile else self.model
+        self.forward_model = compile_model(self.model) if cfg.compile else self.model
         self.steps_per_epoch = math.ceil(len(self.y_train) / cfg.batch_size)
         self.optimizer, self.scheduler = make_optimizer(self.model, cfg, self.steps_per_epoch)
         self.perm_gen = torch.Generator().manual_seed(cfg.seed)
@@ -125,6 +190,8 @@ class Trainer:
             # Drop log lines of an epoch that ran after the checkpoint (killed before saving).
             lines = [r for r in read_jsonl(self.job_dir / "metrics.jsonl") if r["epoch"] < self.start_epoch]
             write_text(self.job_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in lines))
+        elif (self.job_dir / "metrics.jsonl").exists():  # killed before the first checkpoint
+            write_text(self.job_dir / "metrics.jsonl", "")
         return self.start_epoch
 
     # --- training ----------------------------------------------------------------------
@@ -138,39 +205,23 @@ class Trainer:
 
     def adversarial(self, x: torch.Tensor, y: torch.Tensor, ctx: BatchContext) -> torch.Tensor:
         """Inner maximisation with the method's start and loss, model in eval mode."""
-        method = self.method
-        with attack_mode(self.model):
-            return pgd_perturb(self.forward_model, x, y, eps=self.eps, step=self.step,
-                               steps=self.cfg.train_attack_steps,
-                               loss_fn=lambda logits, yy: method.attack_loss(logits, yy, ctx),
-                               start=lambda xx: method.attack_start(xx, ctx))
+        return adversarial_examples(self.model, self.forward_model, self.method, x, y, ctx, eps=self.eps,
+                                    step=self.step, steps=self.cfg.train_attack_steps)
 
     def train_epoch(self, epoch: int) -> dict:
         cfg, dev, C = self.cfg, self.device, self.info.num_classes
         self.model.train()
         perm = torch.randperm(len(self.y_train), generator=self.perm_gen).to(dev)
-        loss_sum = torch.zeros((), device=dev)
-        correct = torch.zeros((), device=dev)
-        pred_hist = torch.zeros(C, device=dev)
+        acc = EpochAccumulator(C, dev)
+        loss_sum, correct, pred_hist = acc.loss_sum, acc.correct, acc.pred_hist
         t0 = time.perf_counter()
         counts = self.method.class_counts
         for b in range(self.steps_per_epoch):
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             x, y = self.batch(idx)
             ctx = BatchContext(self.forward_model, x, y, counts, self.eps, epoch)
-            x_adv = self.adversarial(x, y, ctx)
-            with autocast_for(dev):
-                loss, logits_adv = self.method.train_loss(self.forward_model, x, x_adv, y, ctx)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            with torch.no_grad():
-                logits_adv = logits_adv.detach().float()
-                self.method.observe(logits_adv, y, ctx)
-                pred = logits_adv.argmax(1)
-                loss_sum += loss.detach().float() * len(y)
-                correct += (pred == y).sum()
-                pred_hist += torch.bincount(pred, minlength=C)
+            train_step(self.model, self.forward_model, self.method, self.optimizer, x, y, ctx, acc,
+                       eps=self.eps, step=self.step, steps=cfg.train_attack_steps)
             if b % 10 == 0 or b == self.steps_per_epoch - 1:
                 self.progress(f"epoch {epoch + 1}/{cfg.epochs} batch {b + 1}/{self.steps_per_epoch}")
         self.method.on_epoch_end(epoch)
@@ -178,15 +229,16 @@ class Trainer:
         self.scheduler.step()
         n = len(self.y_train)
         loss_value = loss_sum.item() / n  # the epoch's one host sync
+        elapsed = time.perf_counter() - t0
         if not math.isfinite(loss_value):
-            raise TrainingDiverged(f"training loss is {loss_value} in epoch {epoch + 1}")
+            raise TrainingDiverged(f"training loss is {loss_value} in epoch {epoch + 1}", epoch=epoch + 1)
         return {
             "epoch": epoch,
             "loss": loss_value,
             "train_adv_acc": correct.item() / n,
             "lr": lr,
-            "time_s": time.perf_counter() - t0,
-            "images_per_s": n / (time.perf_counter() - t0),
+            "time_s": elapsed,
+            "images_per_s": n / elapsed,
             "adv_pred_hist": pred_hist.long().tolist(),
         }
 
@@ -199,9 +251,15 @@ class Trainer:
             append_jsonl(self.job_dir / "metrics.jsonl", record)
             save_checkpoint(self.job_dir / CHECKPOINT, self.state(epoch + 1))
 
-    def evaluate(self, attacks=None) -> dict:
-        return evaluate(self.model, self.x_test, self.y_test, self.class_counts, list(attacks or self.cfg.eval_attacks),
-                        self.eps, self.step, self.device, self.cfg.eval_batch_size, progress=self.progress)
+    def evaluate(self, attacks=None, full: bool = False) -> dict:
+        """``result["metrics"]`` for ``attacks`` (default: the job's); with ``full``, everything the
+        evaluation writes to ``result.json`` (metrics, gradient-masking checks and warnings, settings)."""
+        out = run_evaluation(self.model, self.x_test, self.y_test, self.class_counts,
+                             list(attacks or self.cfg.eval_attacks), eps=self.eps, step=self.step, device=self.device,
+                             batch_size=self.cfg.eval_batch_size, seed=self.cfg.seed,
+                             aa_n_per_class=self.cfg.aa_n_per_class, state_dir=self.job_dir, checks=full,
+                             progress=self.progress)
+        return out if full else out["metrics"]
 
 
 def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) -> dict:
@@ -216,7 +274,7 @@ def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) 
     trainer.fit()
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    metrics = trainer.evaluate()
+    evaluation = trainer.evaluate(full=True)  # metrics, checks, warnings, evaluation settings
     result = {
         "config": cfg.to_dict(),
         "env": environment(trainer.device),
@@ -224,7 +282,7 @@ def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) 
                     "test_size": int(len(trainer.y_test))},
         "attack": {"eps": trainer.eps, "step": trainer.step, "train_steps": cfg.train_attack_steps},
         "timing": {"train_s": train_s, "eval_s": time.perf_counter() - t0},
-        "metrics": metrics,
+        **evaluation,
     }
     write_json(job_dir / "result.json", result)
     return result

@@ -1,0 +1,188 @@
+"""``ltbench eval PATH``: evaluate a saved job (or checkpoint) under attacks, write ``result.json``.
+
+``PATH`` is a job folder (``config.json``, ``lt_indices.json``, ``checkpoint.pt``, as written by
+:func:`ltbench.engine.train.run_job`) or a checkpoint file inside one. The model is rebuilt from
+``config.json`` (with the method's head, if it has one), its weights are loaded with
+``torch.load(weights_only=True)``, and the same evaluation a job runs at its end is run on it::
+
+    ltbench eval results/study/pgd-at__fmnist__r0.01__s0 --attacks clean pgd20 cw20 aa
+    ltbench eval results/study/pgd-at__fmnist__r0.01__s0 --attacks aa --aa-n-per-class 100
+
+ε and the PGD step default to the job's (its config, else the dataset's: CIFAR 8/255 and 2/255,
+Fashion-MNIST 0.1 and 0.01); ``--eps`` / ``--step`` override them; both are recorded. The result
+goes to the job's ``result.json`` — merged with what is there when ε and step match (so
+``--attacks aa`` adds AutoAttack next to the job's PGD numbers) — or to ``--out``.
+AutoAttack's progress is kept in the job folder (``aa_state.json``): a killed run resumes.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ltbench.errors import LtbenchError
+
+
+def add_arguments(p):
+    p.add_argument("path", metavar="PATH", help="a job folder, or a checkpoint file inside one")
+    p.add_argument("--attacks", nargs="+", help="attacks to run (default: the job's eval_attacks); names: "
+                   "clean fgsm pgdK cwK lsK aa, each optionally @EPS (e.g. pgd20@0.05)")
+    p.add_argument("--eps", type=float, help="L∞ budget (default: the job's, else the dataset's)")
+    p.add_argument("--step", type=float, help="PGD step size (default: the job's, else the dataset's)")
+    p.add_argument("--aa-n-per-class", type=int, metavar="N",
+                   help="AutoAttack on a fixed balanced subset of N test images per class (default: the job's "
+                        "setting, else the full test set)")
+    p.add_argument("--seed", type=int, help="evaluation seed (random starts, subsets; default: the job's seed)")
+    p.add_argument("--batch-size", type=int, help="evaluation batch (default: the job's; 1024 on CUDA)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: auto)")
+    p.add_argument("--no-checks", action="store_true", help="skip the gradient-masking checks")
+    p.add_argument("--methods-dir", action="append", default=[], metavar="DIR",
+                   help="also load methods from the .py files in DIR (for a job of a plug-in method)")
+    p.add_argument("--out", help="write the result here (a .json file, or a folder for result.json) "
+                                 "instead of the job folder")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def locate(path: str | Path) -> tuple[Path, Path]:
+    """(job folder, checkpoint file) for a job folder or a checkpoint file in one."""
+    from ltbench.engine.checkpoint import CHECKPOINT
+
+    path = Path(path)
+    if path.is_dir():
+        job_dir, ckpt = path, path / CHECKPOINT
+    elif path.is_file():
+        job_dir, ckpt = path.parent, path
+    else:
+        raise LtbenchError(f"{path} does not exist")
+    if not ckpt.is_file():
+        raise LtbenchError(f"no checkpoint in {job_dir} (expected {ckpt.name})")
+    if not (job_dir / "config.json").is_file():
+        raise LtbenchError(f"no config.json next to {ckpt}: ltbench eval needs the job folder "
+                           f"that `ltbench run` wrote")
+    return job_dir, ckpt
+
+
+def load_job_model(job_dir: Path, ckpt: Path, device: torch.device, methods_dirs=()):
+    """(config, dataset info, raw data, training class counts, model with the saved weights)."""
+    from ltbench.config import JobConfig
+    from ltbench.data import LongTailSplit, get_dataset, load_split
+    from ltbench.engine.checkpoint import load_checkpoint
+    from ltbench.method import build_method
+    from ltbench.models import build_model
+    from ltbench.registry import load_all
+
+    load_all(list(methods_dirs))
+    cfg = JobConfig.from_dict(json.loads((job_dir / "config.json").read_text())).validate()
+    info = get_dataset(cfg.dataset)
+    saved = job_dir / "lt_indices.json"
+    raw, split = load_split(info, cfg.ratio, cfg.profile, cfg.seed,
+                            split=LongTailSplit.load(saved) if saved.exists() else None)
+    counts = list(split.counts)
+    method = build_method(cfg.method, cfg.method_params, info.num_classes,
+                          torch.tensor(counts, dtype=torch.float32))
+    model = build_model(cfg.model, info.num_classes, info.image_shape[0], info.mean, info.std, **cfg.model_params)
+    head = method.build_head(model.feature_dim, info.num_classes, torch.tensor(counts, dtype=torch.float32))
+    if head is not None:
+        model.head = head
+    try:
+        state = load_checkpoint(ckpt, map_location="cpu")
+    except Exception as exc:  # a file that is not a checkpoint, or holds untrusted objects
+        raise LtbenchError(f"cannot load {ckpt} as a weights-only checkpoint: {exc}") from None
+    weights = state.get("model", state) if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise LtbenchError(f"{ckpt} holds no model state dict")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise LtbenchError(f"{ckpt} does not fit the model in config.json ({cfg.model}): "
+                           f"{str(exc).splitlines()[0]}") from None
+    model = model.to(device, memory_format=torch.channels_last).eval()
+    return cfg, info, raw, counts, model
+
+
+def main(args) -> int:
+    from ltbench.engine.evaluate import run_evaluation
+    from ltbench.env import environment, resolve_device
+    from ltbench.io import write_json
+    from ltbench.metrics import masking_warnings
+
+    job_dir, ckpt = locate(args.path)
+    device = resolve_device(args.device or "auto")
+    cfg, info, raw, counts, model = load_job_model(job_dir, ckpt, device, args.methods_dir)
+    eps = args.eps if args.eps is not None else (cfg.eps if cfg.eps is not None else info.eps)
+    step = args.step if args.step is not None else (cfg.step if cfg.step is not None else info.step)
+    if eps < 0 or step < 0:
+        raise LtbenchError("--eps and --step must be ≥ 0")
+    attacks = list(args.attacks or cfg.eval_attacks)
+    aa_n = args.aa_n_per_class if args.aa_n_per_class is not None else cfg.aa_n_per_class
+    if aa_n is not None and aa_n < 1:
+        raise LtbenchError("--aa-n-per-class must be at least 1")
+    seed = cfg.seed if args.seed is None else args.seed
+    progress = None if args.quiet else _progress
+
+    out = Path(args.out) if args.out else job_dir / "result.json"
+    if out.is_dir() or (args.out and not out.suffix):
+        out = out / "result.json"
+    previous = json.loads(out.read_text()) if out.is_file() else None
+    if previous is not None and not args.out:
+        old = previous.get("attack") or {}
+        if (old.get("eps"), old.get("step")) != (eps, step):
+            raise LtbenchError(f"{out} holds results at ε={old.get('eps')}, step={old.get('step')}; "
+                               f"write results at ε={eps}, step={step} elsewhere with --out")
+
+    t0 = time.perf_counter()
+    evaluation = run_evaluation(model, raw.x_test, raw.y_test, counts, attacks, eps=eps, step=step, device=device,
+                                batch_size=args.batch_size or cfg.eval_batch_size, seed=seed, aa_n_per_class=aa_n,
+                                state_dir=job_dir, checks=not args.no_checks, progress=progress)
+    eval_s = time.perf_counter() - t0
+    if progress:
+        sys.stderr.write("\n")
+    evaluation["evaluation"]["checkpoint"] = str(ckpt)
+
+    result = {
+        "config": cfg.to_dict(),
+        "env": environment(device),
+        "dataset": {"name": cfg.dataset, "class_names": raw.class_names, "train_counts": counts,
+                    "test_size": int(len(raw.y_test))},
+        "attack": {"eps": eps, "step": step, "train_steps": cfg.train_attack_steps},
+        "timing": {"eval_s": eval_s},
+        **evaluation,
+    }
+    if previous is not None and not args.out:  # merge into the job's result: keep what was not re-run
+        metrics = {**previous.get("metrics", {}), **evaluation["metrics"]}
+        checks = evaluation["checks"] or previous.get("checks")
+        rerun = set(evaluation["metrics"])
+        aa_warnings = [w for w in evaluation["warnings"] if w.startswith("AutoAttack:")]
+        if "aa" not in rerun:  # the package's own warnings of an earlier AutoAttack run still hold
+            aa_warnings += [w for w in previous.get("warnings") or [] if str(w).startswith("AutoAttack:")]
+        before = previous.get("evaluation") or {}
+        settings = {**before, **evaluation["evaluation"],
+                    "attacks": list(metrics),
+                    "autoattack": evaluation["evaluation"]["autoattack"] or before.get("autoattack")}
+        result = {**previous, **result, "metrics": metrics, "checks": checks, "evaluation": settings,
+                  "timing": {**previous.get("timing", {}), "eval_s": eval_s},
+                  "warnings": masking_warnings(metrics, checks) + aa_warnings}
+    write_json(out, result)
+    print_summary(result)
+    print(f"result written to {out.resolve()}")
+    return 0
+
+
+def _progress(msg: str) -> None:
+    sys.stderr.write(f"\r{msg}\033[K")
+    sys.stderr.flush()
+
+
+def print_summary(result: dict) -> None:
+    """Accuracy per attack: overall, head / medium / tail, worst class; then the warnings."""
+    keys = ("overall", "head", "medium", "tail", "worst")
+    print(f"ε = {result['attack']['eps']:g}, step = {result['attack']['step']:g}")
+    print(f"{'attack':<14}{'n':>7}" + "".join(f"{k:>9}" for k in keys) + f"{'seconds':>9}")
+    for name, rec in result["metrics"].items():
+        print(f"{name:<14}{rec['n']:>7}" + "".join(f"{100 * rec[k]:>8.1f}%" for k in keys)
+              + f"{rec.get('seconds', float('nan')):>9.1f}")
+    for w in result.get("warnings") or []:
+        print(f"warning: {w}")
