@@ -32,7 +32,7 @@ def add_arguments(p):
     g.add_argument("--eps", type=float, help="L∞ budget (default: the dataset's)")
     g.add_argument("--step", type=float, help="PGD step size (default: the dataset's)")
     g.add_argument("--train-attack-steps", type=int)
-    g.add_argument("--attacks", nargs="+", help="evaluation attacks (default: clean pgd20)")
+    g.add_argument("--attacks", nargs="+", help="evaluation attacks (default: clean pgd20 cw20)")
     g.add_argument("--augment", choices=["randaugment", "autoaugment"])
     g.add_argument("--profile", choices=["exp", "step"])
     g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: auto)")
