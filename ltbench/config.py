@@ -19,6 +19,7 @@ class JobConfig:
     """
 
     method: str = "pgd-at"
+    label: Optional[str] = None  # the method as the study names it, e.g. "reat+no-tail" for `reat --no-tail`
     dataset: str = "fmnist"
     ratio: float = 0.01
     seed: int = 0
@@ -59,7 +60,7 @@ class JobConfig:
 
     @property
     def job_name(self) -> str:
-        return f"{self.method}__{self.dataset}__r{self.ratio:g}__s{self.seed}"
+        return f"{self.label or self.method}__{self.dataset}__r{self.ratio:g}__s{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

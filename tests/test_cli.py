@@ -81,3 +81,22 @@ def test_list_commands(capsys):
                            ("presets", "fmnist-lt-quick")):
         assert main(["list", kind]) == 0
         assert expected in capsys.readouterr().out
+
+
+def test_ablations_are_method_flags_with_their_own_job_folders():
+    from ltbench.runner.cli import build_jobs
+
+    spec = {"methods": ["reat", "reat --no-tail", "reat --no-rbl --no-bsl"], "datasets": ["fmnist"],
+            "ratios": [0.01], "seeds": [0], "method_params": {"reat": {"tail_weight": "0.5"}}}
+    jobs = build_jobs(spec)
+    assert [j.job_name for j in jobs] == ["reat__fmnist__r0.01__s0", "reat+no-tail__fmnist__r0.01__s0",
+                                          "reat+no-rbl+no-bsl__fmnist__r0.01__s0"]
+    assert {j.method for j in jobs} == {"reat"}
+    assert jobs[1].method_params == {"tail": "false", "tail_weight": "0.5"}
+    assert jobs[2].method_params == {"rbl": "false", "bsl": "false", "tail_weight": "0.5"}
+
+
+def test_unknown_ablation_flag_is_an_error(capsys, tmp_path):
+    assert main(_with("--methods", "reat --no-such-part") + ["--out", str(tmp_path / "s")]) != 0
+    assert "method 'reat' has no parameter 'such_part'; its parameters: rbl, tail" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

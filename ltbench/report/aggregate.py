@@ -133,7 +133,8 @@ class Job:
 
     @property
     def method(self) -> str:
-        return str(self._field("method", "?"))
+        """The method as the study names it: its label (``reat+no-tail``) or its registered name."""
+        return str(self._field("label") or self._field("method", "?"))
 
     @property
     def dataset(self) -> str:
@@ -319,7 +320,7 @@ def expected_job_names(spec: dict) -> list[str]:
                 return cfg[key]
         cfg = cfg.get("config", cfg)
         try:
-            return f"{cfg['method']}__{cfg['dataset']}__r{float(cfg['ratio']):g}__s{int(cfg['seed'])}"
+            return f"{cfg.get('label') or cfg['method']}__{cfg['dataset']}__r{float(cfg['ratio']):g}__s{int(cfg['seed'])}"
         except (KeyError, TypeError, ValueError):
             return None
 

@@ -21,7 +21,8 @@ from ltbench.errors import LtbenchError
 def add_arguments(p):
     g = p.add_argument_group("the grid (flags override --preset)")
     g.add_argument("--preset", help="a shipped recipe (see `ltbench list presets`); flags override it")
-    g.add_argument("--methods", nargs="+", help="method names (see `ltbench list methods`)")
+    g.add_argument("--methods", nargs="+", help="method names (see `ltbench list methods`); an ablation is the name with its flags in "
+                        "one argument, e.g. 'reat --no-tail' (job folder reat+no-tail__…)")
     g.add_argument("--datasets", nargs="+", help="dataset names")
     g.add_argument("--ratios", nargs="+", type=float, help="imbalance ratios in (0, 1] (0.01 = 100:1)")
     g.add_argument("--seeds", nargs="+", type=int)
@@ -127,14 +128,18 @@ def study_spec(args) -> dict:
 
 def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
     """Every job of the grid, validated (unknown names and bad values raise LtbenchError)."""
+    from ltbench.method import parse_method_spec
     from ltbench.runner.study import check_names
 
     base_fields = {k: v for k, v in spec.items() if k not in (*GRID_KEYS, "out", "method_params")}
-    unknown = set(spec["method_params"]) - set(spec["methods"])
+    unknown = set(spec["method_params"]) - set(spec["methods"]) - {parse_method_spec(m)[0] for m in spec["methods"]}
     if unknown:
         raise LtbenchError(f"--set names method(s) not in this study: {', '.join(sorted(unknown))}")
     jobs = []
     for m in spec["methods"]:
+        # "reat --no-tail" is the reat method with tail=false, labelled "reat+no-tail" in the study.
+        name, flags = parse_method_spec(m)
+        label = "+".join([name] + [f.lstrip("-") for f in m.split()[1:]]) if flags else None
         for d in spec["datasets"]:
             for r in spec["ratios"]:
                 for s in spec["seeds"]:
@@ -142,9 +147,9 @@ def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
                         ratio, seed = float(r), int(s)
                     except (TypeError, ValueError):
                         raise LtbenchError(f"bad ratio {r!r} or seed {s!r}") from None
-                    cfg = JobConfig.from_dict({**base_fields, "method": m, "dataset": d, "ratio": ratio,
-                                               "seed": seed,
-                                               "method_params": dict(spec["method_params"].get(m, {}))})
+                    params = {**flags, **spec["method_params"].get(name, {}), **spec["method_params"].get(m, {})}
+                    cfg = JobConfig.from_dict({**base_fields, "method": name, "label": label, "dataset": d,
+                                               "ratio": ratio, "seed": seed, "method_params": params})
                     jobs.append(cfg.validate())
     names = [j.job_name for j in jobs]
     dupes = sorted({n for n in names if names.count(n) > 1})
