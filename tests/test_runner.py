@@ -105,7 +105,8 @@ def test_changed_config_for_existing_job_is_refused(tiny, capsys):
     assert (out / "study.json").read_text() == before
 
 
-@pytest.mark.parametrize("preset", ["fmnist-lt-quick", "fmnist-lt", "cifar10-lt-reat-paper", "cifar100-lt-reat-paper"])
+@pytest.mark.parametrize("preset", ["fmnist-lt-quick", "fmnist-lt", "cifar10-lt-reat-paper", "cifar100-lt-reat-paper",
+                                    "cifar10-lt-at-bsl-paper"])
 def test_presets_expand_to_valid_jobs(preset):
     from ltbench.presets import load_preset
     from ltbench.runner.cli import build_jobs

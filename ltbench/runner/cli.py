@@ -34,7 +34,10 @@ def add_arguments(p):
     g.add_argument("--step", type=float, help="PGD step size (default: the dataset's)")
     g.add_argument("--train-attack-steps", type=int)
     g.add_argument("--attacks", nargs="+", help="evaluation attacks (default: clean pgd20 cw20)")
-    g.add_argument("--augment", choices=["randaugment", "autoaugment"])
+    g.add_argument("--augment", choices=["randaugment", "autoaugment"],
+                   help="per-sample policy augmentation before crop/flip (AT-BSL's recipe uses one)")
+    g.add_argument("--compile", action="store_const", const=True, default=None,
+                   help="torch.compile the model (worth it on GPUs for long runs)")
     g.add_argument("--profile", choices=["exp", "step"])
     g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: auto)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -65,7 +68,7 @@ def add_arguments(p):
 
 
 FIELDS = {"model": "model", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "eps": "eps",
-          "step": "step", "train_attack_steps": "train_attack_steps", "augment": "augment",
+          "step": "step", "train_attack_steps": "train_attack_steps", "augment": "augment", "compile": "compile",
           "profile": "profile", "device": "device"}
 GRID_KEYS = ("methods", "datasets", "ratios", "seeds")
 
