@@ -16,13 +16,7 @@ from ltbench.errors import LtbenchError
 EPS, STEP = 0.1, 0.025
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is many times faster on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is faster
 
 
 def synthetic(n_per_class: int, seed: int, classes: int = 10, side: int = 8, noise: float = 0.3):

@@ -18,13 +18,7 @@ COUNTS = [90, 80, 70, 60, 50, 40, 30, 20, 10, 5]  # "training counts": head 0-2,
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is many times faster on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is faster
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,7 @@ from ltbench.models import build_model
 from ltbench.registry import DATASETS, METHODS, load_methods, register_dataset
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is several times faster on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is faster
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -19,13 +19,7 @@ from ltbench.registry import METHODS, PLUGIN_ERRORS, load_methods
 from test_methods import tiny_job
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is several times faster on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is faster
 
 
 BUILTINS = {"pgd-at", "trades", "mart", "cb-at", "at-bsl", "robal", "reat", "reat-official"}

@@ -10,13 +10,7 @@ from ltbench.method import class_balanced_weights, effective_number
 from methods.reat import REAT, first_tail_class, rbl_weights, tail_loss
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is several times faster on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is faster
 
 
 # --- loop references -----------------------------------------------------------------------
