@@ -699,7 +699,8 @@ def build_tables(studies: list[Study]) -> Tables:
 
 
 def _csv(df: pd.DataFrame) -> str:
-    return df.to_csv(index=False, float_format="%.6g", lineterminator="\n")
+    """Full float precision, so the CSV reproduces exactly the numbers the page rounds."""
+    return df.to_csv(index=False, lineterminator="\n")
 
 
 def write_tables(tables: Tables, out_dir: str | Path) -> dict[str, Path]:
