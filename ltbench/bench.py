@@ -1,0 +1,503 @@
+"""``ltbench bench``: how close the training engine runs to the hardware floor, as ratios.
+
+One process, one device, synthetic data of a dataset's shape (nothing is loaded from disk). Timed
+side by side, in interleaved rounds so that a change of machine load hits every row alike:
+
+* **standard** — one non-adversarial training step (clean forward in train mode, backward, SGD);
+* **attack iteration** — one PGD iteration alone: eval-mode forward plus the gradient with respect
+  to the input only (parameters frozen), on a fixed batch;
+* **floor** = K × attack iteration + standard: what one K-step adversarial-training step must cost;
+* every registered method (PGD-AT, TRADES, …) — one full engine step,
+  :func:`ltbench.engine.train.train_step`, exactly what ``ltbench run`` executes per batch
+  (PGD with the method's start and loss, the method's outer loss, SGD, ``observe``, the epoch's
+  device accumulators), each method with its own copy of the same initial model;
+* **TAIL** — REAT's feature-space loss (``methods.reat.tail_loss``), forward + backward on random
+  features of the model's width, vectorised against a per-anchor Python loop that computes the
+  same number (checked, value and gradient). Its cost grows with the number of tail anchors in
+  the batch, so it is measured twice: with balanced labels (a third of the batch are tail
+  anchors; the target is checked on this one) and with labels drawn from the long-tailed
+  training distribution (CIFAR-10-LT at ratio 0.02: about 4 anchors in 128).
+
+Every step includes the engine's batch preparation (gather from the device-resident uint8 set,
+crop/flip on the device, channels_last). The synthetic labels follow the long-tailed class
+counts ``long_tail_counts(5000, C, --ratio)``. Training rows: medians over the rounds, ratios of
+medians. TAIL (calls of a millisecond): the fastest of its repeats. The JSON also keeps every time, this process's CPU time per row (a
+cross-check on a shared machine), the machine, its load average before and after, and the exact
+command; the table goes next to it as ``.md``.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+TARGETS = {
+    "pgd-at / floor": ("≤", 1.10),
+    "reat / pgd-at": ("≤", 1.05),
+    "tail loop / vectorised": ("≥", 20.0),
+}
+N_MAX = 5000  # head-class size of the synthetic long-tailed class counts (CIFAR-10's)
+
+
+def add_arguments(p):
+    p.add_argument("--model", default="small-cnn", help="model name (default: small-cnn; the REAT paper's is resnet18)")
+    p.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE",
+                   help="model parameter, e.g. model.width=16")
+    p.add_argument("--dataset", default="cifar10",
+                   help="whose image shape, classes, ε, step and augmentation to use (no data is loaded)")
+    p.add_argument("--ratio", type=float, default=0.02, help="imbalance ratio of the synthetic labels")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=10, help="K, the PGD iterations per training step")
+    p.add_argument("--iters", type=int, default=5, help="timed rounds (each row is timed once per round)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    p.add_argument("--methods", nargs="+", help="methods to time (default: every registered one)")
+    p.add_argument("--methods-dir", action="append", default=[], metavar="DIR",
+                   help="also load methods from the .py files in DIR")
+    p.add_argument("--tail-batch", type=int, default=128, help="batch size of the TAIL comparison")
+    p.add_argument("--tail-iters", type=int, default=30,
+                   help="timed calls of each TAIL variant (the fastest counts)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the models (as `ltbench run --compile`)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 … (default: auto)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="bench.json",
+                   help="JSON file to write; the table goes next to it as .md (default: bench.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+# --- timing ---------------------------------------------------------------------------------
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall seconds of one call, the device drained before and after."""
+    _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def load_average() -> Optional[list[float]]:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+# --- the reference TAIL loop ----------------------------------------------------------------
+def first_tail_class(num_classes: int) -> int:
+    """REAT's tail classes are ⌊C/3⌋·2+1 … C−1 (C=10: 7, 8, 9)."""
+    return (num_classes // 3) * 2 + 1
+
+
+def tail_loss_loop(features: torch.Tensor, labels: torch.Tensor, class_counts: torch.Tensor) -> torch.Tensor:
+    """REAT's TAIL term, per pair (DESIGN.md), written the obvious way: a Python loop over anchors.
+
+    For every tail anchor i and every sample j: s_ij · (w_yi + w_yj) · KL(p_i ‖ q_j) with
+    p_i = softmax(f_i) detached, q_j = softmax(f_j), s_ij = −1 for the same class else +1,
+    w_c = sqrt(1 / prior_c); averaged over the batch, then over the anchors (0 without anchors).
+    The reference for timing and for checking the vectorised ``methods.reat.tail_loss``.
+    """
+    f = features if features.dtype == torch.float64 else features.float()
+    counts = class_counts.to(f.device, f.dtype)
+    w = (counts.sum() / counts).sqrt()
+    first_tail = first_tail_class(counts.numel())
+    log_q = F.log_softmax(f, dim=1)
+    terms = []
+    for i in range(len(labels)):
+        yi = int(labels[i])  # a host sync per sample: what a per-anchor loop costs
+        if yi < first_tail:
+            continue
+        log_p = F.log_softmax(f[i].detach(), dim=0)
+        kl = (log_p.exp() * (log_p - log_q)).sum(1)
+        sign = torch.where(labels == yi, -1.0, 1.0).to(f.dtype)
+        terms.append((sign * (w[yi] + w[labels]) * kl).mean())
+    if not terms:
+        return features.sum() * 0.0
+    return torch.stack(terms).mean()
+
+
+def find_tail_loss():
+    """``methods.reat.tail_loss`` if the REAT method is installed, else None."""
+    try:
+        from methods.reat import tail_loss
+    except ImportError:
+        return None
+    return tail_loss
+
+
+def bench_tail(num_classes: int, feature_dim: int, class_counts: torch.Tensor, batch: int, iters: int,
+               device: torch.device, seed: int, labels_from: str) -> dict:
+    """Forward + backward of TAIL, vectorised vs the per-anchor loop, on random features."""
+    tail_loss = find_tail_loss()
+    if tail_loss is None:
+        return {"available": False, "reason": "methods.reat.tail_loss not found"}
+    g = torch.Generator().manual_seed(seed)
+    if labels_from == "balanced":
+        labels = torch.randint(0, num_classes, (batch,), generator=g)
+    else:  # the long-tailed training distribution
+        labels = torch.multinomial(class_counts.float().cpu(), batch, replacement=True, generator=g)
+    labels = labels.to(device)
+    feats = torch.randn(batch, feature_dim, generator=g).to(device)
+    counts = class_counts.to(device)
+
+    def run(fn):
+        f = feats.detach().requires_grad_(True)
+        loss = fn(f)
+        (grad,) = torch.autograd.grad(loss, f)
+        return loss.detach(), grad
+
+    vec = lambda f: tail_loss(f, labels, counts, per_pair=True)  # noqa: E731
+    loop = lambda f: tail_loss_loop(f, labels, counts)  # noqa: E731
+    (lv, gv), (ll, gl) = run(vec), run(loop)  # warm-up, and the agreement check
+    scale = max(float(ll.abs()), 1e-12)
+    agree = {"loss_vectorised": float(lv), "loss_loop": float(ll),
+             "rel_diff": abs(float(lv) - float(ll)) / scale,
+             "grad_max_abs_diff": float((gv - gl).abs().max())}
+    agree["match"] = bool(torch.allclose(lv, ll, rtol=1e-4, atol=1e-6) and torch.allclose(gv, gl, rtol=1e-3,
+                                                                                            atol=1e-6))
+    t_vec, t_loop = [], []
+    for _ in range(iters):  # interleaved, like the training rows
+        t_vec.append(timed(lambda: run(vec), device))
+        t_loop.append(timed(lambda: run(loop), device))
+    first_tail = first_tail_class(num_classes)
+    out = {"available": True, "batch": batch, "feature_dim": feature_dim, "labels": labels_from,
+           "tail_anchors": int((labels >= first_tail).sum()),
+           "vectorised_s": summary(t_vec), "loop_s": summary(t_loop), "agreement": agree}
+    # Calls of a millisecond: the fastest of the repeats is the cost (Python's timeit rule); a
+    # median on a shared machine measures the scheduler (a woken thread can wait a time slice).
+    out["loop / vectorised"] = out["loop_s"]["min"] / out["vectorised_s"]["min"]
+    out["loop / vectorised (medians)"] = out["loop_s"]["median"] / out["vectorised_s"]["median"]
+    return out
+
+
+def summary(times: list[float]) -> dict:
+    return {"median": statistics.median(times), "min": min(times), "max": max(times), "n": len(times),
+            "all": [round(t, 6) for t in times]}
+
+
+# --- the training rows ----------------------------------------------------------------------
+class Row:
+    """One timed thing: a name, a step function, the samples each call processes."""
+
+    def __init__(self, name: str, fn: Callable[[], object], images: int, kind: str):
+        self.name, self.fn, self.images, self.kind = name, fn, images, kind
+        self.times: list[float] = []
+
+
+def compute_ratios(step_s: dict[str, float], steps: int, method_names: list[str]) -> dict:
+    """All ratios of the table from one number of seconds per step for each row (the median, or
+    the fastest round): ``step_s`` holds ``standard``, ``attack iteration`` (one iteration) and
+    one entry per method. The floor is ``steps`` × attack iteration + standard."""
+    std, it = step_s["standard"], step_s["attack iteration"]
+    floor = steps * it + std
+    r = {"attack iteration / standard": it / std, "floor / standard": floor / std}
+    if "pgd-at" in step_s:
+        pgd = step_s["pgd-at"]
+        r["pgd-at / standard"] = pgd / std
+        r["pgd-at / floor"] = pgd / floor
+    r["method / floor"] = {m: step_s[m] / floor for m in method_names}
+    r["method / pgd-at"] = {m: step_s[m] / step_s["pgd-at"] for m in method_names} if "pgd-at" in step_s else {}
+    return r
+
+
+def check_targets(ratios: dict, tail: dict) -> dict:
+    values = {"pgd-at / floor": ratios.get("pgd-at / floor"),
+              "reat / pgd-at": ratios.get("method / pgd-at", {}).get("reat"),
+              "tail loop / vectorised": tail.get("loop / vectorised")}
+    out = {}
+    for key, (op, bound) in TARGETS.items():
+        v = values[key]
+        met = None if v is None else (v <= bound if op == "≤" else v >= bound)
+        out[key] = {"value": v, "target": f"{op} {bound:g}", "met": met}
+    return out
+
+
+def build_rows(args, device: torch.device) -> tuple[list[Row], dict]:
+    """The timed rows (standard, attack iteration, one per method) and a description of the setup."""
+    from ltbench.attacks.base import attack_mode, autocast_for
+    from ltbench.data import DeviceAugment, get_dataset, long_tail_counts
+    from ltbench.engine.train import EpochAccumulator, compile_model, train_step
+    from ltbench.method import BatchContext, build_method
+    from ltbench.models import build_model
+    from ltbench.registry import METHODS, load_all
+
+    load_all(args.methods_dir)
+    info = get_dataset(args.dataset)
+    C = info.num_classes
+    names = list(args.methods) if args.methods else METHODS.names()
+    for n in names:
+        METHODS.get(n)  # unknown names fail before anything is timed
+    counts_list = long_tail_counts(N_MAX, C, args.ratio)
+    counts = torch.tensor(counts_list, dtype=torch.float32, device=device)
+    B, K = args.batch_size, args.steps
+
+    torch.manual_seed(args.seed)
+    g = torch.Generator().manual_seed(args.seed)
+    pool = 8 * B  # a device-resident uint8 "training set" with long-tailed labels
+    x_u8 = torch.randint(0, 256, (pool, *info.image_shape), dtype=torch.uint8, generator=g).to(device)
+    y_all = torch.multinomial(torch.tensor(counts_list, dtype=torch.float), pool, replacement=True,
+                              generator=g).to(device)
+    augment = DeviceAugment(info.crop_padding, info.flip)
+    aug_gen = torch.Generator(device=device).manual_seed(args.seed + 1)
+    idx_gen = torch.Generator(device=device).manual_seed(args.seed + 2)
+
+    def batch():  # Trainer.batch, on the synthetic set
+        idx = torch.randint(0, pool, (B,), generator=idx_gen, device=device)
+        x = augment(x_u8[idx].float().div_(255), generator=aug_gen)
+        return x.contiguous(memory_format=torch.channels_last), y_all[idx]
+
+    model_params = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("model."):
+            from ltbench.errors import LtbenchError
+
+            raise LtbenchError(f"--set expects model.KEY=VALUE, got {item!r}")
+        model_params[key[len("model."):]] = _literal(value)
+    base = build_model(args.model, C, info.image_shape[0], info.mean, info.std, **model_params)
+    base = base.to(device, memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    wrap = compile_model if args.compile else (lambda m: m)
+
+    def optimizer(model):
+        return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+    rows = []
+    # standard training: the engine's step with the clean batch and a cross-entropy outer loss
+    std_model = copy.deepcopy(base)
+    std_fwd, std_opt, std_acc = wrap(std_model), optimizer(std_model), EpochAccumulator(C, device)
+
+    def standard():
+        x, y = batch()
+        std_model.train()
+        with autocast_for(device):
+            logits = std_fwd(x)
+            loss = F.cross_entropy(logits.float(), y)
+        std_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        std_opt.step()
+        std_acc.update(loss, logits.detach().float(), y)
+
+    rows.append(Row("standard", standard, B, "standard"))
+
+    # one attack iteration alone, K of them per call (eval mode, parameters frozen, input gradient only)
+    att_model = copy.deepcopy(base)
+    att_fwd = wrap(att_model)
+    x_fixed, y_fixed = batch()
+
+    def attack_iterations():
+        with attack_mode(att_model):
+            for _ in range(K):
+                x_in = x_fixed.detach().requires_grad_(True)
+                with autocast_for(device):
+                    logits = att_fwd(x_in)
+                loss = F.cross_entropy(logits.float(), y_fixed, reduction="sum")
+                torch.autograd.grad(loss, x_in)
+
+    rows.append(Row("attack iteration", attack_iterations, B * K, "attack"))
+
+    eps = info.eps
+    for name in names:
+        method = build_method(name, {}, C, counts).to(device)
+        model = copy.deepcopy(base)
+        head = method.build_head(model.feature_dim, C, counts)
+        if head is not None:
+            model.head = head.to(device)
+        model.train()
+        fwd, opt, acc = wrap(model), optimizer(model), EpochAccumulator(C, device)
+
+        def step(method=method, model=model, fwd=fwd, opt=opt, acc=acc):
+            x, y = batch()
+            ctx = BatchContext(fwd, x, y, method.class_counts, eps, 0)
+            train_step(model, fwd, method, opt, x, y, ctx, acc, eps=eps, step=info.step, steps=K)
+
+        rows.append(Row(name, step, B, "method"))
+    setup = {"dataset": args.dataset, "image_shape": list(info.image_shape), "num_classes": C,
+             "class_counts": counts_list, "eps": eps, "step": info.step, "feature_dim": base.feature_dim,
+             "parameters": sum(p.numel() for p in base.parameters()), "methods": names,
+             "counts_tensor": counts}
+    return rows, setup
+
+
+def _literal(value: str):
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def run_bench(args, log: Callable[[str], None] = lambda s: None) -> dict:
+    """Time every row in interleaved rounds; return the JSON-ready record."""
+    from ltbench.env import environment, resolve_device
+    from ltbench.errors import LtbenchError
+
+    if args.batch_size < 1 or args.steps < 1 or args.iters < 1 or args.warmup < 0:
+        raise LtbenchError("--batch-size, --steps and --iters must be at least 1, --warmup at least 0")
+    device = resolve_device(args.device)
+    load_before = load_average()
+    t_start = time.perf_counter()
+    rows, setup = build_rows(args, device)
+    counts = setup.pop("counts_tensor")
+    for r in range(args.warmup + args.iters):
+        timed_round = r >= args.warmup
+        log(f"round {r + 1}/{args.warmup + args.iters}{'' if timed_round else ' (warm-up)'}")
+        for row in rows:
+            t = timed(row.fn, device)
+            if timed_round:
+                row.times.append(t)
+    K = args.steps
+    step_s = {row.name: statistics.median(row.times) for row in rows}
+    step_s["attack iteration"] /= K  # the row ran K iterations per call
+    method_names = [row.name for row in rows if row.kind == "method"]
+    ratios = compute_ratios(step_s, K, method_names)
+    # The same ratios from each row's fastest round: on a shared machine, other processes only
+    # ever slow a row down, so the minimum is the least disturbed estimate of its cost.
+    min_step_s = {row.name: min(row.times) for row in rows}
+    min_step_s["attack iteration"] /= K
+    min_ratios = compute_ratios(min_step_s, K, method_names)
+    log("TAIL")
+    tail = bench_tail(setup["num_classes"], setup["feature_dim"], counts, args.tail_batch, args.tail_iters,
+                      device, args.seed, "balanced")
+    tail_lt = bench_tail(setup["num_classes"], setup["feature_dim"], counts, args.tail_batch, args.tail_iters,
+                         device, args.seed, "longtail") if tail.get("available") else tail
+    floor = K * step_s["attack iteration"] + step_s["standard"]
+    per_row = {}
+    for row in rows:
+        div = K if row.kind == "attack" else 1
+        s = summary([t / div for t in row.times])
+        per_row[row.name] = {**s, "images_per_s": args.batch_size / s["median"]}
+    return {
+        "command": command_line(args),
+        "settings": {"model": args.model, "model_params": list(args.set), "batch_size": args.batch_size,
+                     "steps": K, "iters": args.iters, "warmup": args.warmup, "compile": bool(args.compile),
+                     "tail_batch": args.tail_batch, "tail_iters": args.tail_iters, "seed": args.seed,
+                     "ratio": args.ratio, **setup},
+        "env": {**environment(device), "cpu_count": os.cpu_count(), "cpu": _cpu_name()},
+        "load_avg_before": load_before,
+        "load_avg_after": load_average(),
+        "wall_s": time.perf_counter() - t_start,
+        "step_s": per_row,
+        "floor_s": floor,
+        "ratios": ratios,
+        "ratios_fastest": min_ratios,
+        "targets_fastest": check_targets(min_ratios, tail),
+        "tail": tail,
+        "tail_longtail_labels": tail_lt,
+        "targets": check_targets(ratios, tail),
+    }
+
+
+def command_line(args) -> str:
+    """The command that repeats this measurement, every setting spelled out."""
+    parts = ["ltbench", "bench", "--model", args.model]
+    for item in args.set:
+        parts += ["--set", item]
+    parts += ["--dataset", args.dataset, "--ratio", f"{args.ratio:g}", "--batch-size", str(args.batch_size),
+              "--steps", str(args.steps), "--iters", str(args.iters), "--warmup", str(args.warmup),
+              "--tail-batch", str(args.tail_batch), "--tail-iters", str(args.tail_iters), "--seed", str(args.seed),
+              "--device", args.device]
+    if args.methods:
+        parts += ["--methods", *args.methods]
+    for d in args.methods_dir:
+        parts += ["--methods-dir", d]
+    if args.compile:
+        parts.append("--compile")
+    parts += ["--out", args.out]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _cpu_name() -> Optional[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+# --- output ---------------------------------------------------------------------------------
+def format_table(rec: dict) -> str:
+    s, st = rec["settings"], rec["step_s"]
+    K = s["steps"]
+    env = rec["env"]
+    device = env.get("gpu") or f"{env['device']} ({env.get('cpu') or 'cpu'}, {env['threads']} threads)"
+    lines = [f"ltbench bench — {s['model']} ({s['parameters'] / 1e6:.2f} M parameters), {s['dataset']} shape "
+             f"{'×'.join(map(str, s['image_shape']))}, batch {s['batch_size']}, PGD-{K}"
+             f"{', torch.compile' if s['compile'] else ''}",
+             f"device: {device}; torch {env['torch']}; load average before {rec['load_avg_before']}, "
+             f"after {rec['load_avg_after']}; median of {s['iters']} interleaved rounds",
+             ""]
+    std = st["standard"]["median"]
+    floor = rec["floor_s"]
+    pgd = st.get("pgd-at", {}).get("median")
+    head = (f"{'':<34}{'s/step':>9}{'fastest':>9}{'images/s':>10}{'× standard':>12}{'× floor':>9}"
+            f"{'× PGD-AT':>10}")
+    lines += [head, "-" * len(head)]
+
+    def line(name, sec, fastest, ips, show_floor=True, show_pgd=True):
+        f = f"{sec / floor:9.3f}" if show_floor else " " * 9
+        p = f"{sec / pgd:10.3f}" if (show_pgd and pgd) else " " * 10
+        fast = f"{fastest:9.4f}" if fastest is not None else " " * 9
+        return f"{name:<34}{sec:9.4f}{fast}{ips:10.1f}{sec / std:12.3f}{f}{p}"
+
+    lines.append(line("standard", std, st["standard"]["min"], st["standard"]["images_per_s"], show_pgd=False))
+    it = st["attack iteration"]["median"]
+    lines.append(line("attack iteration (1 of K)", it, st["attack iteration"]["min"], s["batch_size"] / it,
+                      show_floor=False, show_pgd=False))
+    lines.append(line(f"floor = {K} × iteration + standard", floor, None, s["batch_size"] / floor,
+                      show_pgd=False))
+    for name in s["methods"]:
+        lines.append(line(name, st[name]["median"], st[name]["min"], st[name]["images_per_s"]))
+    lines.append("")
+    for label, tail in (("balanced labels", rec["tail"]), ("long-tailed labels", rec["tail_longtail_labels"])):
+        if not tail.get("available"):
+            lines.append(f"TAIL: not measured ({tail.get('reason')})")
+            break
+        ag = tail["agreement"]
+        lines.append(f"TAIL, batch {tail['batch']} × {tail['feature_dim']} features, {label} "
+                     f"({tail['tail_anchors']} tail anchors), forward + backward, fastest of "
+                     f"{tail['vectorised_s']['n']}: vectorised {tail['vectorised_s']['min'] * 1e3:.2f} ms, "
+                     f"per-anchor loop {tail['loop_s']['min'] * 1e3:.2f} ms → loop / vectorised "
+                     f"{tail['loop / vectorised']:.1f}×; same value: {'yes' if ag['match'] else 'NO'} "
+                     f"(rel. diff {ag['rel_diff']:.1e})")
+    lines.append("")
+    lines.append("Targets (training rows: ratio of medians; in brackets, of each row's fastest round):")
+    fastest = rec.get("targets_fastest", {})
+    for key, t in rec["targets"].items():
+        v = "n/a" if t["value"] is None else f"{t['value']:.3f}"
+        f = fastest.get(key, {}).get("value")
+        f = f" [{f:.3f}]" if (f is not None and key != "tail loop / vectorised") else ""
+        verdict = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
+        lines.append(f"  {key:<24} {v:>8}{f}  (target {t['target']}): {verdict}")
+    lines.append("")
+    lines.append(f"command: {rec['command']}")
+    return "\n".join(lines) + "\n"
+
+
+def main(args) -> int:
+    from ltbench.io import write_json, write_text
+
+    log = (lambda s: None) if args.quiet else (lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
+    rec = run_bench(args, log)
+    table = format_table(rec)
+    print(table, end="")
+    out = Path(args.out)
+    write_json(out, rec)
+    write_text(out.with_suffix(".md"), "```\n" + table + "```\n")
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0
