@@ -23,6 +23,7 @@ def test_job_writes_the_documented_files(tiny_fmnist, tmp_path):
     on_disk = json.loads((job / "result.json").read_text())
     assert on_disk["config"] == cfg.to_dict()
     assert {"torch", "device", "commit"} <= set(on_disk["env"])
+    assert on_disk["method_config"] == {}  # PGD-AT has no hyper-parameters
     for attack in ("clean", "pgd3"):
         rec = on_disk["metrics"][attack]
         assert {"overall", "per_class", "head", "medium", "tail", "worst"} <= set(rec)

@@ -181,6 +181,7 @@ def test_one_epoch_writes_valid_result(name, tmp_path):
     result = run_job(cfg, tmp_path)
     on_disk = json.loads((tmp_path / "result.json").read_text())
     assert on_disk["config"]["method"] == name
+    assert on_disk["method_config"] == METHODS.get(name)(METHODS.get(name).Config(), C, torch.ones(C)).config_dict()
     assert on_disk["dataset"]["name"] == "tiny-test" and len(on_disk["dataset"]["train_counts"]) == C
     assert set(on_disk["metrics"]) == {"clean", "pgd2"}
     for rec in on_disk["metrics"].values():

@@ -277,6 +277,7 @@ def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) 
     evaluation = trainer.evaluate(full=True)  # metrics, checks, warnings, evaluation settings
     result = {
         "config": cfg.to_dict(),
+        "method_config": trainer.method.config_dict(),  # defaults resolved: tells reat from reat-official
         "env": environment(trainer.device),
         "dataset": {"name": cfg.dataset, "class_names": trainer.class_names, "train_counts": trainer.class_counts,
                     "test_size": int(len(trainer.y_test))},
