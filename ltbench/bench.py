@@ -56,8 +56,8 @@ def add_arguments(p):
     p.add_argument("--ratio", type=float, default=0.02, help="imbalance ratio of the synthetic labels")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=10, help="K, the PGD iterations per training step")
-    p.add_argument("--iters", type=int, default=5, help="timed rounds (each row is timed once per round)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    p.add_argument("--iters", type=int, default=15, help="timed rounds (each row is timed once per round)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     p.add_argument("--methods", nargs="+", help="methods to time (default: every registered one)")
     p.add_argument("--methods-dir", action="append", default=[], metavar="DIR",
                    help="also load methods from the .py files in DIR")
