@@ -257,14 +257,13 @@ def build_rows(args, device: torch.device) -> tuple[list[Row], dict]:
         x = augment(x_u8[idx].float().div_(255), generator=aug_gen)
         return x.contiguous(memory_format=torch.channels_last), y_all[idx]
 
-    model_params = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key.startswith("model."):
-            from ltbench.errors import LtbenchError
+    from ltbench.runner.cli import parse_sets
 
-            raise LtbenchError(f"--set expects model.KEY=VALUE, got {item!r}")
-        model_params[key[len("model."):]] = _literal(value)
+    method_params, model_params = parse_sets(args.set)
+    if method_params:
+        from ltbench.errors import LtbenchError
+
+        raise LtbenchError(f"bench --set takes model.KEY=VALUE only, got {', '.join(args.set)}")
     base = build_model(args.model, C, info.image_shape[0], info.mean, info.std, **model_params)
     base = base.to(device, memory_format=torch.channels_last)
     if device.type == "cuda":
@@ -329,15 +328,6 @@ def build_rows(args, device: torch.device) -> tuple[list[Row], dict]:
              "parameters": sum(p.numel() for p in base.parameters()), "methods": names,
              "counts_tensor": counts}
     return rows, setup
-
-
-def _literal(value: str):
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
 
 
 def run_bench(args, log: Callable[[str], None] = lambda s: None) -> dict:
