@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import gzip
 import json
 import os
@@ -147,14 +146,13 @@ def make_study(root: Path, name: str = "synth") -> Path:
 
 @contextlib.contextmanager
 def hold_lock(job_dir: Path):
-    """Hold a job's runner lock (``.lock``, flock) as a running job's process does."""
-    fd = os.open(job_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    """Hold a job's runner lock as a running job's process does."""
+    from ltbench.runner.job import JobLock
+
+    lock = JobLock(job_dir)
+    assert lock.acquire()
+    with lock:
         yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def make_evil_study(root: Path) -> Path:
