@@ -39,6 +39,8 @@ class JobConfig:
     train_attack_steps: int = 10
     eval_attacks: tuple = ("clean", "pgd20", "cw20")  # add "aa" for AutoAttack (slow on a CPU: opt-in)
     aa_n_per_class: Optional[int] = None  # AutoAttack on a balanced subset of N per class; None = all
+    select_best: Optional[str] = None  # e.g. "pgd20": keep the epoch most robust on a test subset (REAT recipe)
+    select_n_per_class: int = 100  # size of that fixed, balanced, seeded subset, per class
     eval_batch_size: int = 250  # fastest on CPU; the GPU path may raise it
     device: str = "auto"
     compile: bool = False
@@ -54,6 +56,8 @@ class JobConfig:
             raise LtbenchError(f"long-tail profile must be 'exp' or 'step', got {self.profile!r}")
         if self.augment not in (None, "randaugment", "autoaugment"):
             raise LtbenchError(f"augment must be randaugment or autoaugment, got {self.augment!r}")
+        if int(self.select_n_per_class) < 1:
+            raise LtbenchError(f"select_n_per_class must be at least 1, got {self.select_n_per_class}")
         if self.eps is not None and self.eps < 0:
             raise LtbenchError(f"eps must be ≥ 0, got {self.eps}")
         return self

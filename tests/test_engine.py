@@ -58,3 +58,24 @@ def test_group_summaries_follow_train_counts(tiny_fmnist, tmp_path):
     assert abs(rec["head"] - sum(pc[:3]) / 3) < 1e-12
     assert abs(rec["medium"] - sum(pc[3:7]) / 4) < 1e-12
     assert abs(rec["tail"] - sum(pc[7:]) / 3) < 1e-12
+
+
+def test_model_selection_keeps_the_most_robust_epoch_without_changing_training(tiny_fmnist, tmp_path):
+    base = {**TINY, "epochs": 3, "ratio": 1.0, "eps": 0.02, "step": 0.01, "batch_size": 32}
+    plain = run_job(JobConfig(method="pgd-at", **base), tmp_path / "plain")
+    job = tmp_path / "select"
+    chosen = run_job(JobConfig(method="pgd-at", **base, select_best="pgd3", select_n_per_class=3), job)
+    lines = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+    accs = [r["select_acc"] for r in lines]
+    sel = chosen["selection"]
+    assert sel["epoch"] == accs.index(max(accs)) + 1 and sel["acc"] == max(accs)
+    assert sel["attack"] == "pgd3" and sel["n_per_class"] == 3 and plain["selection"] is None
+    assert (job / "best.pt").exists()
+    # The selection's attacks use a forked RNG: training is the same as without selection.
+    plain_lines = [json.loads(line) for line in (tmp_path / "plain" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in lines] == [r["loss"] for r in plain_lines]
+    # best.pt holds the selected epoch's weights: the last epoch's exactly when it was selected.
+    best = torch.load(job / "best.pt", weights_only=True)
+    last = torch.load(job / "checkpoint.pt", weights_only=True)["model"]
+    same = all(torch.equal(best[k], last[k]) for k in best)
+    assert same == (sel["epoch"] == 3)

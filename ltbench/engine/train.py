@@ -23,16 +23,18 @@ from ltbench.attacks.pgd import pgd_perturb
 from ltbench.config import JobConfig
 from ltbench.data import DeviceAugment, LongTailSplit, PolicyAugment, get_dataset, load_split
 from ltbench.engine.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from ltbench.engine.evaluate import run_evaluation
+from ltbench.attacks import build_attack
+from ltbench.engine.evaluate import balanced_subset, eval_batch_size, predict, run_evaluation
 from ltbench.env import environment, resolve_device
 from ltbench.errors import LtbenchError
-from ltbench.io import append_jsonl, read_jsonl, write_json, write_text
+from ltbench.io import append_jsonl, read_jsonl, save_torch, write_json, write_text
 from ltbench.method import BatchContext, Method, build_method
 from ltbench.models import build_model
 from ltbench.registry import load_all
 
 Progress = Callable[[str], None]
 SPLIT_FILE = "lt_indices.json"
+BEST = "best.pt"
 
 
 class TrainingDiverged(LtbenchError):
@@ -156,6 +158,11 @@ class Trainer:
         self.perm_gen = torch.Generator().manual_seed(cfg.seed)
         self.aug_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 1)
         self.start_epoch = 0
+        # Model selection (REAT recipe: "best checkpoint by PGD-20") on a fixed balanced test subset.
+        self.best = {"epoch": None, "acc": None}
+        if cfg.select_best:
+            self.select_attack = build_attack(cfg.select_best, self.eps, self.step, seed=cfg.seed)
+            self.select_idx = balanced_subset(self.y_test, cfg.select_n_per_class, cfg.seed)
 
     # --- checkpointing -----------------------------------------------------------------
     def state(self, epoch: int) -> dict:
@@ -169,6 +176,7 @@ class Trainer:
             "rng": rng_state(self.device),
             "perm_gen": self.perm_gen.get_state(),
             "aug_gen": self.aug_gen.get_state(),
+            "best": dict(self.best),
         }
 
     def load_state(self, state: dict) -> None:
@@ -181,6 +189,7 @@ class Trainer:
         self.aug_gen.set_state(state["aug_gen"].to(self.aug_gen.device) if self.device.type != "cpu"
                                else state["aug_gen"])
         self.start_epoch = int(state["epoch"])
+        self.best = dict(state.get("best", self.best))
 
     def resume(self) -> int:
         """Load the last checkpoint if there is one; returns the epoch to start from."""
@@ -248,8 +257,30 @@ class Trainer:
             record = self.train_epoch(epoch)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
+            if self.cfg.select_best:
+                record["select_acc"] = self.selection_accuracy()
+                if self.best["acc"] is None or record["select_acc"] > self.best["acc"]:
+                    save_torch(self.job_dir / BEST, self.model.state_dict())
+                    self.best = {"epoch": epoch + 1, "acc": record["select_acc"]}
             append_jsonl(self.job_dir / "metrics.jsonl", record)
             save_checkpoint(self.job_dir / CHECKPOINT, self.state(epoch + 1))
+
+    def selection_accuracy(self) -> float:
+        """Accuracy under ``select_best`` on the selection subset. Its random starts draw from a
+        forked RNG, so training continues exactly as it would without model selection."""
+        idx = self.select_idx
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            pred = predict(self.model, self.x_test[idx], self.y_test[idx], self.select_attack, self.device,
+                           eval_batch_size(self.cfg.eval_batch_size, self.device))
+        return (pred == self.y_test[idx]).double().mean().item()
+
+    def load_best(self) -> Optional[dict]:
+        """Put the selected epoch's weights in the model; returns the selection record (or None)."""
+        if not self.cfg.select_best or self.best["epoch"] is None:
+            return None
+        self.model.load_state_dict(load_checkpoint(self.job_dir / BEST, map_location=self.device))
+        return {"attack": self.cfg.select_best, "n_per_class": self.cfg.select_n_per_class, **self.best}
 
     def evaluate(self, attacks=None, full: bool = False) -> dict:
         """``result["metrics"]`` for ``attacks`` (default: the job's); with ``full``, everything the
@@ -273,6 +304,7 @@ def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) 
     t0 = time.perf_counter()
     trainer.fit()
     train_s = time.perf_counter() - t0
+    selection = trainer.load_best()
     t0 = time.perf_counter()
     evaluation = trainer.evaluate(full=True)  # metrics, checks, warnings, evaluation settings
     result = {
@@ -282,6 +314,7 @@ def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) 
         "dataset": {"name": cfg.dataset, "class_names": trainer.class_names, "train_counts": trainer.class_counts,
                     "test_size": int(len(trainer.y_test))},
         "attack": {"eps": trainer.eps, "step": trainer.step, "train_steps": cfg.train_attack_steps},
+        "selection": selection,  # which epoch's model was evaluated (None: the last)
         "timing": {"train_s": train_s, "eval_s": time.perf_counter() - t0},
         **evaluation,
     }

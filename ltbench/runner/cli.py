@@ -36,6 +36,9 @@ def add_arguments(p):
     g.add_argument("--attacks", nargs="+", help="evaluation attacks (default: clean pgd20 cw20)")
     g.add_argument("--augment", choices=["randaugment", "autoaugment"],
                    help="per-sample policy augmentation before crop/flip (AT-BSL's recipe uses one)")
+    g.add_argument("--select-best", metavar="ATTACK",
+                   help="evaluate the epoch most robust to ATTACK (e.g. pgd20) on a balanced test subset, "
+                        "not the last one")
     g.add_argument("--compile", action="store_const", const=True, default=None,
                    help="torch.compile the model (worth it on GPUs for long runs)")
     g.add_argument("--profile", choices=["exp", "step"])
@@ -68,7 +71,7 @@ def add_arguments(p):
 
 
 FIELDS = {"model": "model", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "eps": "eps",
-          "step": "step", "train_attack_steps": "train_attack_steps", "augment": "augment", "compile": "compile",
+          "step": "step", "train_attack_steps": "train_attack_steps", "augment": "augment", "compile": "compile", "select_best": "select_best",
           "profile": "profile", "device": "device"}
 GRID_KEYS = ("methods", "datasets", "ratios", "seeds")
 

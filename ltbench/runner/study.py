@@ -60,7 +60,7 @@ def _check_attacks(jobs: list) -> None:
                 return build_attack(name, 0.1, 0.01)
         except ImportError:  # the evaluation layer will complain at evaluation time
             return
-    for name in sorted({a for job in jobs for a in job.eval_attacks}):
+    for name in sorted({a for job in jobs for a in (*job.eval_attacks, *filter(None, [job.select_best]))}):
         check(name)  # raises LtbenchError for an unknown attack name
 
 
