@@ -8,7 +8,7 @@ from ltbench.attacks import AutoAttack
 from ltbench.cli import main as cli
 from ltbench.config import JobConfig
 from ltbench.engine import evaluate as ev
-from ltbench.engine.evaluate import balanced_subset, eval_batch_size, evaluate, run_evaluation
+from ltbench.engine.evaluate import balanced_subset, eval_batch_size, run_evaluation
 from ltbench.engine.train import run_job
 from ltbench.metrics import masking_warnings
 from test_attacks import synthetic, train_mlp
@@ -93,11 +93,6 @@ def test_eps_zero_every_attack_equals_clean(model, data, fast_aa):
     clean = out["metrics"]["clean"]
     for rec in out["metrics"].values():
         assert rec["per_class"] == clean["per_class"] and rec["confusion"] == clean["confusion"]
-
-
-def test_legacy_evaluate_returns_the_metrics(model, data):
-    metrics = evaluate(model, *data, COUNTS, ["clean"], EPS, STEP, CPU, batch_size=16)
-    assert list(metrics) == ["clean"] and metrics["clean"]["n"] == 40
 
 
 def test_unknown_attack_fails_before_any_work(model, data):

@@ -70,8 +70,7 @@ def load_job_model(job_dir: Path, ckpt: Path, device: torch.device, methods_dirs
     from ltbench.config import JobConfig
     from ltbench.data import LongTailSplit, get_dataset, load_split
     from ltbench.engine.checkpoint import load_checkpoint
-    from ltbench.method import build_method
-    from ltbench.models import build_model
+    from ltbench.engine.train import build_job_model
     from ltbench.registry import load_all
 
     load_all(list(methods_dirs))
@@ -81,12 +80,7 @@ def load_job_model(job_dir: Path, ckpt: Path, device: torch.device, methods_dirs
     raw, split = load_split(info, cfg.ratio, cfg.profile, cfg.seed,
                             split=LongTailSplit.load(saved) if saved.exists() else None)
     counts = list(split.counts)
-    method = build_method(cfg.method, cfg.method_params, info.num_classes,
-                          torch.tensor(counts, dtype=torch.float32))
-    model = build_model(cfg.model, info.num_classes, info.image_shape[0], info.mean, info.std, **cfg.model_params)
-    head = method.build_head(model.feature_dim, info.num_classes, torch.tensor(counts, dtype=torch.float32))
-    if head is not None:
-        model.head = head
+    _, model = build_job_model(cfg, info, torch.tensor(counts, dtype=torch.float32))
     try:
         state = load_checkpoint(ckpt, map_location="cpu")
     except Exception as exc:  # a file that is not a checkpoint, or holds untrusted objects
@@ -105,7 +99,8 @@ def load_job_model(job_dir: Path, ckpt: Path, device: torch.device, methods_dirs
 
 def main(args) -> int:
     from ltbench.engine.evaluate import run_evaluation
-    from ltbench.env import environment, resolve_device
+    from ltbench.engine.train import result_header
+    from ltbench.env import resolve_device
     from ltbench.io import write_json
     from ltbench.metrics import masking_warnings
 
@@ -143,11 +138,7 @@ def main(args) -> int:
     evaluation["evaluation"]["checkpoint"] = str(ckpt)
 
     result = {
-        "config": cfg.to_dict(),
-        "env": environment(device),
-        "dataset": {"name": cfg.dataset, "class_names": raw.class_names, "train_counts": counts,
-                    "test_size": int(len(raw.y_test))},
-        "attack": {"eps": eps, "step": step, "train_steps": cfg.train_attack_steps},
+        **result_header(cfg, device, raw.class_names, counts, len(raw.y_test), eps, step),
         "timing": {"eval_s": eval_s},
         **evaluation,
     }

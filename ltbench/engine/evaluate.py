@@ -267,13 +267,3 @@ def _masking_checks(run, full_correct, y_test, num_classes, attacks, eps, seed, 
         accuracy[name] = (pred == ys).double().mean().item()
     return {"eps": eps, "n": len(idx), "n_per_class": per_class, "seed": seed, "seconds": seconds,
             "accuracy": accuracy}
-
-
-def evaluate(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor, class_counts: list[int],
-             attacks: list[str], eps: float, step: float, device: torch.device, batch_size: int = 1000,
-             progress: Optional[Callable[[str], None]] = None, **kwargs) -> dict:
-    """Just the accuracy records (``result["metrics"]``), without the masking checks; see
-    :func:`run_evaluation` for the keyword options."""
-    kwargs.setdefault("checks", False)
-    return run_evaluation(model, x_test, y_test, class_counts, attacks, eps=eps, step=step, device=device,
-                          batch_size=batch_size, progress=progress, **kwargs)["metrics"]

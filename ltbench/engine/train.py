@@ -113,6 +113,28 @@ def train_step(model: nn.Module, forward_model: nn.Module, method: Method, optim
     return loss.detach(), logits_adv
 
 
+def build_job_model(cfg: JobConfig, info, class_counts: torch.Tensor) -> tuple[Method, nn.Module]:
+    """The job's method and model, the model carrying the method's head if it has one."""
+    method = build_method(cfg.method, cfg.method_params, info.num_classes, class_counts)
+    model = build_model(cfg.model, info.num_classes, info.image_shape[0], info.mean, info.std, **cfg.model_params)
+    head = method.build_head(model.feature_dim, info.num_classes, class_counts)
+    if head is not None:
+        model.head = head
+    return method, model
+
+
+def result_header(cfg: JobConfig, device: torch.device, class_names: list[str], train_counts: list[int],
+                  test_size: int, eps: float, step: float) -> dict:
+    """The part of ``result.json`` that says what was evaluated: config, environment, data, budget."""
+    return {
+        "config": cfg.to_dict(),
+        "env": environment(device),
+        "dataset": {"name": cfg.dataset, "class_names": class_names, "train_counts": train_counts,
+                    "test_size": int(test_size)},
+        "attack": {"eps": eps, "step": step, "train_steps": cfg.train_attack_steps},
+    }
+
+
 class Trainer:
     """Holds one job's data, model, method and optimiser on the training device."""
 
@@ -142,12 +164,8 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)
         counts = torch.tensor(self.class_counts, dtype=torch.float32, device=dev)
-        self.method: Method = build_method(cfg.method, cfg.method_params, self.info.num_classes, counts).to(dev)
-        model = build_model(cfg.model, self.info.num_classes, self.info.image_shape[0], self.info.mean,
-                            self.info.std, **cfg.model_params)
-        head = self.method.build_head(model.feature_dim, self.info.num_classes, counts)
-        if head is not None:
-            model.head = head
+        method, model = build_job_model(cfg, self.info, counts)
+        self.method: Method = method.to(dev)
         # channels_last is faster on CUDA and, measured for the small CNN, on the CPU too.
         self.model = model.to(dev, memory_format=torch.channels_last)
         if dev.type == "cuda":
@@ -211,11 +229,6 @@ class Trainer:
         x = self.augment(x.float().div_(255), generator=self.aug_gen)
         x = x.contiguous(memory_format=torch.channels_last)
         return x, self.y_train[idx]
-
-    def adversarial(self, x: torch.Tensor, y: torch.Tensor, ctx: BatchContext) -> torch.Tensor:
-        """Inner maximisation with the method's start and loss, model in eval mode."""
-        return adversarial_examples(self.model, self.forward_model, self.method, x, y, ctx, eps=self.eps,
-                                    step=self.step, steps=self.cfg.train_attack_steps)
 
     def train_epoch(self, epoch: int) -> dict:
         cfg, dev, C = self.cfg, self.device, self.info.num_classes
@@ -282,15 +295,13 @@ class Trainer:
         self.model.load_state_dict(load_checkpoint(self.job_dir / BEST, map_location=self.device))
         return {"attack": self.cfg.select_best, "n_per_class": self.cfg.select_n_per_class, **self.best}
 
-    def evaluate(self, attacks=None, full: bool = False) -> dict:
-        """``result["metrics"]`` for ``attacks`` (default: the job's); with ``full``, everything the
-        evaluation writes to ``result.json`` (metrics, gradient-masking checks and warnings, settings)."""
-        out = run_evaluation(self.model, self.x_test, self.y_test, self.class_counts,
-                             list(attacks or self.cfg.eval_attacks), eps=self.eps, step=self.step, device=self.device,
-                             batch_size=self.cfg.eval_batch_size, seed=self.cfg.seed,
-                             aa_n_per_class=self.cfg.aa_n_per_class, state_dir=self.job_dir, checks=full,
-                             progress=self.progress)
-        return out if full else out["metrics"]
+    def evaluate(self) -> dict:
+        """Everything the evaluation writes to ``result.json``: metrics under the job's attacks,
+        gradient-masking checks and warnings, evaluation settings."""
+        return run_evaluation(self.model, self.x_test, self.y_test, self.class_counts, list(self.cfg.eval_attacks),
+                              eps=self.eps, step=self.step, device=self.device, batch_size=self.cfg.eval_batch_size,
+                              seed=self.cfg.seed, aa_n_per_class=self.cfg.aa_n_per_class, state_dir=self.job_dir,
+                              progress=self.progress)
 
 
 def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) -> dict:
@@ -306,14 +317,11 @@ def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) 
     train_s = time.perf_counter() - t0
     selection = trainer.load_best()
     t0 = time.perf_counter()
-    evaluation = trainer.evaluate(full=True)  # metrics, checks, warnings, evaluation settings
+    evaluation = trainer.evaluate()  # metrics, checks, warnings, evaluation settings
     result = {
-        "config": cfg.to_dict(),
+        **result_header(cfg, trainer.device, trainer.class_names, trainer.class_counts, len(trainer.y_test),
+                        trainer.eps, trainer.step),
         "method_config": trainer.method.config_dict(),  # defaults resolved: tells reat from reat-official
-        "env": environment(trainer.device),
-        "dataset": {"name": cfg.dataset, "class_names": trainer.class_names, "train_counts": trainer.class_counts,
-                    "test_size": int(len(trainer.y_test))},
-        "attack": {"eps": trainer.eps, "step": trainer.step, "train_steps": cfg.train_attack_steps},
         "selection": selection,  # which epoch's model was evaluated (None: the last)
         "timing": {"train_s": train_s, "eval_s": time.perf_counter() - t0},
         **evaluation,
