@@ -10,7 +10,7 @@ Two switchable parts, with N_i the training count of class i and C classes:
    :meth:`REAT.observe` and become weights in :meth:`REAT.on_epoch_end`; both live in the state
    dict, so a resumed run uses exactly the weights an uninterrupted one would.
 2. Outer loss: Balanced Softmax CE on the adversarial logits, CE(z + log N, y) (``bsl``; plain CE
-   without it) + λ·TAIL (``tail``, λ = ``tail_weight``), see :func:`tail_loss`. TAIL works on
+   without it) + λ·TAIL (``tail``, λ = ``tail_weight``), see :class:`TailLoss`. TAIL works on
    ``model.features(x')``; the logits are ``model.head`` of the same features (one forward pass).
 
 ``reat`` computes TAIL per pair as the paper writes it; ``reat-official`` (``per_pair = False``)
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ltbench.method import Method, balanced_softmax_ce, effective_number
 from ltbench.registry import register_method
@@ -44,9 +45,66 @@ def rbl_weights(ae_counts: torch.Tensor, class_counts: torch.Tensor) -> torch.Te
     return w * (N.numel() / w.sum())
 
 
-def tail_loss(features: torch.Tensor, labels: torch.Tensor, class_counts: torch.Tensor,
-              per_pair: bool = True) -> torch.Tensor:
-    """TAIL, the feature-space penalty of REAT, for one batch; one batched computation, no host sync.
+def tail_pair_weights(class_counts: torch.Tensor) -> torch.Tensor:
+    """TAIL's coefficient for an anchor of class a and a sample of class b, as a C × C matrix G.
+
+    G[a, b] = [a is a tail class] · s_ab · (w_a + w_b), s_ab = −1 if a = b else +1,
+    w_c = sqrt(1/π_c) with π the training prior. It depends on the classes only, so TAIL's
+    B × B weights s_ij·W_ij of the anchors are G[y_i, y_j]. Computed in fp64; returned in the
+    counts' floating dtype (fp32 for integer counts).
+    """
+    dtype = class_counts.dtype if class_counts.is_floating_point() else torch.float32
+    counts = class_counts.double().clamp_min(1.0)
+    w = (counts.sum() / counts).sqrt()
+    classes = torch.arange(counts.numel(), device=counts.device)
+    sign = 1.0 - 2.0 * (classes[:, None] == classes[None, :]).double()
+    is_tail = (classes >= first_tail_class(counts.numel())).double()
+    return (is_tail[:, None] * sign * (w[:, None] + w[None, :])).to(dtype)
+
+
+class _TailKL(torch.autograd.Function):
+    """Σ_ij A_ij · KL(p_i ‖ q_j) / (#anchors · B) and its gradient, with A_ij = G[y_i, y_j] (per
+    pair) or A_ij = (1/(B·D)) Σ_k G[y_i, y_k] (the authors' reduction).
+
+    With c_i = Σ_d p_id log p_id, KL(p_i ‖ q_j) = c_i − p_i · log q_j, so the sum is
+    Σ_j (R_j p_j − M_j) · log q_j with R_i = Σ_j A_ij and M_j = Σ_i A_ij p_i. A depends on the
+    classes only, so M_j = (Gᵀ S)[y_j] with S the per-class sums of p (C × D) and R_i = (G n)[y_i]
+    with n the batch's class counts: O(B·D + C²·D) work, no B × B matrix. p is a fixed target
+    (detached), so ∂/∂f_j = k_j p_j − M_j with k_j = Σ_i A_ij = Σ_d M_jd; it is computed here and
+    the backward pass only scales it. Every step is one batched operation: the per-operation cost
+    (µs on a CPU, a kernel launch on a GPU) is what this loss costs at REAT's sizes.
+    """
+
+    @staticmethod
+    def forward(ctx, f, labels, weights_and_tail, weights_t, per_pair):
+        B, D = f.shape
+        log_q = torch.log_softmax(f, 1)
+        p = torch.softmax(f, 1)  # not log_q.exp(): one fused pass instead of a slow exp
+        S = f.new_zeros(weights_t.shape[0], D).index_add_(0, labels, p)
+        Gn = torch.mv(weights_and_tail, S.sum(1))  # S.sum(1) = n (rows of p sum to 1); G n, #anchors
+        R = Gn.index_select(0, labels)
+        if per_pair:
+            M = torch.mm(weights_t, S).index_select(0, labels)
+        else:  # every j gets the same M: (1/(B·D)) Σ_i R_i p_i
+            R = R / D
+            M = (R @ p).div_(B).expand(B, D)
+        neg_norm = Gn[-1].clamp_min(1.0) * (-B)
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(torch.addcmul(M, p, M.sum(1, keepdim=True), value=-1).div_(neg_norm))
+        U = torch.addcmul(M, R[:, None], p, value=-1)  # M_j − R_j p_j
+        return torch.vdot(U.view(-1), log_q.view(-1)) / neg_norm
+
+    @staticmethod
+    def backward(ctx, grad):
+        if torch.is_grad_enabled():  # create_graph=True: the saved gradient has no graph
+            raise RuntimeError("TAIL's analytic gradient cannot be differentiated again")
+        (grad_f,) = ctx.saved_tensors
+        return grad_f * grad, None, None, None, None
+
+
+class TailLoss:
+    """TAIL, the feature-space penalty of REAT, for fixed training class counts: a dozen batched
+    operations per batch, no host sync, no B × B matrix. Called as ``tail(features, labels)``.
 
     For every tail anchor i (y_i ≥ ⌊C/3⌋·2 + 1) and every sample j of the batch (j = i included):
     s_ij = −1 if y_i = y_j else +1, W_ij = w_{y_i} + w_{y_j} with w_c = sqrt(1/π_c), and
@@ -57,26 +115,41 @@ def tail_loss(features: torch.Tensor, labels: torch.Tensor, class_counts: torch.
     * ``per_pair=False`` (the authors' code): per anchor, one KL averaged over all j and all D
       feature elements, (1/(B·D)) Σ_j K_ij, times mean_j(s_ij·W_ij); then the mean over anchors.
 
-    Both are 0 when the batch holds no tail sample. Half-precision features are computed in fp32.
+    Both are 0 when the batch holds no tail sample. Features are used in fp32 (fp64 with fp64
+    class counts), outside autocast. The class-pair weights G = :func:`tail_pair_weights` are
+    computed once; see :class:`_TailKL` for the algebra and the gradient. A plain object rather
+    than an ``nn.Module``: it has no parameters, and a module call costs as much as three of its
+    operations.
     """
-    f = features if features.dtype == torch.float64 else features.float()
-    B, D = f.shape
-    counts = class_counts.to(f.device, f.dtype).clamp_min(1.0)
-    w = (counts.sum() / counts).sqrt()  # sqrt(1 / prior)
-    anchor = (labels >= first_tail_class(counts.numel())).to(f.dtype)
-    log_q = F.log_softmax(f, dim=1)
-    log_p = log_q.detach()
-    p = log_p.exp()
-    # K_ij = Σ_d p_id log p_id − Σ_d p_id log q_jd
-    kl = (p * log_p).sum(1, keepdim=True) - p @ log_q.t()
-    same = labels[:, None] == labels[None, :]
-    wy = w[labels]
-    signed_w = torch.where(same, -1.0, 1.0).to(f.dtype) * (wy[:, None] + wy[None, :])
-    n_anchor = anchor.sum().clamp_min(1.0)
-    if per_pair:
-        return (anchor[:, None] * signed_w * kl).sum() / (n_anchor * B)
-    per_anchor = kl.mean(1) / D * signed_w.mean(1)
-    return (anchor * per_anchor).sum() / n_anchor
+
+    def __init__(self, class_counts: torch.Tensor, per_pair: bool = True):
+        self.per_pair = per_pair
+        G = tail_pair_weights(class_counts)
+        is_tail = (G.diagonal() != 0).to(G.dtype)
+        # G with the tail-class indicator as an extra row (one product gives G n and #anchors), and Gᵀ.
+        self.weights_and_tail = torch.cat([G, is_tail[None]])
+        self.weights_t = G.t().contiguous()
+
+    def to(self, device: torch.device) -> "TailLoss":
+        self.weights_and_tail = self.weights_and_tail.to(device)
+        self.weights_t = self.weights_t.to(device)
+        return self
+
+    def __call__(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        dtype = self.weights_t.dtype
+        f = features if features.dtype == dtype else features.to(dtype)
+        args = (f, labels, self.weights_and_tail, self.weights_t, self.per_pair)
+        if torch.is_autocast_enabled(f.device.type):  # bf16 matrix products would blur the loss
+            with torch.autocast(f.device.type, enabled=False):
+                return _TailKL.apply(*args)
+        return _TailKL.apply(*args)
+
+
+def tail_loss(features: torch.Tensor, labels: torch.Tensor, class_counts: torch.Tensor,
+              per_pair: bool = True) -> torch.Tensor:
+    """:class:`TailLoss` for one call (the class-pair weights are recomputed, in fp64 for fp64 features)."""
+    dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
+    return TailLoss(class_counts.to(features.device, dtype), per_pair)(features, labels)
 
 
 @dataclass
@@ -102,6 +175,7 @@ class REAT(Method):
         # Before the first epoch the "AE counts" are the training counts.
         self.ae_counts = torch.zeros_like(self.class_counts)
         self.rbl_w = rbl_weights(self.class_counts, self.class_counts)
+        self.tail_loss = TailLoss(self.class_counts, per_pair=config.per_pair)
 
     def attack_loss(self, logits_adv, y, ctx):
         ce = F.cross_entropy(logits_adv.float(), y, reduction="none")
@@ -118,8 +192,13 @@ class REAT(Method):
         else:
             loss = F.cross_entropy(logits_adv.float(), y)
         if c.tail and c.tail_weight:
-            loss = loss + c.tail_weight * tail_loss(feats, y, self.class_counts, per_pair=c.per_pair)
+            loss = loss + c.tail_weight * self.tail_loss(feats, y)
         return loss, logits_adv
+
+    def to(self, device):
+        super().to(device)
+        self.tail_loss.to(device)
+        return self
 
     def observe(self, logits_adv, y, ctx):
         pred = logits_adv.argmax(1)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ltbench.method import class_balanced_weights, effective_number
-from methods.reat import REAT, first_tail_class, rbl_weights, tail_loss
+from methods.reat import REAT, TailLoss, first_tail_class, rbl_weights, tail_loss, tail_pair_weights
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is faster
@@ -172,6 +172,53 @@ def test_tail_single_sample_and_reductions_differ():
     a = tail_loss(f, y, torch.tensor(COUNTS10), per_pair=True)
     b = tail_loss(f, y, torch.tensor(COUNTS10), per_pair=False)
     assert abs(a.item() - b.item()) > 1e-6
+
+
+def test_tail_pair_weights_entries():
+    counts = torch.tensor(COUNTS10, dtype=torch.float64)
+    G = tail_pair_weights(counts)
+    _, w = _tail_setup(COUNTS10)
+    for a in range(10):
+        for b in range(10):
+            want = 0.0 if a < 7 else (-1.0 if a == b else 1.0) * (w[a] + w[b])
+            assert G[a, b].item() == pytest.approx(want, rel=1e-12)
+    assert tail_pair_weights(torch.tensor(COUNTS10)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("per_pair", [True, False])
+def test_tail_large_batch_matches_autograd_reference(per_pair):
+    # Many samples per class and all classes present: the class-level sums must add up.
+    f, y = _batch(21, B=40, D=7, labels=[i % 10 for i in range(37)] + [9, 9, 8])
+    counts = torch.tensor(COUNTS10, dtype=torch.float64)
+    f1, f2 = f.clone().requires_grad_(True), f.clone().requires_grad_(True)
+    got, ref = tail_loss(f1, y, counts, per_pair=per_pair), tail_reference_torch(f2, y, counts, per_pair)
+    assert got.item() == pytest.approx(ref.item(), rel=1e-10)
+    torch.testing.assert_close(torch.autograd.grad(got, f1)[0], torch.autograd.grad(ref, f2)[0], rtol=1e-8, atol=1e-12)
+
+
+def test_tail_has_no_second_derivative():
+    f, y = _batch(4, labels=[9, 0, 7, 3, 9, 8, 1, 7, 2, 5, 9, 4])
+    f.requires_grad_(True)
+    (g,) = torch.autograd.grad(tail_loss(f, y, torch.tensor(COUNTS10, dtype=torch.float64)), f, create_graph=False)
+    assert g.abs().sum() > 0
+    with pytest.raises(RuntimeError, match="differentiated again"):
+        torch.autograd.grad(tail_loss(f, y, torch.tensor(COUNTS10, dtype=torch.float64)), f, create_graph=True)
+
+
+def test_tail_ignores_autocast():
+    f, y = _batch(8, B=32, D=16, labels=[i % 10 for i in range(32)])
+    tail = TailLoss(torch.tensor(COUNTS10, dtype=torch.float32))
+    plain = tail(f.float(), y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = tail(f.float(), y)
+    assert under.dtype == torch.float32
+    assert under.item() == plain.item()
+
+
+def test_reat_moves_its_tail_loss_with_it():
+    m = REAT(REAT.Config(), 10, torch.tensor(COUNTS10, dtype=torch.float32)).to(torch.device("meta"))
+    assert m.tail_loss.weights_t.device.type == "meta"
+    assert m.tail_loss.weights_and_tail.device.type == "meta"
 
 
 def test_first_tail_class():
