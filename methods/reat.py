@@ -62,46 +62,6 @@ def tail_pair_weights(class_counts: torch.Tensor) -> torch.Tensor:
     return (is_tail[:, None] * sign * (w[:, None] + w[None, :])).to(dtype)
 
 
-class _TailKL(torch.autograd.Function):
-    """Σ_ij A_ij · KL(p_i ‖ q_j) / (#anchors · B) and its gradient, with A_ij = G[y_i, y_j] (per
-    pair) or A_ij = (1/(B·D)) Σ_k G[y_i, y_k] (the authors' reduction).
-
-    With c_i = Σ_d p_id log p_id, KL(p_i ‖ q_j) = c_i − p_i · log q_j, so the sum is
-    Σ_j (R_j p_j − M_j) · log q_j with R_i = Σ_j A_ij and M_j = Σ_i A_ij p_i. A depends on the
-    classes only, so M_j = (Gᵀ S)[y_j] with S the per-class sums of p (C × D) and R_i = (G n)[y_i]
-    with n the batch's class counts: O(B·D + C²·D) work, no B × B matrix. p is a fixed target
-    (detached), so ∂/∂f_j = k_j p_j − M_j with k_j = Σ_i A_ij = Σ_d M_jd; it is computed here and
-    the backward pass only scales it. Every step is one batched operation: the per-operation cost
-    (µs on a CPU, a kernel launch on a GPU) is what this loss costs at REAT's sizes.
-    """
-
-    @staticmethod
-    def forward(ctx, f, labels, weights_and_tail, weights_t, per_pair):
-        B, D = f.shape
-        log_q = torch.log_softmax(f, 1)
-        p = torch.softmax(f, 1)  # not log_q.exp(): one fused pass instead of a slow exp
-        S = f.new_zeros(weights_t.shape[0], D).index_add_(0, labels, p)
-        Gn = torch.mv(weights_and_tail, S.sum(1))  # S.sum(1) = n (rows of p sum to 1); G n, #anchors
-        R = Gn.index_select(0, labels)
-        if per_pair:
-            M = torch.mm(weights_t, S).index_select(0, labels)
-        else:  # every j gets the same M: (1/(B·D)) Σ_i R_i p_i
-            R = R / D
-            M = (R @ p).div_(B).expand(B, D)
-        neg_norm = Gn[-1].clamp_min(1.0) * (-B)
-        if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(torch.addcmul(M, p, M.sum(1, keepdim=True), value=-1).div_(neg_norm))
-        U = torch.addcmul(M, R[:, None], p, value=-1)  # M_j − R_j p_j
-        return torch.vdot(U.view(-1), log_q.view(-1)) / neg_norm
-
-    @staticmethod
-    def backward(ctx, grad):
-        if torch.is_grad_enabled():  # create_graph=True: the saved gradient has no graph
-            raise RuntimeError("TAIL's analytic gradient cannot be differentiated again")
-        (grad_f,) = ctx.saved_tensors
-        return grad_f * grad, None, None, None, None
-
-
 class TailLoss:
     """TAIL, the feature-space penalty of REAT, for fixed training class counts: a dozen batched
     operations per batch, no host sync, no B × B matrix. Called as ``tail(features, labels)``.
@@ -116,9 +76,21 @@ class TailLoss:
       feature elements, (1/(B·D)) Σ_j K_ij, times mean_j(s_ij·W_ij); then the mean over anchors.
 
     Both are 0 when the batch holds no tail sample. Features are used in fp32 (fp64 with fp64
-    class counts), outside autocast. The class-pair weights G = :func:`tail_pair_weights` are
-    computed once; see :class:`_TailKL` for the algebra and the gradient. A plain object rather
-    than an ``nn.Module``: it has no parameters, and a module call costs as much as three of its
+    class counts), outside autocast.
+
+    How it is computed. Both reductions are Σ_ij A_ij·K_ij / (#anchors · B): per pair
+    A_ij = G[y_i, y_j] with G = :func:`tail_pair_weights` (zero rows for non-anchors); for the
+    authors' reduction A_ij = R_i / (B·D), constant along j. With R_i = Σ_j A_ij,
+    M_j = Σ_i A_ij p_i and K_ij = p_i·log p_i − p_i·log q_j,
+
+        Σ_ij A_ij K_ij = Σ_i R_i p_i·log p_i − Σ_j M_j·log q_j = Σ_j (R_j p_j − M_j)·log q_j,
+
+    since p_j = q_j in value. A depends on the classes only, so M_j = (Gᵀ S)[y_j] with S the
+    per-class sums of p (C × D) and R_i = (G n)[y_i] with n the batch's class counts: O(B·D + C²·D)
+    work. Only log q carries the gradient: as a function of f with p fixed, the last form differs
+    from the definition by −Σ_j R_j·KL(p_j ‖ q_j), which is 0 and has zero gradient at q = p, so
+    value and gradient are the definition's (a second derivative would not be). A plain object,
+    not an ``nn.Module``: it has no parameters, and a module call costs as much as three of its
     operations.
     """
 
@@ -138,11 +110,25 @@ class TailLoss:
     def __call__(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         dtype = self.weights_t.dtype
         f = features if features.dtype == dtype else features.to(dtype)
-        args = (f, labels, self.weights_and_tail, self.weights_t, self.per_pair)
         if torch.is_autocast_enabled(f.device.type):  # bf16 matrix products would blur the loss
             with torch.autocast(f.device.type, enabled=False):
-                return _TailKL.apply(*args)
-        return _TailKL.apply(*args)
+                return self._loss(f, labels)
+        return self._loss(f, labels)
+
+    def _loss(self, f: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        B, D = f.shape
+        log_q = torch.log_softmax(f, 1)
+        p = torch.softmax(f.detach(), 1)  # the fixed target; nothing computed from it is differentiated
+        S = p.new_zeros(self.weights_t.shape[0], D).index_add_(0, labels, p)
+        Gn = torch.mv(self.weights_and_tail, S.sum(1))  # S.sum(1) = n (rows of p sum to 1): G n, #anchors
+        R = Gn.index_select(0, labels)
+        if self.per_pair:
+            M = torch.mm(self.weights_t, S).index_select(0, labels)
+        else:  # A_ij = R_i / (B·D): R_i / D, and the same M_j = Σ_i R_i p_i / (B·D) for every j
+            R = R / D
+            M = (R @ p).div_(B).expand(B, D)
+        coef = torch.addcmul(M, R[:, None], p, value=-1).div_(Gn[-1].clamp_min(1.0) * (-B))
+        return torch.vdot(coef.view(-1), log_q.view(-1))  # Σ_j (R_j p_j − M_j)·log q_j / (#anchors·B)
 
 
 def tail_loss(features: torch.Tensor, labels: torch.Tensor, class_counts: torch.Tensor,
