@@ -8,11 +8,24 @@ from pathlib import Path
 
 import torch
 
+from ltbench.errors import LtbenchError
+
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → the first GPU if there is one, else the CPU; anything else must exist here."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise LtbenchError(f"unknown device {name!r}: {e}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise LtbenchError(f"device {name!r}: no CUDA GPU is visible here (use --device cpu or auto)")
+        if device.index is not None and device.index >= count:
+            raise LtbenchError(f"device {name!r}: only {count} CUDA GPU(s) are visible here")
+    return device
 
 
 @lru_cache(maxsize=1)

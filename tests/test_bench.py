@@ -81,6 +81,16 @@ def test_unknown_method_is_a_clear_error(tmp_path, capsys):
     assert "no-such-method" in capsys.readouterr().err
 
 
+def test_bench_refuses_a_device_that_is_not_there(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    assert cli_main([*TINY, "--device", "cuda", "--out", str(tmp_path / "b.json")]) == 2
+    assert "no CUDA GPU is visible" in capsys.readouterr().err
+    assert cli_main([*TINY, "--device", "gpu0", "--out", str(tmp_path / "b.json")]) == 2
+    assert "unknown device 'gpu0'" in capsys.readouterr().err
+    assert not (tmp_path / "b.json").exists()
+
+
 def test_tail_loop_reference_matches_the_vectorised_tail_loss():
     TailLoss = bench.find_tail_loss_class()
     if TailLoss is None:
