@@ -12,12 +12,11 @@ side by side, in interleaved rounds so that a change of machine load hits every 
   (PGD with the method's start and loss, the method's outer loss, SGD, ``observe``, the epoch's
   device accumulators), each method with its own copy of the same initial model;
 * **TAIL** — REAT's feature-space loss (``methods.reat.TailLoss``, built once as REAT builds it),
-  forward + backward on random
-  features of the model's width, vectorised against a per-anchor Python loop that computes the
-  same number (checked, value and gradient). Its cost grows with the number of tail anchors in
-  the batch, so it is measured twice: with balanced labels (a third of the batch are tail
-  anchors; the target is checked on this one) and with labels drawn from the long-tailed
-  training distribution (CIFAR-10-LT at ratio 0.02: about 4 anchors in 128).
+  forward + backward on random features of the model's width, vectorised against a per-anchor
+  Python loop that computes the same number (checked, value and gradient). Its cost grows with
+  the number of tail anchors in the batch, so it is measured twice: with balanced labels (a
+  third of the batch are tail anchors; the target is checked on this one) and with labels drawn
+  from the long-tailed training distribution (CIFAR-10-LT at ratio 0.02: about 4 anchors in 128).
 
 Every step includes the engine's batch preparation (gather from the device-resident uint8 set,
 crop/flip on the device, channels_last). The synthetic labels follow the long-tailed class

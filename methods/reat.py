@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ltbench.method import Method, balanced_softmax_ce, effective_number
 from ltbench.registry import register_method
@@ -63,8 +62,8 @@ def tail_pair_weights(class_counts: torch.Tensor) -> torch.Tensor:
 
 
 class TailLoss:
-    """TAIL, the feature-space penalty of REAT, for fixed training class counts: a dozen batched
-    operations per batch, no host sync, no B × B matrix. Called as ``tail(features, labels)``.
+    """TAIL, the feature-space penalty of REAT, for fixed training class counts: about fifteen
+    batched operations per batch, no host sync, no B × B matrix. Called as ``tail(features, labels)``.
 
     For every tail anchor i (y_i ≥ ⌊C/3⌋·2 + 1) and every sample j of the batch (j = i included):
     s_ij = −1 if y_i = y_j else +1, W_ij = w_{y_i} + w_{y_j} with w_c = sqrt(1/π_c), and
