@@ -1,25 +1,46 @@
 #!/usr/bin/env bash
 # The GPU half of issue 8 ("Speed"), as one command for a lent GPU machine whose python3 already
-# has torch (ltbench bench needs only torch, numpy and tqdm besides this checkout):
+# has torch, numpy, tqdm, pytest (and pandas, jinja2, matplotlib for the whole suite):
 #
-#   OUT=/some/folder bash scripts/gpu_checks.sh
+#   OUT=/some/folder LTBENCH_DATA=/folder/with/fashion-mnist bash scripts/gpu_checks.sh
 #
-# Writes into $OUT: nvidia-smi.txt, pytest.log (the CUDA-only tests: no host sync in the PGD loop
-# and the training step, device augmentation, bf16 autocast) and two `ltbench bench` runs
-# (gpu-<model>.json / .md), the files results/bench/ keeps for each machine. Every step runs even
-# if one before it failed; the exit status is that of the last failure. Not used by CI.
+# Writes into $OUT the files results/bench/ keeps for each machine, `ltbench bench` for ResNet-18 at
+# batch 128 and for the small CNN (gpu-<model>-b128.json / .md), and gpu-extra.tgz with the rest:
+# nvidia-smi, the whole test suite with CUDA visible (pytest.log), `ltbench bench --compile`, and a
+# real study (PGD-AT and REAT, ResNet-18 on Fashion-MNIST-LT, a few epochs: per-epoch time_s in
+# metrics.jsonl, issue 8 item 5) with AutoAttack on a balanced subset. The study is skipped when
+# $LTBENCH_DATA/fashion-mnist is missing. Each step has its own time limit and runs even if one before
+# it failed, so the whole script ends within about 9 minutes; the exit status is that of the last
+# failure. Not used by CI.
 set -u
 out=${OUT:?set OUT to the folder for the results}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+work=$out/gpu-extra
+mkdir -p "$work"
 status=0
-step() { echo "== $*"; "$@" || { status=$?; echo "== failed ($status): $*"; }; }
+step() {  # step SECONDS COMMAND...: run it under a time limit, note a failure and go on
+    local limit=$1; shift
+    echo "== $(date +%T) $*"
+    timeout "$limit" "$@" || { status=$?; echo "== failed ($status): $*"; }
+}
+lt="python3 -m ltbench.cli"  # a variable, not a function: timeout runs programs only
 
-nvidia-smi >"$out/nvidia-smi.txt" 2>&1
-step python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0))"
-step python3 -m pytest -m "" -q -p no:cacheprovider tests/test_bench.py tests/test_attacks.py tests/test_data.py \
-    -k "cuda or sync or gpu or bf16" >"$out/pytest.log" 2>&1
-tail -n 3 "$out/pytest.log"
-step python3 -m ltbench.cli bench --device cuda --model resnet18 --batch-size 128 --iters 10 \
-    --out "$out/gpu-resnet18-b128.json"
-step python3 -m ltbench.cli bench --device cuda --out "$out/gpu-small-cnn-b128.json"
+nvidia-smi >"$work/nvidia-smi.txt" 2>&1
+step 30 python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0))"
+step 120 $lt bench --device cuda --model resnet18 --batch-size 128 --iters 10 --out "$out/gpu-resnet18-b128.json"
+step 60 $lt bench --device cuda --out "$out/gpu-small-cnn-b128.json"
+if [ -d "${LTBENCH_DATA:-/nonexistent}/fashion-mnist" ]; then
+    step 140 $lt run --methods pgd-at reat --datasets fmnist --ratios 0.01 --seeds 0 --epochs 4 \
+        --model resnet18 --attacks clean pgd20 --device cuda --gpus 0 --quiet --out "$work/study"
+    step 60 $lt eval "$work/study/pgd-at__fmnist__r0.01__s0" --attacks clean pgd20 aa --aa-n-per-class 20 \
+        --device cuda --out "$work/eval-aa.json"
+else
+    echo "== no \$LTBENCH_DATA/fashion-mnist: real-training check skipped"
+fi
+step 100 env OMP_NUM_THREADS=2 python3 -m pytest -q -p no:cacheprovider -n 8 >"$work/pytest.log" 2>&1
+tail -n 15 "$work/pytest.log"
+step 80 $lt bench --device cuda --model resnet18 --batch-size 128 --iters 5 --methods pgd-at reat --compile \
+    --out "$work/gpu-resnet18-b128-compile.json"
+rm -rf "$work/study"/*/*.pt
+tar czf "$out/gpu-extra.tgz" -C "$out" gpu-extra && rm -rf "$work"
 exit $status
