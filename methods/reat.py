@@ -163,10 +163,9 @@ class REAT(Method):
         self.tail_loss = TailLoss(self.class_counts, per_pair=config.per_pair)
 
     def attack_loss(self, logits_adv, y, ctx):
-        ce = F.cross_entropy(logits_adv.float(), y, reduction="none")
-        if self.config.rbl:
-            ce = self.rbl_w[y] * ce
-        return ce.sum()
+        # Σ_i w_{y_i}·CE_i: cross_entropy's class weights with reduction="sum" do it in one kernel.
+        return F.cross_entropy(logits_adv.float(), y, weight=self.rbl_w if self.config.rbl else None,
+                               reduction="sum")
 
     def train_loss(self, model, x, x_adv, y, ctx):
         c = self.config

@@ -264,6 +264,9 @@ def test_reat_ablation_flags_change_the_losses():
     ce = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
     torch.testing.assert_close(no_rbl.attack_loss(logits, y, None), ce)
     assert not torch.allclose(full.attack_loss(logits, y, None), ce)
+    # RBL's inner loss, written from the paper: Σ_i w_{y_i} · (−log softmax(z_i)[y_i]).
+    weighted = sum(full.rbl_w[y[i]] * -torch.log_softmax(logits[i], 0)[y[i]] for i in range(len(y)))
+    torch.testing.assert_close(full.attack_loss(logits, y, None), weighted)
 
     model = _model_for(full)
     model.eval()

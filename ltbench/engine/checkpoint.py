@@ -16,7 +16,10 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> Optional[dict]:
-    """The saved state, or None when there is none. Only tensors and plain containers are trusted."""
+    """The saved state, or None when there is none. Only tensors and plain containers are trusted.
+
+    Keep the default ``map_location="cpu"`` for a full training state: ``set_rng_state`` and
+    ``Generator.set_state`` take CPU byte tensors only, also for CUDA generators."""
     if not path.exists():
         return None
     return torch.load(path, map_location=map_location, weights_only=True)

@@ -204,14 +204,15 @@ class Trainer:
         self.method.load_state_dict(state["method"])
         set_rng_state(state["rng"], self.device)
         self.perm_gen.set_state(state["perm_gen"])
-        self.aug_gen.set_state(state["aug_gen"].to(self.aug_gen.device) if self.device.type != "cpu"
-                               else state["aug_gen"])
+        self.aug_gen.set_state(state["aug_gen"])
         self.start_epoch = int(state["epoch"])
         self.best = dict(state.get("best", self.best))
 
     def resume(self) -> int:
         """Load the last checkpoint if there is one; returns the epoch to start from."""
-        state = load_checkpoint(self.job_dir / CHECKPOINT, map_location=self.device)
+        # Loaded on the CPU: RNG states must stay CPU byte tensors (for a CUDA generator too), and
+        # load_state_dict copies weights, optimiser and method state onto the training device.
+        state = load_checkpoint(self.job_dir / CHECKPOINT)
         if state is not None:
             self.load_state(state)
             # Drop log lines of an epoch that ran after the checkpoint (killed before saving).
