@@ -217,15 +217,21 @@ def class_balanced_weights(class_counts: torch.Tensor, beta: float) -> torch.Ten
     return w * (counts.numel() / w.sum())
 
 
-def balanced_softmax_ce(logits: torch.Tensor, y: torch.Tensor, class_counts: torch.Tensor,
-                        tau: float = 1.0, reduction: str = "mean") -> torch.Tensor:
-    """Balanced Softmax cross-entropy (Ren et al., "Balanced Meta-Softmax", NeurIPS 2020): CE(z + τ·log N, y).
+def logit_adjustment(class_counts: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+    """τ·log N_i, the shift Balanced Softmax adds to the logits (counts below 1 are taken as 1).
+    Methods compute it once per job, so the training step does not repeat these operations."""
+    return tau * class_counts.float().clamp_min(1.0).log()
+
+
+def balanced_softmax_ce(logits: torch.Tensor, y: torch.Tensor, adjustment: torch.Tensor,
+                        reduction: str = "mean") -> torch.Tensor:
+    """Balanced Softmax cross-entropy (Ren et al., "Balanced Meta-Softmax", NeurIPS 2020): CE(z + τ·log N, y),
+    with ``adjustment`` = :func:`logit_adjustment` (N, τ).
 
     τ = 1 is Balanced Softmax (log N_i and the log prior differ by a constant, which the softmax
-    ignores); other τ give Menon et al.'s logit-adjusted loss. Counts below 1 are taken as 1.
+    ignores); other τ give Menon et al.'s logit-adjusted loss.
     """
-    log_counts = class_counts.float().clamp_min(1.0).log()
-    return F.cross_entropy(logits.float() + tau * log_counts, y, reduction=reduction)
+    return F.cross_entropy(logits.float() + adjustment, y, reduction=reduction)
 
 
 def kl_rows(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ data option (``JobConfig.augment``), which the ``at-bsl`` preset turns on, not p
 """
 from dataclasses import dataclass
 
-from ltbench.method import Method, balanced_softmax_ce, small_normal_start
+from ltbench.method import Method, balanced_softmax_ce, logit_adjustment, small_normal_start
 from ltbench.registry import register_method
 
 
@@ -31,9 +31,13 @@ class ATBSL(Method):
 
     Config = ATBSLConfig
 
+    def __init__(self, config, num_classes, class_counts):
+        super().__init__(config, num_classes, class_counts)
+        self.adjustment = logit_adjustment(self.class_counts, config.tau)  # τ·log N, once per job
+
     def attack_start(self, x, ctx):
         return small_normal_start(x, self.config.start_std)
 
     def train_loss(self, model, x, x_adv, y, ctx):
         logits_adv = model(x_adv)
-        return balanced_softmax_ce(logits_adv, y, self.class_counts, self.config.tau), logits_adv
+        return balanced_softmax_ce(logits_adv, y, self.adjustment), logits_adv

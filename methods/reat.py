@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ltbench.method import Method, balanced_softmax_ce, effective_number
+from ltbench.method import Method, balanced_softmax_ce, effective_number, logit_adjustment
 from ltbench.registry import register_method
 
 
@@ -74,8 +74,9 @@ class TailLoss:
     * ``per_pair=False`` (the authors' code): per anchor, one KL averaged over all j and all D
       feature elements, (1/(B·D)) Σ_j K_ij, times mean_j(s_ij·W_ij); then the mean over anchors.
 
-    Both are 0 when the batch holds no tail sample. Features are used in fp32 (fp64 with fp64
-    class counts), outside autocast.
+    Both are 0 when the batch holds no tail sample, and both are multiplied by ``weight`` (REAT's λ,
+    folded into the final division so the step has no extra multiplication). Features are used in
+    fp32 (fp64 with fp64 class counts), outside autocast.
 
     How it is computed. Both reductions are Σ_ij A_ij·K_ij / (#anchors · B): per pair
     A_ij = G[y_i, y_j] with G = :func:`tail_pair_weights` (zero rows for non-anchors); for the
@@ -93,8 +94,11 @@ class TailLoss:
     operations.
     """
 
-    def __init__(self, class_counts: torch.Tensor, per_pair: bool = True):
+    def __init__(self, class_counts: torch.Tensor, per_pair: bool = True, weight: float = 1.0):
+        if not weight:
+            raise ValueError("TailLoss weight must be non-zero (leave TAIL out instead)")
         self.per_pair = per_pair
+        self.weight = float(weight)
         G = tail_pair_weights(class_counts)
         is_tail = (G.diagonal() != 0).to(G.dtype)
         # G with the tail-class indicator as an extra row (one product gives G n and #anchors), and Gᵀ.
@@ -119,14 +123,15 @@ class TailLoss:
         log_q = torch.log_softmax(f, 1)
         p = torch.softmax(f.detach(), 1)  # the fixed target; nothing computed from it is differentiated
         S = p.new_zeros(self.weights_t.shape[0], D).index_add_(0, labels, p)
-        Gn = torch.mv(self.weights_and_tail, S.sum(1))  # S.sum(1) = n (rows of p sum to 1): G n, #anchors
-        R = Gn.index_select(0, labels)
+        # S.sum(1) = n (rows of p sum to 1); one product gives G n and #anchors, as a column.
+        Gn = torch.mm(self.weights_and_tail, S.sum(1, keepdim=True))
+        R = Gn.index_select(0, labels)  # B × 1
         if self.per_pair:
             M = torch.mm(self.weights_t, S).index_select(0, labels)
         else:  # A_ij = R_i / (B·D): R_i / D, and the same M_j = Σ_i R_i p_i / (B·D) for every j
             R = R / D
-            M = (R @ p).div_(B).expand(B, D)
-        coef = torch.addcmul(M, R[:, None], p, value=-1).div_(Gn[-1].clamp_min(1.0) * (-B))
+            M = torch.mm(R.t(), p).div_(B).expand(B, D)
+        coef = torch.addcmul(M, R, p, value=-1).div_(Gn[-1].clamp_min(1.0) * (-B / self.weight))
         return torch.vdot(coef.view(-1), log_q.view(-1))  # Σ_j (R_j p_j − M_j)·log q_j / (#anchors·B)
 
 
@@ -160,7 +165,9 @@ class REAT(Method):
         # Before the first epoch the "AE counts" are the training counts.
         self.ae_counts = torch.zeros_like(self.class_counts)
         self.rbl_w = rbl_weights(self.class_counts, self.class_counts)
-        self.tail_loss = TailLoss(self.class_counts, per_pair=config.per_pair)
+        self.adjustment = logit_adjustment(self.class_counts)  # log N, once per job
+        self.tail_loss = (TailLoss(self.class_counts, per_pair=config.per_pair, weight=config.tail_weight)
+                          if config.tail and config.tail_weight else None)
 
     def attack_loss(self, logits_adv, y, ctx):
         # Σ_i w_{y_i}·CE_i: cross_entropy's class weights with reduction="sum" do it in one kernel.
@@ -172,16 +179,17 @@ class REAT(Method):
         feats = model.features(x_adv)
         logits_adv = model.head(feats)
         if c.bsl:
-            loss = balanced_softmax_ce(logits_adv, y, self.class_counts)
+            loss = balanced_softmax_ce(logits_adv, y, self.adjustment)
         else:
             loss = F.cross_entropy(logits_adv.float(), y)
-        if c.tail and c.tail_weight:
-            loss = loss + c.tail_weight * self.tail_loss(feats, y)
+        if self.tail_loss is not None:
+            loss = loss + self.tail_loss(feats, y)  # λ·TAIL: λ is folded into TailLoss
         return loss, logits_adv
 
     def to(self, device):
         super().to(device)
-        self.tail_loss.to(device)
+        if self.tail_loss is not None:
+            self.tail_loss.to(device)
         return self
 
     def observe(self, logits_adv, y, ctx):

@@ -18,6 +18,7 @@ from ltbench.errors import LtbenchError
 from ltbench.method import BatchContext, Method, build_method, parse_method_spec, parse_overrides
 from ltbench.models import build_model
 from ltbench.registry import DATASETS, METHODS, load_methods, register_dataset
+from methods.reat import tail_loss
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is faster
@@ -277,6 +278,14 @@ def test_reat_ablation_flags_change_the_losses():
     base_ce = float(torch.nn.functional.cross_entropy(model(x), y).detach())
     assert values[(("bsl", "false"), ("tail", "false"))] == pytest.approx(base_ce, rel=1e-5)
     assert len({round(v, 7) for v in values.values()}) == len(values)
+
+    # REAT's outer loss, written out: CE(z + log N, y) + λ·TAIL(features, y), for several λ.
+    feats = model.features(x)
+    bsl = torch.nn.functional.cross_entropy(model.head(feats) + COUNTS.log(), y)
+    for lam in (1.0, 0.5, 2.0, 0.0):
+        m = build_method("reat", {"tail_weight": str(lam)}, C, COUNTS)
+        expected = bsl + lam * tail_loss(feats, y, COUNTS) if lam else bsl
+        torch.testing.assert_close(m.train_loss(model, x, x, y, None)[0], expected)
 
 
 def test_robal_head_adjusts_boundary_in_eval_mode_only():
