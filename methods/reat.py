@@ -121,7 +121,7 @@ class TailLoss:
     def _loss(self, f: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         B, D = f.shape
         log_q = torch.log_softmax(f, 1)
-        p = torch.softmax(f.detach(), 1)  # the fixed target; nothing computed from it is differentiated
+        p = log_q.detach().exp()  # softmax(f), the fixed target; nothing computed from it is differentiated
         S = p.new_zeros(self.weights_t.shape[0], D).index_add_(0, labels, p)
         # S.sum(1) = n (rows of p sum to 1); one product gives G n and #anchors, as a column.
         Gn = torch.mm(self.weights_and_tail, S.sum(1, keepdim=True))
