@@ -132,7 +132,7 @@ class TailLoss:
             R = R / D
             M = torch.mm(R.t(), p).div_(B).expand(B, D)
         coef = torch.addcmul(M, R, p, value=-1).div_(Gn[-1].clamp_min(1.0) * (-B / self.weight))
-        return torch.vdot(coef.view(-1), log_q.view(-1))  # Σ_j (R_j p_j − M_j)·log q_j / (#anchors·B)
+        return torch.vdot(coef.view(-1), log_q.view(-1))  # λ·Σ_j (R_j p_j − M_j)·log q_j / (#anchors·B)
 
 
 def tail_loss(features: torch.Tensor, labels: torch.Tensor, class_counts: torch.Tensor,

@@ -88,6 +88,9 @@ class RoBal(Method):
         if config.scale <= 0:
             raise LtbenchError(f"robal.scale must be positive, got {config.scale}")
         self.log_prior = log_prior(self.class_counts)
+        # The logit shifts of the attack and the training loss, computed once per job, not per step.
+        self.attack_shift = config.tau_p * self.log_prior
+        self.train_shift = config.tau_b * self.log_prior
         counts = self.class_counts.clamp_min(1.0)
         self.margins = config.margin + config.tau_m * (counts / counts.min()).log() / config.scale
 
@@ -97,13 +100,13 @@ class RoBal(Method):
 
     def attack_loss(self, logits_adv, y, ctx):
         # The training attack runs in eval mode; undo the inference-time boundary adjustment.
-        return F.cross_entropy(logits_adv.float() + self.config.tau_p * self.log_prior, y, reduction="sum")
+        return F.cross_entropy(logits_adv.float() + self.attack_shift, y, reduction="sum")
 
     def train_loss(self, model, x, x_adv, y, ctx):
         c = self.config
         logits_adv = model(x_adv)  # train mode: s·cos
         z = logits_adv.float()
-        z = z - c.scale * F.one_hot(y, z.shape[1]) * self.margins[y][:, None] + c.tau_b * self.log_prior
+        z = z - c.scale * F.one_hot(y, z.shape[1]) * self.margins[y][:, None] + self.train_shift
         loss = F.cross_entropy(z, y)
         if c.trades_beta:
             loss = loss + c.trades_beta * kl_rows(model(x), logits_adv).mean()

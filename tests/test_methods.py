@@ -304,6 +304,26 @@ def test_robal_head_adjusts_boundary_in_eval_mode_only():
                                torch.nn.functional.cross_entropy(z_train, y, reduction="sum"))
 
 
+def test_robal_train_loss_matches_the_paper_per_sample():
+    """RoBal's outer loss without the TRADES term, one sample at a time (Wu et al. 2021, Sec. 4):
+    −log softmax(s·cos − s·m_y·e_y + τ_b·log π)[y], with m_c = m + τ_m·log(N_c / N_min) / s."""
+    method = build_method("robal", {"trades_beta": "0", "tau_m": "0.5"}, C, COUNTS)
+    model = _model_for(method).train()
+    x, y = _batch()
+    c = method.config
+    pi = COUNTS / COUNTS.sum()
+    expected = 0.0
+    with torch.no_grad():
+        cos = model.head.cosine(model.features(x))  # the whole batch: BatchNorm in train mode
+        for i in range(len(y)):
+            z = c.scale * cos[i]
+            m = c.margin + c.tau_m * math.log(COUNTS[y[i]] / COUNTS.min()) / c.scale
+            z[y[i]] -= c.scale * m
+            z += c.tau_b * pi.log()
+            expected += -torch.log_softmax(z, 0)[y[i]] / len(y)
+        torch.testing.assert_close(method.train_loss(model, x, x, y, None)[0], expected)
+
+
 def test_bad_overrides_are_errors():
     with pytest.raises(LtbenchError, match="no parameter 'tail_wieght'"):
         build_method("reat", {"tail_wieght": "0.5"}, C, COUNTS)
