@@ -9,7 +9,9 @@ method's name. Every hook's default is PGD-AT (Madry et al., ICLR 2018):
 * :meth:`Method.train_loss` — the outer loss (cross-entropy on the adversarial logits);
 * :meth:`Method.build_head` — an optional replacement classifier head;
 * :meth:`Method.observe` / :meth:`Method.on_epoch_end` — statistics kept on the device and turned
-  into next epoch's state; state round-trips through ``state_dict``/``load_state_dict``.
+  into next epoch's state; :class:`EpochStats` brings what the engine itself counted (the
+  adversarial examples' predicted classes, REAT's RBL input); state round-trips through
+  ``state_dict``/``load_state_dict``.
 
 Hyper-parameters are a dataclass ``Config`` nested in the class, with the paper's defaults.
 Variants and ablations are boolean fields of that dataclass (``reat.tail=false``), or a registered
@@ -62,6 +64,14 @@ class BatchContext:
         return self._clean_logits
 
 
+@dataclass
+class EpochStats:
+    """What the engine counted during one training epoch, as tensors on the training device."""
+
+    epoch: int
+    adv_pred_counts: torch.Tensor  # C: adversarial training examples predicted as each class
+
+
 class Method:
     """PGD-AT defaults for every hook; subclasses override what differs."""
 
@@ -97,8 +107,9 @@ class Method:
     def observe(self, logits_adv: torch.Tensor, y: torch.Tensor, ctx: BatchContext) -> None:
         """Accumulate per-batch statistics on the device (no host sync)."""
 
-    def on_epoch_end(self, epoch: int) -> None:
-        """Turn the epoch's statistics into next epoch's state."""
+    def on_epoch_end(self, epoch: int, stats: EpochStats) -> None:
+        """Turn the epoch's statistics (the method's own, and the engine's ``stats``) into next
+        epoch's state."""
 
     def state_dict(self) -> dict:
         return {}

@@ -6,9 +6,10 @@ Two switchable parts, with N_i the training count of class i and C classes:
 1. RBL — re-balanced inner loss (``rbl``). n_i = how many adversarial examples of the previous
    epoch were *predicted* as class i (before the first epoch n_i = N_i). With β_i = (N_i − 1)/N_i,
    E_i = (1 − β_i^{n_i}) / (1 − β_i) (the effective number), w_i = 1 / (E_i + 10⁻⁵), normalised so
-   Σ w_i = C, PGD ascends Σ_b w_{y_b} · CE(z(x'_b), y_b). The counts accumulate on the device in
-   :meth:`REAT.observe` and become weights in :meth:`REAT.on_epoch_end`; both live in the state
-   dict, so a resumed run uses exactly the weights an uninterrupted one would.
+   Σ w_i = C, PGD ascends Σ_b w_{y_b} · CE(z(x'_b), y_b). The counts are the engine's (its
+   epoch histogram of the adversarial examples' predictions, :class:`~ltbench.method.EpochStats`);
+   they become weights in :meth:`REAT.on_epoch_end`, and the weights live in the state dict, so a
+   resumed run uses exactly the weights an uninterrupted one would.
 2. Outer loss: Balanced Softmax CE on the adversarial logits, CE(z + log N, y) (``bsl``; plain CE
    without it) + λ·TAIL (``tail``, λ = ``tail_weight``), see :class:`TailLoss`. TAIL works on
    ``model.features(x')``; the logits are ``model.head`` of the same features (one forward pass).
@@ -163,7 +164,6 @@ class REAT(Method):
     def __init__(self, config, num_classes, class_counts):
         super().__init__(config, num_classes, class_counts)
         # Before the first epoch the "AE counts" are the training counts.
-        self.ae_counts = torch.zeros_like(self.class_counts)
         self.rbl_w = rbl_weights(self.class_counts, self.class_counts)
         self.adjustment = logit_adjustment(self.class_counts)  # log N, once per job
         self.tail_loss = (TailLoss(self.class_counts, per_pair=config.per_pair, weight=config.tail_weight)
@@ -192,22 +192,16 @@ class REAT(Method):
             self.tail_loss.to(device)
         return self
 
-    def observe(self, logits_adv, y, ctx):
-        pred = logits_adv.argmax(1)
-        # index_add_, not bincount: CUDA's bincount reads the maximum back to the host.
-        self.ae_counts.index_add_(0, pred, torch.ones_like(pred, dtype=self.ae_counts.dtype))
-
-    def on_epoch_end(self, epoch):
-        self.rbl_w = rbl_weights(self.ae_counts, self.class_counts)
-        self.ae_counts = torch.zeros_like(self.ae_counts)
+    def on_epoch_end(self, epoch, stats):
+        # The engine's histogram of the epoch's AE predictions: counting them here too would add
+        # three operations to every step.
+        self.rbl_w = rbl_weights(stats.adv_pred_counts, self.class_counts)
 
     def state_dict(self):
-        return {"ae_counts": self.ae_counts.clone(), "rbl_weights": self.rbl_w.clone()}
+        return {"rbl_weights": self.rbl_w.clone()}
 
-    def load_state_dict(self, state):
-        dev = self.class_counts.device
-        self.ae_counts = state["ae_counts"].to(dev, torch.float32).clone()
-        self.rbl_w = state["rbl_weights"].to(dev, torch.float32).clone()
+    def load_state_dict(self, state):  # checkpoints before 2026-11-26 also hold "ae_counts" (zeros)
+        self.rbl_w = state["rbl_weights"].to(self.class_counts.device, torch.float32).clone()
 
 
 @register_method("reat-official")

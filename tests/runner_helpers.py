@@ -47,7 +47,7 @@ class SlowAT(Method):
     class Config:
         pause: float = 0.0
 
-    def on_epoch_end(self, epoch):
+    def on_epoch_end(self, epoch, stats):
         time.sleep(self.config.pause)
 
 

@@ -13,9 +13,9 @@ import torch
 
 from ltbench.config import JobConfig
 from ltbench.data.base import DatasetInfo, RawData
-from ltbench.engine.train import Trainer, run_job, train_step
+from ltbench.engine.train import EpochAccumulator, Trainer, run_job, train_step
 from ltbench.errors import LtbenchError
-from ltbench.method import BatchContext, Method, build_method, parse_method_spec, parse_overrides
+from ltbench.method import BatchContext, EpochStats, Method, build_method, parse_method_spec, parse_overrides
 from ltbench.models import build_model
 from ltbench.registry import DATASETS, METHODS, load_methods, register_dataset
 from methods.reat import tail_loss
@@ -140,13 +140,14 @@ def _two_steps(name: str):
     before = copy.deepcopy(model.state_dict())
     x, y = _batch()
     losses = []
+    acc = EpochAccumulator(C, torch.device("cpu"))
     with no_host_reads():  # the hooks (and the engine's step around them) never read values back
         for _ in range(2):
             ctx = BatchContext(model, x, y, method.class_counts, eps=0.1)
-            loss, logits_adv = train_step(model, model, method, opt, x, y, ctx, eps=0.1, step=0.05, steps=2)
+            loss, logits_adv = train_step(model, model, method, opt, x, y, ctx, acc, eps=0.1, step=0.05, steps=2)
             assert logits_adv.shape == (len(y), C)
             losses.append(loss)
-        method.on_epoch_end(0)
+        method.on_epoch_end(0, EpochStats(0, acc.pred_hist))
     return method, model, before, [float(v) for v in losses]
 
 
@@ -213,7 +214,7 @@ def test_reat_resume_is_exact(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg, tmp_path / "resumed").fit()
     mid = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
-    assert mid["epoch"] == 1 and set(mid["method"]) == {"ae_counts", "rbl_weights"}
+    assert mid["epoch"] == 1 and set(mid["method"]) == {"rbl_weights"}
     monkeypatch.setattr(Trainer, "train_epoch", original)
     resumed = Trainer(cfg, tmp_path / "resumed")
     resumed.fit()
@@ -226,6 +227,27 @@ def test_reat_resume_is_exact(tmp_path, monkeypatch):
     # The weights after epoch 1 came from the AEs' predicted classes, not the training counts.
     initial = build_method("reat", {}, C, torch.tensor(resumed.class_counts, dtype=torch.float32))
     assert not torch.allclose(mid["method"]["rbl_weights"], initial.rbl_w)
+
+
+def test_reat_rbl_weights_come_from_the_epochs_adversarial_predictions():
+    """RBL's n_i: how many of the epoch's adversarial examples the model predicted as class i — the
+    logits train_step returns, counted by the engine's accumulator and handed to on_epoch_end."""
+    from methods.reat import rbl_weights
+
+    method = build_method("reat", {}, C, COUNTS)
+    model = _model_for(method)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    acc = EpochAccumulator(C, torch.device("cpu"))
+    predicted = torch.zeros(C)
+    x, y = _batch()
+    for _ in range(3):  # the model changes between steps, so do its predictions
+        ctx = BatchContext(model, x, y, method.class_counts, eps=0.1)
+        _, logits_adv = train_step(model, model, method, opt, x, y, ctx, acc, eps=0.1, step=0.05, steps=2)
+        predicted += torch.bincount(logits_adv.argmax(1), minlength=C)
+    assert acc.pred_hist.tolist() == predicted.tolist() and predicted.sum() == 3 * len(y)
+    method.on_epoch_end(0, EpochStats(0, acc.pred_hist))
+    torch.testing.assert_close(method.rbl_w, rbl_weights(predicted, method.class_counts))
+    assert not torch.allclose(method.rbl_w, rbl_weights(method.class_counts, method.class_counts))
 
 
 # --- configuration: dataclasses with paper defaults, flags, subclasses ----------------------------

@@ -28,7 +28,7 @@ from ltbench.engine.evaluate import balanced_subset, eval_batch_size, predict, r
 from ltbench.env import environment, resolve_device
 from ltbench.errors import LtbenchError
 from ltbench.io import append_jsonl, read_jsonl, save_torch, write_json, write_text
-from ltbench.method import BatchContext, Method, build_method
+from ltbench.method import BatchContext, EpochStats, Method, build_method
 from ltbench.models import build_model
 from ltbench.registry import load_all
 
@@ -247,7 +247,7 @@ class Trainer:
                        eps=self.eps, step=self.step, steps=cfg.train_attack_steps)
             if b % 10 == 0 or b == self.steps_per_epoch - 1:
                 self.progress(f"epoch {epoch + 1}/{cfg.epochs} batch {b + 1}/{self.steps_per_epoch}")
-        self.method.on_epoch_end(epoch)
+        self.method.on_epoch_end(epoch, EpochStats(epoch, acc.pred_hist))
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         n = len(self.y_train)
