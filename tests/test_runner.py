@@ -59,6 +59,9 @@ BAD = [
     (["--set", "pgd-at.nope=1"], "nope"),
     (["--workers", "0"], "workers"),
     (["--gpus", "0", "--workers", "2"], "either"),
+    (["--jobs-per-gpu", "0"], "jobs-per-gpu must be at least 1"),
+    (["--jobs-per-gpu", "2", "--workers", "2"], "on the CPU use --workers"),
+    (["--jobs-per-gpu", "2"], "no CUDA device"),
     (["--executor", "slurm", "--time", "soon"], "time"),
 ]
 
@@ -239,6 +242,7 @@ class _Args:
 
     def __init__(self, **kw):
         self.executor, self.gpus, self.workers, self.retry_failed, self.methods_dir = "local", None, None, False, []
+        self.jobs_per_gpu = None
         self.__dict__.update(kw)
 
 
@@ -271,7 +275,25 @@ def test_one_worker_per_gpu(monkeypatch):
     assert make_executor(_Args(), {"device": "cuda:1"}).slots[0].env == {}
 
 
+def test_several_jobs_per_gpu(monkeypatch):
+    from ltbench.runner import local
+    from ltbench.runner.cli import make_executor
+
+    monkeypatch.setattr(local, "available_cores", lambda: 16)
+    _fake_gpus(monkeypatch, 4, visible="4,5,6,7")
+    ex = make_executor(_Args(gpus="0,2", jobs_per_gpu=2), {})
+    assert [(s.name, s.env["CUDA_VISIBLE_DEVICES"], s.threads) for s in ex.slots] == [
+        ("gpu0.0", "4", 4), ("gpu0.1", "4", 4), ("gpu2.0", "6", 4), ("gpu2.1", "6", 4)]
+    assert [s.name for s in make_executor(_Args(jobs_per_gpu=1), {}).slots] == ["gpu0", "gpu1", "gpu2", "gpu3"]
+    assert len(make_executor(_Args(jobs_per_gpu=3), {}).slots) == 12
+    pinned = make_executor(_Args(jobs_per_gpu=2), {"device": "cuda:1"}).slots
+    assert [(s.name, s.env) for s in pinned] == [("cuda:1.0", {}), ("cuda:1.1", {})]
+
+
 @pytest.mark.parametrize("kw,spec,needle", [
+    ({"jobs_per_gpu": 0}, {}, "at least 1"),
+    ({"jobs_per_gpu": 2}, {"device": "cpu"}, "on the CPU use --workers"),
+    ({"jobs_per_gpu": 2, "executor": "slurm"}, {}, "--executor local"),
     ({"gpus": "0,4"}, {}, "ids must be distinct"),
     ({"gpus": "1,1"}, {}, "ids must be distinct"),
     ({"gpus": "a"}, {}, "comma-separated"),

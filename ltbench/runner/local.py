@@ -46,12 +46,25 @@ def cpu_slots(n: int) -> list[Slot]:
     return [Slot(f"cpu{i}", {"CUDA_VISIBLE_DEVICES": ""}, threads) for i in range(n)]
 
 
-def gpu_slots(ids: list[int]) -> list[Slot]:
-    """One worker per GPU id (ids as torch numbers them under the current CUDA_VISIBLE_DEVICES)."""
+def gpu_slots(ids: list[int], per_gpu: int = 1) -> list[Slot]:
+    """``per_gpu`` workers per GPU id (ids as torch numbers them under the current
+    CUDA_VISIBLE_DEVICES); the CPU cores are shared evenly among all of them. Several workers on
+    one GPU run their jobs side by side: a small model leaves most of a GPU idle, since each step
+    is bound by the CPU launching its kernels."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     names = [v.strip() for v in visible.split(",")] if visible else None
-    threads = max(1, available_cores() // max(1, len(ids)))
-    return [Slot(f"gpu{i}", {"CUDA_VISIBLE_DEVICES": names[i] if names else str(i)}, threads) for i in ids]
+    threads = max(1, available_cores() // max(1, len(ids) * per_gpu))
+    return [Slot(_slot_name(f"gpu{i}", k, per_gpu), {"CUDA_VISIBLE_DEVICES": names[i] if names else str(i)}, threads)
+            for i in ids for k in range(per_gpu)]
+
+
+def pinned_slots(device: str, per_gpu: int = 1) -> list[Slot]:
+    """``per_gpu`` workers on the one device a job config pins (``cuda:1``)."""
+    return [Slot(_slot_name(device, k, per_gpu)) for k in range(per_gpu)]
+
+
+def _slot_name(base: str, k: int, per_gpu: int) -> str:
+    return base if per_gpu == 1 else f"{base}.{k}"
 
 
 def _die_with_parent() -> None:
