@@ -68,7 +68,6 @@ class BatchContext:
 class EpochStats:
     """What the engine counted during one training epoch, as tensors on the training device."""
 
-    epoch: int
     adv_pred_counts: torch.Tensor  # C: adversarial training examples predicted as each class
 
 

@@ -147,7 +147,7 @@ def _two_steps(name: str):
             loss, logits_adv = train_step(model, model, method, opt, x, y, ctx, acc, eps=0.1, step=0.05, steps=2)
             assert logits_adv.shape == (len(y), C)
             losses.append(loss)
-        method.on_epoch_end(0, EpochStats(0, acc.pred_hist))
+        method.on_epoch_end(0, EpochStats(acc.pred_hist))
     return method, model, before, [float(v) for v in losses]
 
 
@@ -245,7 +245,7 @@ def test_reat_rbl_weights_come_from_the_epochs_adversarial_predictions():
         _, logits_adv = train_step(model, model, method, opt, x, y, ctx, acc, eps=0.1, step=0.05, steps=2)
         predicted += torch.bincount(logits_adv.argmax(1), minlength=C)
     assert acc.pred_hist.tolist() == predicted.tolist() and predicted.sum() == 3 * len(y)
-    method.on_epoch_end(0, EpochStats(0, acc.pred_hist))
+    method.on_epoch_end(0, EpochStats(acc.pred_hist))
     torch.testing.assert_close(method.rbl_w, rbl_weights(predicted, method.class_counts))
     assert not torch.allclose(method.rbl_w, rbl_weights(method.class_counts, method.class_counts))
 

@@ -265,7 +265,7 @@ def test_reat_rbl_state_from_predicted_counts():
     m = REAT(REAT.Config(), 10, counts)
     assert m.rbl_w.tolist() == pytest.approx(rbl_reference(COUNTS10, COUNTS10), rel=2e-4)
     ae_counts = [4, 1, 0, 1, 0, 0, 0, 0, 0, 2]
-    m.on_epoch_end(0, EpochStats(0, torch.tensor(ae_counts, dtype=torch.float32)))
+    m.on_epoch_end(0, EpochStats(torch.tensor(ae_counts, dtype=torch.float32)))
     assert m.rbl_w.tolist() == pytest.approx(rbl_reference(ae_counts, COUNTS10), rel=2e-4)
-    m.on_epoch_end(1, EpochStats(1, torch.tensor(COUNTS10, dtype=torch.float32)))  # each epoch's own counts
+    m.on_epoch_end(1, EpochStats(torch.tensor(COUNTS10, dtype=torch.float32)))  # each epoch's own counts
     assert m.rbl_w.tolist() == pytest.approx(rbl_reference(COUNTS10, COUNTS10), rel=2e-4)

@@ -247,7 +247,7 @@ class Trainer:
                        eps=self.eps, step=self.step, steps=cfg.train_attack_steps)
             if b % 10 == 0 or b == self.steps_per_epoch - 1:
                 self.progress(f"epoch {epoch + 1}/{cfg.epochs} batch {b + 1}/{self.steps_per_epoch}")
-        self.method.on_epoch_end(epoch, EpochStats(epoch, acc.pred_hist))
+        self.method.on_epoch_end(epoch, EpochStats(acc.pred_hist))
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         n = len(self.y_train)
