@@ -47,13 +47,18 @@ if [ -d "${LTBENCH_DATA:-/nonexistent}/fashion-mnist" ]; then
     step 50 $lt eval "$work/study-pgd-at-first/pgd-at__fmnist__r0.01__s0" --attacks clean pgd20 aa \
         --aa-n-per-class 20 --device cuda --out "$work/eval-aa.json"
     python3 - "$work" <<'PY'
-import json, pathlib, sys
+import json, pathlib, statistics, sys
+epoch_s = {}  # study -> median seconds of a PGD-AT epoch after the first (start-up, autotuning)
 for study in sorted(pathlib.Path(sys.argv[1]).glob("study-*")):
     times = {job.name.split("__")[0]: [json.loads(l)["time_s"] for l in open(job / "metrics.jsonl")]
              for job in study.glob("*__*") if (job / "metrics.jsonl").exists()}
     if {"pgd-at", "reat"} <= set(times):
         ratios = [round(r / p, 3) for r, p in zip(times["reat"], times["pgd-at"])]
         print(f"{study.name}: REAT / PGD-AT per epoch {ratios}; seconds {times}")
+        epoch_s[study.name] = statistics.median(times["pgd-at"][1:] or times["pgd-at"])
+alone = [v for k, v in epoch_s.items() if k != "study-side-by-side"]
+if "study-side-by-side" in epoch_s and alone:  # two jobs at once vs one at a time
+    print(f"--jobs-per-gpu 2 throughput / one job at a time: {2 * min(alone) / epoch_s['study-side-by-side']:.2f}")
 PY
 else
     echo "== no \$LTBENCH_DATA/fashion-mnist: real-training check skipped"
