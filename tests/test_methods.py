@@ -18,7 +18,7 @@ from ltbench.errors import LtbenchError
 from ltbench.method import BatchContext, EpochStats, Method, build_method, parse_method_spec, parse_overrides
 from ltbench.models import build_model
 from ltbench.registry import DATASETS, METHODS, load_methods, register_dataset
-from methods.reat import tail_loss
+from methods.reat import rbl_weights, tail_loss
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is faster
@@ -232,8 +232,6 @@ def test_reat_resume_is_exact(tmp_path, monkeypatch):
 def test_reat_rbl_weights_come_from_the_epochs_adversarial_predictions():
     """RBL's n_i: how many of the epoch's adversarial examples the model predicted as class i — the
     logits train_step returns, counted by the engine's accumulator and handed to on_epoch_end."""
-    from methods.reat import rbl_weights
-
     method = build_method("reat", {}, C, COUNTS)
     model = _model_for(method)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
