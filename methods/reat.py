@@ -76,7 +76,7 @@ class TailLoss:
       feature elements, (1/(B·D)) Σ_j K_ij, times mean_j(s_ij·W_ij); then the mean over anchors.
 
     Both are 0 when the batch holds no tail sample, and both are multiplied by ``weight`` (REAT's λ,
-    folded into the final division so the step has no extra multiplication). Features are used in
+    folded with 1/B into the class-pair weights, see :meth:`scaled_weights`). Features are used in
     fp32 (fp64 with fp64 class counts), outside autocast.
 
     How it is computed. Both reductions are Σ_ij A_ij·K_ij / (#anchors · B): per pair
@@ -100,39 +100,52 @@ class TailLoss:
             raise ValueError("TailLoss weight must be non-zero (leave TAIL out instead)")
         self.per_pair = per_pair
         self.weight = float(weight)
-        G = tail_pair_weights(class_counts)
-        is_tail = (G.diagonal() != 0).to(G.dtype)
-        # G with the tail-class indicator as an extra row (one product gives G n and #anchors), and Gᵀ.
-        self.weights_and_tail = torch.cat([G, is_tail[None]])
-        self.weights_t = G.t().contiguous()
+        self.pair_weights = tail_pair_weights(class_counts)  # G
+        self.is_tail = (self.pair_weights.diagonal() != 0).to(self.pair_weights.dtype)
+        # The device type as a string: `features.device.type` in every call costs as much as an operation.
+        self.device_type = self.pair_weights.device.type
+        self._scaled = {}
 
     def to(self, device: torch.device) -> "TailLoss":
-        self.weights_and_tail = self.weights_and_tail.to(device)
-        self.weights_t = self.weights_t.to(device)
+        self.pair_weights = self.pair_weights.to(device)
+        self.is_tail = self.is_tail.to(device)
+        self.device_type = self.pair_weights.device.type
+        self._scaled = {}
         return self
 
+    def scaled_weights(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(−λ/B)·G with the tail-class indicator as an extra row (one product gives G n and
+        #anchors), and (−λ/B)·Gᵀ, for batch size B: built once per batch size (a study has two, the
+        full and the last batch), so the step spends no operation on λ and B."""
+        weights = self._scaled.get(batch_size)
+        if weights is None:
+            G = self.pair_weights * (-self.weight / batch_size)
+            weights = self._scaled[batch_size] = (torch.cat([G, self.is_tail[None]]), G.t().contiguous())
+        return weights
+
     def __call__(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        dtype = self.weights_t.dtype
+        dtype = self.pair_weights.dtype
         f = features if features.dtype == dtype else features.to(dtype)
-        if torch.is_autocast_enabled(f.device.type):  # bf16 matrix products would blur the loss
-            with torch.autocast(f.device.type, enabled=False):
+        if torch.is_autocast_enabled(self.device_type):  # bf16 matrix products would blur the loss
+            with torch.autocast(self.device_type, enabled=False):
                 return self._loss(f, labels)
         return self._loss(f, labels)
 
     def _loss(self, f: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         B, D = f.shape
+        weights_and_tail, weights_t = self.scaled_weights(B)
         log_q = torch.log_softmax(f, 1)
         p = log_q.detach().exp()  # softmax(f), the fixed target; nothing computed from it is differentiated
-        S = p.new_zeros(self.weights_t.shape[0], D).index_add_(0, labels, p)
-        # S.sum(1) = n (rows of p sum to 1); one product gives G n and #anchors, as a column.
-        Gn = torch.mm(self.weights_and_tail, S.sum(1, keepdim=True))
+        S = p.new_zeros(weights_t.shape[0], D).index_add_(0, labels, p)
+        # S.sum(1) = n (rows of p sum to 1); one product gives (−λ/B)·G n and #anchors, as a column.
+        Gn = torch.mm(weights_and_tail, S.sum(1, keepdim=True))
         R = Gn.index_select(0, labels)  # B × 1
         if self.per_pair:
-            M = torch.mm(self.weights_t, S).index_select(0, labels)
+            M = torch.mm(weights_t, S).index_select(0, labels)
         else:  # A_ij = R_i / (B·D): R_i / D, and the same M_j = Σ_i R_i p_i / (B·D) for every j
             R = R / D
             M = torch.mm(R.t(), p).div_(B).expand(B, D)
-        coef = torch.addcmul(M, R, p, value=-1).div_(Gn[-1].clamp_min(1.0) * (-B / self.weight))
+        coef = torch.addcmul(M, R, p, value=-1).div_(Gn[-1].clamp_min(1.0))  # both are scaled by −λ/B
         return torch.vdot(coef.view(-1), log_q.view(-1))  # λ·Σ_j (R_j p_j − M_j)·log q_j / (#anchors·B)
 
 

@@ -131,6 +131,18 @@ def test_tail_random_labels_and_gradients(seed, per_pair):
     torch.testing.assert_close(g1, g2, rtol=1e-7, atol=1e-10)
 
 
+@pytest.mark.parametrize("per_pair", [True, False])
+def test_tail_loss_object_reused_across_batch_sizes_and_devices(per_pair):
+    # λ and 1/B live in per-batch-size weights: one object must give λ·TAIL for every batch size, in any order.
+    lam = 0.5
+    tail = TailLoss(torch.tensor(COUNTS10, dtype=torch.float64), per_pair=per_pair, weight=lam)
+    reference = tail_reference_per_pair if per_pair else tail_reference_official
+    f, y = _batch(31, B=12, labels=[9, 0, 7, 3, 9, 8, 1, 7, 2, 5, 9, 4])
+    for n in (12, 5, 12, 5):
+        want = lam * reference(f[:n].tolist(), y[:n].tolist(), COUNTS10)
+        assert tail(f[:n], y[:n]).item() == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
 def test_tail_float32_close_to_reference():
     f, y = _batch(7, B=32, D=16, labels=[i % 10 for i in range(32)])
     counts = torch.tensor(COUNTS10)
@@ -207,9 +219,11 @@ def test_tail_ignores_autocast():
 
 
 def test_reat_moves_its_tail_loss_with_it():
-    m = REAT(REAT.Config(), 10, torch.tensor(COUNTS10, dtype=torch.float32)).to(torch.device("meta"))
-    assert m.tail_loss.weights_t.device.type == "meta"
-    assert m.tail_loss.weights_and_tail.device.type == "meta"
+    m = REAT(REAT.Config(), 10, torch.tensor(COUNTS10, dtype=torch.float32))
+    m.tail_loss.scaled_weights(8)  # cached on the CPU
+    m.to(torch.device("meta"))
+    assert m.tail_loss.device_type == "meta"
+    assert all(w.device.type == "meta" for w in m.tail_loss.scaled_weights(8))
 
 
 def test_first_tail_class():
