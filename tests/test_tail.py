@@ -132,7 +132,7 @@ def test_tail_random_labels_and_gradients(seed, per_pair):
 
 
 @pytest.mark.parametrize("per_pair", [True, False])
-def test_tail_loss_object_reused_across_batch_sizes_and_devices(per_pair):
+def test_tail_loss_object_reused_across_batch_sizes(per_pair):
     # λ and 1/B live in per-batch-size weights: one object must give λ·TAIL for every batch size, in any order.
     lam = 0.5
     tail = TailLoss(torch.tensor(COUNTS10, dtype=torch.float64), per_pair=per_pair, weight=lam)
