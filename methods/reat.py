@@ -101,14 +101,12 @@ class TailLoss:
         self.per_pair = per_pair
         self.weight = float(weight)
         self.pair_weights = tail_pair_weights(class_counts)  # G
-        self.is_tail = (self.pair_weights.diagonal() != 0).to(self.pair_weights.dtype)
         # The device type as a string: `features.device.type` in every call costs as much as an operation.
         self.device_type = self.pair_weights.device.type
         self._scaled = {}
 
     def to(self, device: torch.device) -> "TailLoss":
         self.pair_weights = self.pair_weights.to(device)
-        self.is_tail = self.is_tail.to(device)
         self.device_type = self.pair_weights.device.type
         self._scaled = {}
         return self
@@ -119,8 +117,9 @@ class TailLoss:
         full and the last batch), so the step spends no operation on λ and B."""
         weights = self._scaled.get(batch_size)
         if weights is None:
+            is_tail = (self.pair_weights.diagonal() != 0).to(self.pair_weights.dtype)  # G's non-zero rows
             G = self.pair_weights * (-self.weight / batch_size)
-            weights = self._scaled[batch_size] = (torch.cat([G, self.is_tail[None]]), G.t().contiguous())
+            weights = self._scaled[batch_size] = (torch.cat([G, is_tail[None]]), G.t().contiguous())
         return weights
 
     def __call__(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
