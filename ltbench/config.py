@@ -33,6 +33,10 @@ class JobConfig:
     weight_decay: float = 5e-4
     lr_milestones: tuple = (0.75, 0.9375)
     profile: str = "exp"
+    # Seed of the long-tailed split. None: the run's seed (each seed its own split, so the spread over
+    # seeds includes split variance); an int: one split shared by every seed of the study, so the
+    # spread is training variance alone.
+    split_seed: Optional[int] = None
     augment: Optional[str] = None  # None | "randaugment" | "autoaugment"
     eps: Optional[float] = None
     step: Optional[float] = None
@@ -58,9 +62,17 @@ class JobConfig:
             raise LtbenchError(f"augment must be randaugment or autoaugment, got {self.augment!r}")
         if int(self.select_n_per_class) < 1:
             raise LtbenchError(f"select_n_per_class must be at least 1, got {self.select_n_per_class}")
+        if self.split_seed is not None and (isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int)
+                                            or self.split_seed < 0):
+            raise LtbenchError(f"split_seed must be a non-negative integer, got {self.split_seed!r}")
         if self.eps is not None and self.eps < 0:
             raise LtbenchError(f"eps must be ≥ 0, got {self.eps}")
         return self
+
+    @property
+    def lt_split_seed(self) -> int:
+        """The seed the long-tailed split is drawn with: ``split_seed``, else the run's ``seed``."""
+        return self.seed if self.split_seed is None else int(self.split_seed)
 
     @property
     def job_name(self) -> str:

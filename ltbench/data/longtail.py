@@ -76,6 +76,9 @@ class LongTailSplit:
     profile: str
     seed: int
     dataset: Optional[str] = field(default=None)
+    # Where ``seed`` came from: "run seed" (each run seed its own split) or "split_seed" (one split
+    # shared by all run seeds of a study); None when not known (a split made outside a job).
+    seed_source: Optional[str] = field(default=None)
 
     def __post_init__(self) -> None:
         self.indices = torch.as_tensor(self.indices, dtype=torch.int64).reshape(-1)
@@ -90,7 +93,7 @@ class LongTailSplit:
 
     def to_dict(self) -> dict:
         return {"dataset": self.dataset, "ratio": self.ratio, "profile": self.profile,
-                "seed": self.seed, "counts": self.counts, "num_images": sum(self.counts),
+                "seed": self.seed, "seed_source": self.seed_source, "counts": self.counts, "num_images": sum(self.counts),
                 "indices": self.indices.tolist()}
 
     def save(self, path: str | Path) -> Path:
@@ -107,7 +110,7 @@ class LongTailSplit:
             d = json.loads(path.read_text())
             split = cls(indices=torch.tensor(d["indices"], dtype=torch.int64), counts=d["counts"],
                         ratio=float(d["ratio"]), profile=str(d["profile"]), seed=int(d["seed"]),
-                        dataset=d.get("dataset"))
+                        dataset=d.get("dataset"), seed_source=d.get("seed_source"))
         except LtbenchError as exc:
             raise LtbenchError(f"malformed split file {path}: {exc}") from None
         except (OSError, ValueError, KeyError, TypeError) as exc:

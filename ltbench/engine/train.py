@@ -149,8 +149,9 @@ class Trainer:
         self.step = cfg.step if cfg.step is not None else self.info.step
 
         saved = self.job_dir / SPLIT_FILE
-        raw, split = load_split(self.info, cfg.ratio, cfg.profile, cfg.seed,
+        raw, split = load_split(self.info, cfg.ratio, cfg.profile, cfg.lt_split_seed,
                                 split=LongTailSplit.load(saved) if saved.exists() else None)
+        split.seed_source = "run seed" if cfg.split_seed is None else "split_seed"
         self.split = split
         self.class_names = raw.class_names
         self.class_counts = list(split.counts)

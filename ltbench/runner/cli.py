@@ -22,7 +22,8 @@ def add_arguments(p):
     g = p.add_argument_group("the grid (flags override --preset)")
     g.add_argument("--preset", help="a shipped recipe (see `ltbench list presets`); flags override it")
     g.add_argument("--methods", nargs="+", help="method names (see `ltbench list methods`); an ablation is the name with its flags in "
-                        "one argument, e.g. 'reat --no-tail' (job folder reat+no-tail__…)")
+                        "one argument, e.g. 'reat --no-tail' (job folder reat+no-tail__…); 'all' = every "
+                        "registered method")
     g.add_argument("--datasets", nargs="+", help="dataset names")
     g.add_argument("--ratios", nargs="+", type=float, help="imbalance ratios in (0, 1] (0.01 = 100:1)")
     g.add_argument("--seeds", nargs="+", type=int)
@@ -41,7 +42,10 @@ def add_arguments(p):
                         "not the last one")
     g.add_argument("--compile", action="store_const", const=True, default=None,
                    help="torch.compile the model (worth it on GPUs for long runs)")
-    g.add_argument("--profile", choices=["exp", "step"])
+    g.add_argument("--profile", choices=["exp", "step"], help="long-tail profile: exp (default) or step")
+    g.add_argument("--split-seed", type=int, metavar="N",
+                   help="draw the long-tailed split with seed N for every run seed (default: each run seed "
+                        "draws its own split), so the spread over seeds is training variance alone")
     g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: auto)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="method or model parameter, e.g. reat.tail_weight=0.5 or model.width=32")
@@ -75,7 +79,7 @@ def add_arguments(p):
 
 FIELDS = {"model": "model", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "eps": "eps",
           "step": "step", "train_attack_steps": "train_attack_steps", "augment": "augment", "compile": "compile", "select_best": "select_best",
-          "profile": "profile", "device": "device"}
+          "profile": "profile", "split_seed": "split_seed", "device": "device"}
 GRID_KEYS = ("methods", "datasets", "ratios", "seeds")
 
 
@@ -135,12 +139,31 @@ def study_spec(args) -> dict:
     return spec
 
 
+ALL_METHODS = "all"
+
+
+def expand_methods(methods: list[str], methods_dirs=()) -> list[str]:
+    """``all`` → every registered method, in registration order (a method added later joins a
+    preset that says ``all``); other entries kept; duplicates dropped, first place kept."""
+    from ltbench.registry import METHODS, load_all
+
+    out: list[str] = []
+    for m in methods:
+        if str(m).strip() == ALL_METHODS:
+            load_all(list(methods_dirs))
+            out.extend(METHODS.names())
+        else:
+            out.append(m)
+    return list(dict.fromkeys(out))
+
+
 def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
     """Every job of the grid, validated (unknown names and bad values raise LtbenchError)."""
     from ltbench.method import parse_method_spec
     from ltbench.runner.study import check_names
 
     base_fields = {k: v for k, v in spec.items() if k not in (*GRID_KEYS, "out", "method_params")}
+    spec = {**spec, "methods": expand_methods(spec["methods"], methods_dirs)}
     unknown = set(spec["method_params"]) - set(spec["methods"]) - {parse_method_spec(m)[0] for m in spec["methods"]}
     if unknown:
         raise LtbenchError(f"--set names method(s) not in this study: {', '.join(sorted(unknown))}")
@@ -275,6 +298,9 @@ def main(args) -> int:
         else:
             queue.append(name)
 
+    # Seed by seed: a study stopped half-way covers every method with its first seeds.
+    seed_of = {cfg.job_name: cfg.seed for cfg in jobs}
+    queue.sort(key=lambda n: seed_of[n])
     quiet = bool(getattr(args, "quiet", False))
     say = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
     counts = [f"{n} {label}" for k, label in ((J.ALREADY_DONE, "already done"), (J.FAILED_BEFORE, "failed before"),
