@@ -116,7 +116,9 @@ def main(args) -> int:
     if aa_n is not None and aa_n < 1:
         raise LtbenchError("--aa-n-per-class must be at least 1")
     seed = cfg.seed if args.seed is None else args.seed
-    progress = None if args.quiet else _progress
+    from ltbench.progress import LinePrinter
+
+    progress = None if args.quiet else LinePrinter(sys.stderr)
 
     out = Path(args.out) if args.out else job_dir / "result.json"
     if out.is_dir() or (args.out and not out.suffix):
@@ -134,7 +136,7 @@ def main(args) -> int:
                                 state_dir=job_dir, checks=not args.no_checks, progress=progress)
     eval_s = time.perf_counter() - t0
     if progress:
-        sys.stderr.write("\n")
+        progress.close()
     evaluation["evaluation"]["checkpoint"] = str(ckpt)
 
     result = {
@@ -160,11 +162,6 @@ def main(args) -> int:
     print_summary(result)
     print(f"result written to {out.resolve()}")
     return 0
-
-
-def _progress(msg: str) -> None:
-    sys.stderr.write(f"\r{msg}\033[K")
-    sys.stderr.flush()
 
 
 def print_summary(result: dict) -> None:

@@ -348,11 +348,13 @@ def report(study, jobs: list[JobConfig], outcomes: dict[str, dict], quiet: bool 
             except (OSError, ValueError):
                 pass
     if not quiet:
+        from ltbench.runner.summary import format_summary, next_command
+
         if len(jobs) <= 2:
             for name, result in results.items():
                 print_result_table(name, result)
-        elif results:
-            print_summary(results)
+        if len(results) >= 2:
+            print(format_summary(results))
         if bad:
             print(f"\n{len(bad)} job(s) did not finish:")
             for name in bad:
@@ -364,26 +366,9 @@ def report(study, jobs: list[JobConfig], outcomes: dict[str, dict], quiet: bool 
         if busy:
             print(f"\n{len(busy)} job(s) are running elsewhere; `ltbench status {study.root}` follows them")
         print(f"\nresults written to {study.root.resolve()}  ({len(results)}/{len(jobs)} jobs done)")
+        if results:
+            print(next_command(study.root))
     return 1 if bad or unfinished else 0
-
-
-def print_summary(results: dict[str, dict]) -> None:
-    """One line per finished job: overall and tail accuracy under each attack."""
-    attacks = []
-    for r in results.values():
-        for a in r.get("metrics", {}):
-            if a not in attacks:
-                attacks.append(a)
-    width = max(len(n) for n in results)
-    header = f"{'job':<{width}}" + "".join(f"{a + ' all/tail':>18}" for a in attacks)
-    print("\n" + header)
-    print("-" * len(header))
-    for name, r in results.items():
-        cells = []
-        for a in attacks:
-            m = r.get("metrics", {}).get(a)
-            cells.append(f"{100 * m['overall']:>10.1f}/{100 * m['tail']:>5.1f}%" if m else f"{'–':>18}")
-        print(f"{name:<{width}}" + "".join(f"{c:>18}" for c in cells))
 
 
 def print_result_table(name: str, result: dict) -> None:
