@@ -309,7 +309,7 @@ def test_report_cli_single_study(tmp_path, monkeypatch, capsys):
         assert cli_main(["report", str(study), "--plots-dir", str(tmp_path / "plots")]) == 0
     out = capsys.readouterr().out
     assert "4 done, 2 failed, 1 running, 1 pending" in out
-    page = tmp_path / "reports" / "synth.html"
+    page = study / "report.html"  # beside the study
     html = page.read_text()
     assert (study / "summary.csv").is_file() and (study / "summary.tex").is_file()
     assert _external_refs(html) == []
@@ -330,7 +330,7 @@ def test_report_cli_single_study(tmp_path, monkeypatch, capsys):
     (empty / "study.json").write_text(json.dumps({"methods": ["reat"], "datasets": ["fmnist"], "ratios": [0.1],
                                                   "seeds": [0]}))
     assert cli_main(["report", str(empty), "--quiet"]) == 0
-    assert "1 pending" in (tmp_path / "reports" / "empty.html").read_text()
+    assert "1 pending" in (empty / "report.html").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -356,8 +356,8 @@ def test_report_compare_two_studies(tmp_path, monkeypatch):
     b = make_study(tmp_path / "y", "beta")
     monkeypatch.chdir(tmp_path)
     assert cli_main(["report", str(a), str(b), "--quiet"]) == 0
-    html = (tmp_path / "reports" / "alpha__vs__beta.html").read_text()
-    summary = pd.read_csv(tmp_path / "reports" / "alpha__vs__beta" / "summary.csv")
+    html = (tmp_path / "x" / "alpha__vs__beta" / "report.html").read_text()  # next to the first study
+    summary = pd.read_csv(tmp_path / "x" / "alpha__vs__beta" / "summary.csv")
     assert set(summary["study"]) == {"alpha", "beta"} and len(summary) == 2 * 2 * 3
     assert "<th>Study</th>" in html and "alpha: reat vs alpha: reat-official" in html
     assert "ltbench report: alpha vs beta" in html
@@ -677,7 +677,7 @@ def test_report_in_chromium(chromium_binary, real_study, evil_report, tmp_path, 
     assert cli_main(["report", str(real_study), "--quiet", "--tables-dir", str(tmp_path / "real-tables")]) == 0
     browser = Chromium(binary)
     try:
-        dom = check_page(browser, tmp_path / "reports" / "tiny-real.html", tmp_path / "real-tables",
+        dom = check_page(browser, real_study / "report.html", tmp_path / "real-tables",
                          ARTIFACTS / "report-real-study.png")
         assert "pending" in dom["body"]
         dom = check_page(browser, evil_page, evil, ARTIFACTS / "report-escaping.png")
