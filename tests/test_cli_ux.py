@@ -242,3 +242,56 @@ def test_run_prints_summary_and_next_command_and_report_goes_beside(tmp_path, ca
     assert "epoch 1/2 done: loss" in log and "AE acc" in log and " lr 0.1 " in log and "img/s" in log
     assert cli_main(["report", str(out), "--quiet"]) == 0
     assert (out / "report.html").is_file() and (out / "summary.csv").is_file()
+
+
+# --- TensorBoard (optional extra) ---------------------------------------------------------------------
+
+class FakeWriter:
+    def __init__(self, log_dir):
+        self.log_dir, self.scalars, self.closed = log_dir, [], False
+
+    def add_scalar(self, tag, value, step):
+        self.scalars.append((tag, value, step))
+
+    def flush(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+
+def test_tensorboard_logger_writes_the_curves(monkeypatch, tmp_path):
+    import types
+
+    from ltbench.progress import batch_message, epoch_message
+    from ltbench.runner import tensorboard as T
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
+    monkeypatch.delenv(T.ENV, raising=False)
+    assert T.logger_for("job") is None  # off unless the runner turned it on
+    monkeypatch.setenv(T.ENV, "")  # so that the variable enable() sets is removed after the test
+    T.enable(tmp_path / "study")
+    seen = []
+    log = T.logger_for("job", seen.append)
+    assert log.writer.log_dir == str((tmp_path / "study" / "tensorboard" / "job").resolve())
+    log(batch_message(2, 3, 5, 10, 1.25, 0.5, 100.0, 3.0, 0.5))
+    log(epoch_message({"epoch": 1, "loss": 1.0, "train_adv_acc": 0.6, "lr": 0.1, "time_s": 2.0,
+                       "images_per_s": 50.0}, 3, 2 / 3, 2.0))
+    log("eval clean batch 1/2")
+    log.close()
+    assert ("running/loss", 1.25, 15) in log.writer.scalars and ("epoch/lr", 0.1, 2) in log.writer.scalars
+    assert ("epoch/adv_acc", 0.6, 2) in log.writer.scalars and log.writer.closed
+    assert len(seen) == 3  # every message still reaches the display
+
+
+def test_tensorboard_missing_is_one_line(tmp_path, capsys, monkeypatch, tiny_fmnist):
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+        pytest.skip("tensorboard is installed here")
+    except ImportError:
+        pass
+    out = tmp_path / "study"
+    assert cli_main(["run", "--out", str(out), *TINY_ARGS, "--epochs", "1", "--tensorboard", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install 'ltbench[tensorboard]'" in err
+    assert not out.exists()

@@ -214,7 +214,7 @@ def tradeoff(jobs: pd.DataFrame, robust: str, palette: dict[str, str], images: O
         return None
     ncols = min(3, len(keys))
     nrows = math.ceil(len(keys) / ncols)
-    fig = new_figure(3.4 * ncols + 0.3, 3.0 * nrows)
+    fig = new_figure(max(5.5, 3.4 * ncols + 0.3), 3.2 * nrows)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     for ax, (dataset, ratio) in zip(axes, keys):
         sub = _sel(wide, dataset, ratio)

@@ -313,6 +313,10 @@ def main(args) -> int:
         to_run = [cfg for cfg in jobs if job_status(out / cfg.job_name).state not in (DONE, RUNNING)]
         check_data([cfg.dataset for cfg in to_run])
 
+    if getattr(args, "tensorboard", False):
+        from ltbench.runner import tensorboard
+
+        tensorboard.enable(out)  # checked before anything is written: a missing package is one line
     launched = Path(sys.argv[0]).name in ("ltbench", "__main__.py") if sys.argv else False
     study = Study.prepare(out, spec, jobs, command=["ltbench", *sys.argv[1:]] if launched else None)
     from ltbench.runner.slurm import queued_in_slurm

@@ -226,6 +226,7 @@ def execute_job(job_dir: Path, cfg, progress: Optional[Callable[[str], None]] = 
     lock = JobLock(job_dir)
     if not lock.acquire():
         return {"job": name, "outcome": BUSY}
+    board = None  # TensorBoard logger (``ltbench run --tensorboard``)
     try:
         if (job_dir / RESULT).exists():
             return {"job": name, "outcome": ALREADY_DONE}
@@ -236,7 +237,10 @@ def execute_job(job_dir: Path, cfg, progress: Optional[Callable[[str], None]] = 
                 (job_dir / stale).unlink(missing_ok=True)
         write_json(job_dir / RUNNING, {"host": socket.gethostname(), "pid": os.getpid(),
                                        "started": now_iso(), "slurm_job": _slurm_id()})
-        tracker = ProgressTracker(job_dir, progress)
+        from ltbench.runner.tensorboard import logger_for
+
+        board = logger_for(name, progress)  # None unless `ltbench run --tensorboard`
+        tracker = ProgressTracker(job_dir, board or progress)
         with redirect_output(job_dir / LOG):
             print(f"{now_iso()} start {name} on {socket.gethostname()} pid {os.getpid()}"
                   + (f" slurm {_slurm_id()}" if _slurm_id() else ""), flush=True)
@@ -254,6 +258,8 @@ def execute_job(job_dir: Path, cfg, progress: Optional[Callable[[str], None]] = 
             print(f"{now_iso()} finished {name}: {summary}", flush=True)
         return {"job": name, "outcome": FINISHED}
     finally:
+        if board is not None:
+            board.close()
         for transient in (RUNNING, PROGRESS, PROGRESS_JSON):
             (job_dir / transient).unlink(missing_ok=True)
         lock.release()
