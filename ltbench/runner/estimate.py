@@ -9,7 +9,8 @@ Per job, the first source that applies:
    ``≈`` — the methods' costs differ by up to ~1.3× (``results/bench``);
 3. **a rough default**: the long-tailed training set's size ÷ the PGD-10 adversarial-training
    throughput ``ltbench bench`` measured for the model (``results/bench``: 2-core CPU, H100),
-   scaled to the number of attack steps; the evaluation is not included (marked ``~``).
+   scaled to the number of attack steps and by the method's cost relative to PGD-AT measured there;
+   the evaluation is not included (marked ``~``).
 
 Otherwise the estimate is unknown (``?``). Reading only: nothing is written.
 """
@@ -27,6 +28,8 @@ BENCH_IMAGES_PER_S = {
     ("small-cnn", "cuda"): 6700.0,  # h100-default.md
     ("resnet18", "cuda"): 1890.0,   # h100-resnet18-b128.md
 }
+# Method / PGD-AT step time, rounded from the same files (CPU and H100 agree within ~0.1).
+METHOD_FACTOR = {"trades": 1.2, "mart": 1.15, "robal": 1.2, "reat": 1.03, "reat-official": 1.1}
 # Training images per class before the long-tailed cut (the full training sets).
 N_MAX = {"fmnist": 6000, "cifar10": 5000, "cifar100": 500, "tinyimagenet": 500}
 NUM_CLASSES = {"fmnist": 10, "cifar10": 10, "cifar100": 100, "tinyimagenet": 200}
@@ -101,4 +104,5 @@ def estimate_job(cfg, past: list[dict], epochs_left: Optional[int] = None) -> Es
 
     images = sum(long_tail_counts(N_MAX[cfg.dataset], NUM_CLASSES[cfg.dataset], cfg.ratio, cfg.profile))
     per_image = (cfg.train_attack_steps + 1) / 11 / rate  # K input-gradient passes + one step, as PGD-10's 11
+    per_image *= METHOD_FACTOR.get(cfg.method, 1.0)
     return Estimate(images * per_image * left, "default")
