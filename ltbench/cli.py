@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(modules[args.command].main(args) or 0)
+        code = int(modules[args.command].main(args) or 0)
+        sys.stdout.flush()  # a reader gone by now is a closed pipe too, not an error at exit
+        return code
     except LtbenchError as exc:
         print(f"ltbench {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -22,7 +22,9 @@ def add_arguments(p) -> None:
     p.add_argument("--tables-dir", help="where to write the CSV / Markdown / LaTeX tables (default: the study "
                    "folder; comparing: the folder of the page)")
     p.add_argument("--plots-dir", help="also write every figure as a PNG/SVG file into this folder")
-    p.add_argument("--attack", help="robust attack for the figures (default: AutoAttack, else PGD-20, else CW-20)")
+    p.add_argument("--attack", help="robust attack for the figures (default: the strongest that every finished job "
+                   "was evaluated under: AutoAttack, else PGD-20, else CW-20; an attack only some jobs have is "
+                   "shown only when asked for here)")
     p.add_argument("--title", help="page title")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
