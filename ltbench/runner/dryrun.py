@@ -33,13 +33,15 @@ def plan(out: Path, jobs: list, retry_failed: bool = False) -> list[dict]:
             row.update(action="skip", why="failed before (--retry-failed reruns it)")
         else:
             row.update(action="resume" if done_epochs else "run",
-                       why=f"from epoch {done_epochs + 1}" if done_epochs else "")
+                       why="" if not done_epochs else f"from epoch {done_epochs + 1}" if done_epochs < cfg.epochs
+                       else "(evaluation only)")
             row["estimate"] = estimate_job(cfg, past, row["epochs_left"])
         rows.append(row)
     return rows
 
 
 def _lines(path: Path) -> list:
+    """The non-empty lines of a file (none when it is missing)."""
     try:
         return [line for line in path.read_text().splitlines() if line.strip()]
     except OSError:
@@ -47,6 +49,7 @@ def _lines(path: Path) -> list:
 
 
 def report(out: Path, jobs: list, workers: int, retry_failed: bool = False, say=print) -> None:
+    """Print the plan (see the module docstring); writes nothing."""
     rows = plan(out, jobs, retry_failed)
     width = max(len(r["job"]) for r in rows)
     to_run = [r for r in rows if r["action"] != "skip"]
