@@ -242,6 +242,12 @@ def test_run_prints_summary_and_next_command_and_report_goes_beside(tmp_path, ca
     assert "epoch 1/2 done: loss" in log and "AE acc" in log and " lr 0.1 " in log and "img/s" in log
     assert cli_main(["report", str(out), "--quiet"]) == 0
     assert (out / "report.html").is_file() and (out / "summary.csv").is_file()
+    # `ltbench eval` into a log: plain lines, no carriage returns or escape sequences
+    capsys.readouterr()
+    assert cli_main(["eval", str(out / "pgd-at__fmnist__r0.2__s0"), "--attacks", "clean", "pgd2",
+                     "--out", str(tmp_path / "eval.json")]) == 0
+    err = capsys.readouterr().err
+    assert "eval pgd2" in err and not any(c in err for c in CONTROL)
 
 
 # --- TensorBoard (optional extra) ---------------------------------------------------------------------
@@ -295,3 +301,16 @@ def test_tensorboard_missing_is_one_line(tmp_path, capsys, monkeypatch, tiny_fmn
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install 'ltbench[tensorboard]'" in err
     assert not out.exists()
+
+
+def test_slurm_display_reads_progress_numbers(tmp_path):
+    from ltbench.runner import job as J
+    from ltbench.runner.slurm import read_progress
+
+    assert read_progress(tmp_path) is None
+    (tmp_path / J.PROGRESS).write_text("eval pgd20 batch 3/8\n")
+    assert read_progress(tmp_path) == "eval pgd20 batch 3/8"
+    (tmp_path / J.PROGRESS_JSON).write_text(json.dumps({"kind": "batch", "text": "epoch 1/2", "done": 0.25}))
+    assert read_progress(tmp_path)["done"] == 0.25
+    (tmp_path / J.PROGRESS_JSON).write_text("{torn")
+    assert read_progress(tmp_path) == "eval pgd20 batch 3/8"
