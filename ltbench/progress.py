@@ -11,7 +11,7 @@ evaluation's phases, e.g. ``"eval pgd20 batch 3/8"``) or a dict with a ``text`` 
   ``time_s``, ``images_per_s``, ``done`` and ``eta_s``.
 
 The training loop builds these from its device accumulators only when it reports (so the
-step itself never waits for the device); see :meth:`ltbench.engine.train.Trainer.train_epoch`.
+step itself never waits for the device); see :meth:`ltbench.engine.train.Trainer.report_batch`.
 """
 from __future__ import annotations
 

@@ -146,6 +146,7 @@ class Trainer:
         self.job_dir = Path(job_dir)
         self.progress = progress or (lambda msg: None)
         self.reporting = progress is not None  # without a listener, no accumulator is read before the epoch's end
+        self._t_fit, self._last_read = time.perf_counter(), -math.inf  # (re)set by fit
         self.device = resolve_device(cfg.device)
         self.info = get_dataset(cfg.dataset)
         self.eps = cfg.eps if cfg.eps is not None else self.info.eps
