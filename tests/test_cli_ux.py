@@ -314,3 +314,19 @@ def test_slurm_display_reads_progress_numbers(tmp_path):
     assert read_progress(tmp_path)["done"] == 0.25
     (tmp_path / J.PROGRESS_JSON).write_text("{torn")
     assert read_progress(tmp_path) == "eval pgd20 batch 3/8"
+
+
+def test_terminal_display_shows_numbers_and_study_eta():
+    from ltbench.progress import batch_message
+    from ltbench.runner import display as D
+
+    out = io.StringIO()
+    d = D.TtyDisplay(total=2, done=0, workers=["gpu0"], stream=out)
+    d.started("gpu0", "a")
+    d.progress("gpu0", "a", batch_message(1, 2, 5, 10, 1.5, 0.25, 300.0, 10.0, 0.5))
+    d.progress("gpu0", "a", "eval pgd20 batch 1/4")
+    d.ended("gpu0", "a", {"job": "a", "outcome": "finished"})
+    d.close()
+    text = out.getvalue()
+    assert "loss 1.5000 AE acc 25.0% 300 img/s ETA 10s" in text and "eval pgd20" in text
+    assert "ETA " in text.split("1/2 jobs")[-1]  # the study bar carries an ETA once a job reports
