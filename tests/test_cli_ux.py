@@ -330,3 +330,11 @@ def test_terminal_display_shows_numbers_and_study_eta():
     text = out.getvalue()
     assert "loss 1.5000 AE acc 25.0% 300 img/s ETA 10s" in text and "eval pgd20" in text
     assert "ETA " in text.split("1/2 jobs")[-1]  # the study bar carries an ETA once a job reports
+
+
+def test_study_eta_before_any_job_reports():
+    from ltbench.runner import display as D
+
+    clock = D.StudyClock(total=5, done=1, workers=2, per_job_s=100.0)
+    assert clock.eta_s() == pytest.approx(4 * 100.0 / 2)  # four jobs to run, two at a time
+    assert D.StudyClock(total=5, done=1, workers=2).eta_s() is None  # nothing known: "?"

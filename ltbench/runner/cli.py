@@ -352,8 +352,12 @@ def main(args) -> int:
             say(f"  {name}: {describe(o)}")
 
     if queue:
+        from ltbench.runner.estimate import typical_job_seconds
+
         slots = [s.name for s in getattr(executor, "slots", [])][:len(queue)]
-        display = make_display(len(jobs), len(jobs) - len(queue), slots, quiet)
+        parallel = len(slots) or min(len(queue), getattr(executor, "max_parallel", None) or len(queue))
+        first_guess = None if quiet else typical_job_seconds(out, [cfg for cfg in jobs if cfg.job_name in queue])
+        display = make_display(len(jobs), len(jobs) - len(queue), slots, quiet, parallel, first_guess)
         try:
             outcomes.update(executor.run(study, queue, display))
         except KeyboardInterrupt:

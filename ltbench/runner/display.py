@@ -37,10 +37,12 @@ def describe(outcome: dict) -> str:
 class StudyClock:
     """A rough ETA for the study: each running job's own estimate (elapsed / fraction of training
     done), pending jobs at the mean duration of the jobs finished so far (else of the running
-    jobs' estimates), spread over the workers."""
+    jobs' estimates, else ``per_job_s``: the dry run's estimate from past jobs or the bench
+    figures), spread over the workers."""
 
-    def __init__(self, total: int, done: int, workers: int):
+    def __init__(self, total: int, done: int, workers: int, per_job_s: Optional[float] = None):
         self.total, self.count, self.workers = total, done, max(1, workers)
+        self.per_job_s = per_job_s
         self.started: dict[str, float] = {}  # worker → when its job started
         self.fraction: dict[str, float] = {}  # worker → fraction of its job's training done
         self.durations: list[float] = []
@@ -64,7 +66,7 @@ class StudyClock:
         now = time.monotonic()
         estimates = {w: (now - t) / self.fraction[w] for w, t in self.started.items() if self.fraction.get(w, 0) >= 0.02}
         per_job = (sum(self.durations) / len(self.durations) if self.durations else
-                   sum(estimates.values()) / len(estimates) if estimates else None)
+                   sum(estimates.values()) / len(estimates) if estimates else self.per_job_s)
         if per_job is None:
             return None
         left = sum(max(0.0, estimates.get(w, per_job) - (now - t)) for w, t in self.started.items())
@@ -82,13 +84,13 @@ class Display:
 
     PERIOD_S = 60.0
 
-    def __init__(self, total: int, done: int = 0, stream=None, workers: int = 1):
+    def __init__(self, total: int, done: int = 0, stream=None, workers: int = 1, per_job_s: Optional[float] = None):
         self.stream = stream or sys.stderr
         self.total = total
         self.count = done
         self.lines: dict[str, str] = {}
         self.last_dump = time.monotonic()
-        self.clock = StudyClock(total, done, workers)
+        self.clock = StudyClock(total, done, workers, per_job_s)
 
     def write(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
@@ -134,14 +136,15 @@ class TtyDisplay(Display):
     """tqdm: the study's progress bar with its ETA, then one live line per worker (its job's epoch,
     batch, running loss and AE accuracy, images/s and ETA)."""
 
-    def __init__(self, total: int, done: int = 0, workers: Optional[list[str]] = None, stream=None):
-        super().__init__(total, done, stream, len(workers or []) or 1)
+    def __init__(self, total: int, done: int = 0, workers: Optional[list[str]] = None, stream=None,
+                 parallel: Optional[int] = None, per_job_s: Optional[float] = None):
+        super().__init__(total, done, stream, parallel or len(workers or []) or 1, per_job_s)
         from tqdm import tqdm
 
         self._tqdm = tqdm
         self.bar = tqdm(total=total, initial=done, desc="study", unit="job", position=0, file=self.stream,
                         dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} jobs [{elapsed}{postfix}]")
-        self.bar.set_postfix_str("ETA ?", refresh=False)
+        self.bar.set_postfix_str(f"ETA {fmt_duration(self.clock.eta_s())}", refresh=False)
         self.rows = {}
         for i, w in enumerate(workers or []):
             self.rows[w] = tqdm(total=0, position=i + 1, bar_format="{desc}", file=self.stream,
@@ -183,13 +186,15 @@ class TtyDisplay(Display):
         self.bar.close()
 
 
-def make_display(total: int, done: int, workers: list[str], quiet: bool = False) -> Display:
-    """The right display for this terminal."""
+def make_display(total: int, done: int, workers: list[str], quiet: bool = False, parallel: Optional[int] = None,
+                 per_job_s: Optional[float] = None) -> Display:
+    """The right display for this terminal; ``parallel``: jobs running at once (default: one per
+    worker), ``per_job_s``: a first guess of a job's duration for the study's ETA."""
     if quiet:
         return QuietDisplay(total, done)
     if sys.stderr.isatty() and _columns() >= 40:
-        return TtyDisplay(total, done, workers)
-    return Display(total, done, workers=len(workers) or 1)
+        return TtyDisplay(total, done, workers, parallel=parallel, per_job_s=per_job_s)
+    return Display(total, done, workers=parallel or len(workers) or 1, per_job_s=per_job_s)
 
 
 def _columns() -> int:

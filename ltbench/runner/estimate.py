@@ -106,3 +106,11 @@ def estimate_job(cfg, past: list[dict], epochs_left: Optional[int] = None) -> Es
     per_image = (cfg.train_attack_steps + 1) / 11 / rate  # K input-gradient passes + one step, as PGD-10's 11
     per_image *= METHOD_FACTOR.get(cfg.method, 1.0)
     return Estimate(images * per_image * left, "default")
+
+
+def typical_job_seconds(root: Path, jobs: list) -> Optional[float]:
+    """The mean estimate over ``jobs`` (those with one), for the study's ETA before any job has
+    reported; None when no job has an estimate."""
+    past = past_timings(root)
+    known = [e.seconds for e in (estimate_job(cfg, past) for cfg in jobs) if e.seconds is not None]
+    return sum(known) / len(known) if known else None
