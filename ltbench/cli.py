@@ -1,12 +1,15 @@
 """``ltbench`` command line: one sub-command per module, dispatched from a table.
 
 Each sub-command module defines ``add_arguments(parser)`` and ``main(args) -> int``. A
-:class:`~ltbench.errors.LtbenchError` is printed as one line on stderr with exit status 2.
+:class:`~ltbench.errors.LtbenchError` is printed as one line on stderr with exit status 2. A reader
+that stops early (``ltbench status --json | head``) ends the command quietly (exit status 141, as
+a shell reports SIGPIPE), without a traceback. ``--help`` shows each option's default.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ltbench.errors import LtbenchError
@@ -24,6 +27,20 @@ OPTIONAL_COMMANDS = {
 }
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to an option's help when it has a real default and the help text
+    does not state one already (``None`` / ``False`` / empty defaults mean "not given")."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default in (None, False, argparse.SUPPRESS) or default == []
+                or not action.option_strings):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {str(shown).replace('%', '%%')})"
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser = argparse.ArgumentParser(prog="ltbench", description="Adversarial training on long-tailed data: "
                                      "a benchmark harness.")
@@ -37,7 +54,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
             if name in COMMANDS or exc.name != module_name:
                 raise
             continue
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=DefaultsHelpFormatter)
         module.add_arguments(p)
         modules[name] = module
     return parser, modules
@@ -55,13 +72,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(modules[args.command].main(args) or 0)
+        code = int(modules[args.command].main(args) or 0)
+        sys.stdout.flush()  # a reader gone by now is a closed pipe too, not an error at exit
+        return code
     except LtbenchError as exc:
         print(f"ltbench {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _closed_pipe() -> int:
+    """The reader of our output went away: point stdout at /dev/null so that the interpreter's
+    final flush raises nothing, and exit as a process killed by SIGPIPE would (141)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
 
 
 if __name__ == "__main__":

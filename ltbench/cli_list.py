@@ -1,15 +1,74 @@
-"""``ltbench list methods|datasets|models|presets``: names with one line of description."""
+"""``ltbench list methods|datasets|models|presets``: names with one line of description.
+
+``-v`` adds what can be set: each method's ``Config`` parameters with their types and defaults
+(``--set METHOD.KEY=VALUE``), each model's keyword options (``--set model.KEY=VALUE``), each
+dataset's classes, image shape and default ε / PGD step, each preset's grid.
+"""
 from __future__ import annotations
+
+import dataclasses
+import inspect
 
 from ltbench.registry import DATASETS, METHODS, MODELS, PLUGIN_ERRORS, load_all
 
 KINDS = ("methods", "datasets", "models", "presets")
+MODEL_FIXED = {"num_classes", "in_channels", "mean", "std"}  # given by the dataset, not settable
 
 
 def add_arguments(p):
     p.add_argument("kind", choices=KINDS)
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also show each entry's parameters and their defaults")
     p.add_argument("--methods-dir", action="append", default=[], metavar="DIR",
                    help="also load methods from the .py files in DIR")
+
+
+def _type_name(tp) -> str:
+    return tp if isinstance(tp, str) else getattr(tp, "__name__", str(tp))
+
+
+def method_params(name: str) -> list[tuple[str, str, object]]:
+    """(parameter, type, default) of a method's Config dataclass."""
+    cfg = getattr(METHODS.get(name), "Config", None)
+    if cfg is None or not dataclasses.is_dataclass(cfg):
+        return []
+    defaults = cfg()
+    return [(f.name, _type_name(f.type), getattr(defaults, f.name)) for f in dataclasses.fields(cfg)]
+
+
+def model_params(name: str) -> list[tuple[str, str, object]]:
+    """(option, type, default) of a model builder's keyword options."""
+    sig = inspect.signature(MODELS.get(name))
+    return [(p.name, _type_name(p.annotation) if p.annotation is not inspect.Parameter.empty else "",
+             p.default) for p in sig.parameters.values()
+            if p.name not in MODEL_FIXED and p.default is not inspect.Parameter.empty]
+
+
+def _budget(x: float) -> str:
+    """``0.1``, or ``8/255`` for a multiple of 1/255."""
+    k = round(x * 255)
+    return f"{k}/255" if k and abs(x * 255 - k) < 1e-6 and x < 1 and round(x, 3) != x else f"{x:g}"
+
+
+def details(kind: str, name: str) -> list[str]:
+    """The ``-v`` lines under one entry."""
+    if kind == "methods":
+        params = method_params(name)
+        return ([f"--set {name}.{k}=…  ({t}, default {v!r})" for k, t, v in params]
+                or ["(no parameters)"])
+    if kind == "models":
+        params = model_params(name)
+        return [f"--set model.{k}=…  ({t}, default {v!r})".replace("(, ", "(") for k, t, v in params] \
+            or ["(no options)"]
+    if kind == "datasets":
+        info = DATASETS.get(name)
+        return [f"{info.num_classes} classes, images {'×'.join(map(str, info.image_shape))}, "
+                f"default ε {_budget(info.eps)}, PGD step {_budget(info.step)}"]
+    from ltbench.presets import load_preset
+
+    spec = load_preset(name)
+    return [f"{k} = {spec[k]!r}" for k in ("methods", "datasets", "ratios", "seeds", "model", "epochs",
+                                             "eval_attacks", "out") if k in spec]
 
 
 def main(args) -> int:
@@ -24,6 +83,9 @@ def main(args) -> int:
     width = max((len(n) for n, _ in rows), default=0)
     for name, desc in rows:
         print(f"{name:<{width}}  {desc}")
+        if args.verbose:
+            for line in details(args.kind, name):
+                print(f"{'':<{width}}    {line}")
     if args.kind == "methods":
         for label, err in PLUGIN_ERRORS.items():
             print(f"(failed to load {label}: {err})")

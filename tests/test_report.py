@@ -16,6 +16,7 @@ import base64
 import contextlib
 import gzip
 import json
+import math
 import os
 import re
 import select
@@ -309,7 +310,7 @@ def test_report_cli_single_study(tmp_path, monkeypatch, capsys):
         assert cli_main(["report", str(study), "--plots-dir", str(tmp_path / "plots")]) == 0
     out = capsys.readouterr().out
     assert "4 done, 2 failed, 1 running, 1 pending" in out
-    page = tmp_path / "reports" / "synth.html"
+    page = study / "report.html"  # beside the study
     html = page.read_text()
     assert (study / "summary.csv").is_file() and (study / "summary.tex").is_file()
     assert _external_refs(html) == []
@@ -330,7 +331,7 @@ def test_report_cli_single_study(tmp_path, monkeypatch, capsys):
     (empty / "study.json").write_text(json.dumps({"methods": ["reat"], "datasets": ["fmnist"], "ratios": [0.1],
                                                   "seeds": [0]}))
     assert cli_main(["report", str(empty), "--quiet"]) == 0
-    assert "1 pending" in (tmp_path / "reports" / "empty.html").read_text()
+    assert "1 pending" in (empty / "report.html").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -356,8 +357,8 @@ def test_report_compare_two_studies(tmp_path, monkeypatch):
     b = make_study(tmp_path / "y", "beta")
     monkeypatch.chdir(tmp_path)
     assert cli_main(["report", str(a), str(b), "--quiet"]) == 0
-    html = (tmp_path / "reports" / "alpha__vs__beta.html").read_text()
-    summary = pd.read_csv(tmp_path / "reports" / "alpha__vs__beta" / "summary.csv")
+    html = (tmp_path / "x" / "alpha__vs__beta" / "report.html").read_text()  # next to the first study
+    summary = pd.read_csv(tmp_path / "x" / "alpha__vs__beta" / "summary.csv")
     assert set(summary["study"]) == {"alpha", "beta"} and len(summary) == 2 * 2 * 3
     assert "<th>Study</th>" in html and "alpha: reat vs alpha: reat-official" in html
     assert "ltbench report: alpha vs beta" in html
@@ -375,6 +376,114 @@ def test_csp_hash_matches_script():
 
     digest = base64.b64encode(hashlib.sha256(CHECK_IMAGES_JS.encode()).digest()).decode()
     assert f"'sha256-{digest}'" in csp(CHECK_IMAGES_JS)
+
+
+# ------------------------------------------------------------------------------------------------
+# Honest pages (issue 20): partial attacks, image counts, one seed, ties, differing studies, axes
+
+
+def add_attack(job_dir: Path, attack: str, n_per_class: int) -> None:
+    """Evaluate one finished job under one more attack (as ``ltbench eval --attacks aa`` does)."""
+    result = json.loads((job_dir / "result.json").read_text())
+    counts = result["dataset"]["train_counts"]
+    result["metrics"][attack] = accuracy_record([0.3] * len(counts), counts, n_per_class)
+    (job_dir / "result.json").write_text(json.dumps(result))
+
+
+def make_partial_study(root: Path) -> Path:
+    """pgd-at and trades × seeds 0, 1 under clean / PGD-20 / CW-20; AutoAttack on one job only,
+    on 10 images per class."""
+    study = root / "partial"
+    study.mkdir(parents=True)
+    (study / "study.json").write_text(json.dumps({"methods": ["pgd-at", "trades"], "datasets": ["fmnist"],
+                                                  "ratios": [0.1], "seeds": [0, 1]}))
+    for method in ("pgd-at", "trades"):
+        for seed in (0, 1):
+            write_job(study, method, seed)
+    add_attack(study / "trades__fmnist__r0.1__s0", "aa", 10)
+    return study
+
+
+def test_partial_attack_has_its_own_section_and_never_drives_the_figures(tmp_path):
+    st = A.load_study(make_partial_study(tmp_path))
+    report = build_report([st])
+    html = report.html
+    assert "1 of 4 jobs, 100 images" in html
+    summary_part, partial_part = html.split('<section id="summary">')[1].split('<section id="partial">')
+    assert 'data-attack="aa"' not in summary_part and 'data-attack="aa"' in partial_part.split("</section>")[0]
+    titles = [p.title for p in report.plots]
+    assert "Clean vs PGD-20 accuracy" in titles and not any("AutoAttack" in t for t in titles)
+    assert "PGD-20 on 1000 test images" in next(p.caption for p in report.plots if p.key.startswith("per_class"))
+    tables = A.build_tables([st])
+    assert set(tables.summary["images"]) == {"1000", "100"}  # every number says on how many images
+    assert 'class="num images">1000<' in html and 'class="num images">100<' in html
+    # asked for explicitly, the partial attack is shown, and says so in its caption
+    forced = build_report([st], attack="aa")
+    assert any(p.title == "Clean vs AutoAttack accuracy" and "100 test images" in p.caption for p in forced.plots)
+
+
+def test_one_seed_wording(tmp_path):
+    study = tmp_path / "one"
+    study.mkdir()
+    for method in ("pgd-at", "trades"):
+        write_job(study, method, 0)
+    st = A.load_study(study)
+    report = build_report([st])
+    assert "one seed per row" in report.html and "mean ± sample std over seeds" not in report.html
+    assert "band = ±1 std" not in " ".join(p.caption for p in report.plots)
+    assert "one seed" in next(p.caption for p in report.plots if p.key.startswith("per_class"))
+    assert A.to_markdown(report.tables.display).startswith("# Summary (accuracy %, one seed per row")
+
+
+def test_best_only_beyond_the_seed_spread():
+    def cells(*pairs):
+        return [A.Cell(m, s, A.fmt_cell(m, s)) for m, s in pairs]
+
+    c = cells((0.021, 0.030), (0.0, 0.0))  # 2.1 ± 3.0 vs 0.0 ± 0.0: within the spread
+    A.mark_best(c)
+    assert [x.best for x in c] == [False, False] and [x.tied for x in c] == [True, True]
+    c = cells((0.50, 0.01), (0.30, 0.02), (0.49, 0.02))  # 0.5 within 0.49's spread, 0.3 is not
+    A.mark_best(c)
+    assert [x.best for x in c] == [False, False, False] and [x.tied for x in c] == [True, False, True]
+    c = cells((0.50, 0.01), (0.30, 0.02))
+    A.mark_best(c)
+    assert [x.best for x in c] == [True, False] and not any(x.tied for x in c)
+    c = cells((0.50, math.nan), (0.30, math.nan))  # one seed: the means decide
+    A.mark_best(c)
+    assert [x.best for x in c] == [True, False]
+    c = cells((0.5, 0.1), (0.5, 0.1))
+    A.mark_best(c)
+    assert not any(x.best or x.tied for x in c)  # all equal: nothing to single out
+
+
+def test_comparing_different_studies_shows_the_differences_first(tmp_path):
+    a, b = tmp_path / "a" / "s5", tmp_path / "b" / "s2"
+    a.mkdir(parents=True)
+    b.mkdir(parents=True)
+    write_job(a, "pgd-at", 0, epochs=5)
+    write_job(b, "pgd-at", 0, epochs=2)
+    html = build_report([A.load_study(a, "s5"), A.load_study(b, "s2")]).html
+    top = html.split('<section id="status">')[0]
+    assert 'id="study-differences"' in top and 'data-key="epochs"' in top
+    assert 'data-key="seed"' not in top and 'data-key="method"' not in top  # grid axes are not "differences"
+    same = build_report([A.load_study(a, "x"), A.load_study(a, "y")]).html
+    assert 'id="study-differences"' not in same
+
+
+def test_axes_adapt_to_one_epoch_and_one_run():
+    from ltbench.report import plots as P
+
+    fig = P.new_figure(3, 2)
+    ax = fig.subplots()
+    ax.plot([1], [2.0])
+    P.epoch_axis(ax, 1)
+    assert list(ax.get_xticks()) == [1] and ax.get_xlim() == (0.5, 1.5)
+    ax.set_ylim(9.95, 10.05)
+    P.min_span(ax.get_ylim, ax.set_ylim, 10.0)
+    assert ax.get_ylim() == (5.0, 15.0)
+    ax.set_ylim(99.0, 99.5)
+    P.min_span(ax.get_ylim, ax.set_ylim, 10.0)
+    assert ax.get_ylim() == (90.0, 100.0)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -610,16 +719,27 @@ READ_DOM = """(() => {
       dataset: r.dataset.dataset, ratio: r.dataset.ratio,
       cells: [...r.querySelectorAll('td[data-group]')].map(text),
       bold: [...r.querySelectorAll('td[data-group]')].map(td => !!td.querySelector('strong')),
+      tied: [...r.querySelectorAll('td[data-group]')].map(td => td.classList.contains('tied')),
+      images: text(r.querySelector('td.images')),
       seeds: text(r.querySelector('td.seeds'))}))}));
   const perClass = [...document.querySelectorAll('table.per-class')].map(t => ({
     attack: t.dataset.attack, dataset: t.dataset.dataset, ratio: t.dataset.ratio,
     rows: [...t.tBodies[0].rows].map(r => [...r.cells].map(text))}));
   const imgs = [...document.images].map(i => ({key: i.dataset.key, w: i.naturalWidth, h: i.naturalHeight,
                                                ok: i.complete && i.naturalWidth > 0}));
+  const wide = [...document.querySelectorAll('#per-class figure img, #curves figure img')];
   return {summary, perClass, imgs, imagesFlag: document.documentElement.dataset.images,
+          figureWidths: wide.map(i => i.getBoundingClientRect().width),
+          pageWidth: document.querySelector('section#summary').getBoundingClientRect().width,
           body: document.body.textContent, pwned: typeof window.pwned,
           scripts: document.scripts.length};
 })()"""
+
+
+def parse_cell(text: str) -> tuple[float, float]:
+    """``45.3 ± 1.2`` → (45.3, 1.2); ``45.3`` → (45.3, 0.0)."""
+    mean, _, std = text.partition(" ± ")
+    return float(mean), float(std or 0)
 
 
 def check_page(browser: Chromium, page: Path, table_dir: Path, shot: Path) -> dict:
@@ -648,18 +768,22 @@ def check_page(browser: Chromium, page: Path, table_dir: Path, shot: Path) -> di
         r = shown[(row["attack"], row["study"], row["method"], row["dataset"], f"{row['ratio']:g}")]
         assert r["cells"] == [A.fmt_cell(row[f"{g}_mean"], row[f"{g}_std"]) for g in A.GROUPS]
         assert r["seeds"] == str(row["seeds"])
-    for t in dom["summary"]:  # the best of each column in every dataset × ratio block is bold
+    for t in dom["summary"]:  # bold: the top, ahead of every other row by more than the seed spread
         blocks: dict = {}
         for r in t["rows"]:
             blocks.setdefault((r["dataset"], r["ratio"]), []).append(r)
         for rows in blocks.values():
             if len(rows) > 1:
                 for i in range(len(A.GROUPS)):
-                    vals = [float(r["cells"][i].split(" ")[0]) for r in rows if r["cells"][i] != "–"]
-                    for r in rows:
-                        if r["cells"][i] != "–":
-                            best = float(r["cells"][i].split(" ")[0]) == max(vals) and min(vals) < max(vals)
-                            assert r["bold"][i] == best
+                    cells = [(r, *parse_cell(r["cells"][i])) for r in rows if r["cells"][i] != "–"]
+                    top = max(m for _, m, _ in cells)
+                    for r, m, sd in cells:
+                        others = [(m2, sd2) for r2, m2, sd2 in cells if r2 is not r]
+                        clear = all(m - m2 > max(sd, sd2) for m2, sd2 in others)
+                        assert r["bold"][i] == (m == top and clear), (r, i)
+                        if r["tied"][i]:
+                            assert not clear and (m == top or any(top - m <= max(sd, sd2) for _, m2, sd2 in cells
+                                                                  if m2 == top))
 
     per_class = pd.read_csv(table_dir / "per_class.csv", keep_default_na=False, na_values=[""])
     assert dom["perClass"]
@@ -685,9 +809,17 @@ def test_report_in_chromium(chromium_binary, real_study, evil_report, tmp_path, 
     assert cli_main(["report", str(real_study), "--quiet", "--tables-dir", str(tmp_path / "real-tables")]) == 0
     browser = Chromium(binary)
     try:
-        dom = check_page(browser, tmp_path / "reports" / "tiny-real.html", tmp_path / "real-tables",
+        dom = check_page(browser, real_study / "report.html", tmp_path / "real-tables",
                          ARTIFACTS / "report-real-study.png")
         assert "pending" in dom["body"]
+        partial = make_partial_study(tmp_path / "p")
+        assert cli_main(["report", str(partial), "--quiet"]) == 0
+        dom = check_page(browser, partial / "report.html", partial, ARTIFACTS / "report-partial-attack.png")
+        assert "1 of 4 jobs, 100 images" in dom["body"]
+        assert {r["images"] for t in dom["summary"] for r in t["rows"]} == {"1000", "100"}
+        assert [t["attack"] for t in dom["summary"]][-1] == "aa"  # after the complete ones, in its own section
+        assert "Clean vs PGD-20 accuracy" in dom["body"] and "Clean vs AutoAttack" not in dom["body"]
+        assert dom["figureWidths"] and min(dom["figureWidths"]) >= 0.6 * dom["pageWidth"], dom["figureWidths"]
         dom = check_page(browser, evil_page, evil, ARTIFACTS / "report-escaping.png")
         assert EVIL_METHOD in dom["body"] and EVIL_CLASS in dom["body"]
         assert '<img src=x onerror="window.pwned=3"> masking' in dom["body"]

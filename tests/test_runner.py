@@ -194,7 +194,7 @@ def test_failures_are_isolated_recorded_and_retried(tiny, capsys, monkeypatch):
     assert nan_rec["type"] == "TrainingDiverged" and "nan" in nan_rec["error"]
     assert "2 job(s) did not finish" in captured.out and "error.txt" in captured.out
 
-    assert cli_main(["status", str(out)]) == 0
+    assert cli_main(["status", str(out)]) == 1  # failed jobs: non-zero, for scripts
     text = capsys.readouterr().out
     assert "1 done, 0 running, 2 failed, 0 pending" in text and "(epoch 2)" in text
 

@@ -130,7 +130,9 @@ def main(args) -> int:
     if aa_n is not None and aa_n < 1:
         raise LtbenchError("--aa-n-per-class must be at least 1")
     seed = cfg.seed if args.seed is None else args.seed
-    progress = None if args.quiet else _progress
+    from ltbench.progress import LinePrinter
+
+    progress = None if args.quiet else LinePrinter(sys.stderr)
 
     out = Path(args.out) if args.out else job_dir / "result.json"
     if out.is_dir() or (args.out and not out.suffix):
@@ -148,7 +150,7 @@ def main(args) -> int:
                                 state_dir=job_dir, checks=not args.no_checks, progress=progress)
     eval_s = time.perf_counter() - t0
     if progress:
-        sys.stderr.write("\n")
+        progress.close()
     evaluation["evaluation"]["checkpoint"] = str(ckpt)
 
     result = {
@@ -181,6 +183,7 @@ def main_factory(args) -> int:
     from ltbench.api import evaluate, model_from_factory
     from ltbench.env import environment, resolve_device
     from ltbench.io import write_json
+    from ltbench.progress import LinePrinter
 
     if args.path:
         raise LtbenchError("give either a job folder (PATH) or --model-factory, not both")
@@ -190,13 +193,14 @@ def main_factory(args) -> int:
     model = model_from_factory(args.model_factory, args.weights)
     device = resolve_device(args.device or "auto")
     dataset = args.dataset or "fmnist"
+    progress = None if args.quiet else LinePrinter(sys.stderr)
     t0 = time.perf_counter()
     ev = evaluate(model, dataset, list(args.attacks or ("clean", "pgd20", "cw20")), eps=args.eps, step=args.step,
                   n_per_class=args.n_per_class, aa_n_per_class=args.aa_n_per_class, class_counts=args.class_counts,
                   device=str(device), seed=args.seed or 0, batch_size=args.batch_size, checks=not args.no_checks,
-                  progress=None if args.quiet else _progress)
-    if not args.quiet:
-        sys.stderr.write("\n")
+                  progress=progress)
+    if progress:
+        progress.close()
     result = {"model": {"factory": args.model_factory, "weights": args.weights}, "env": environment(device),
               "dataset": {"name": dataset, "train_counts": ev.raw["evaluation"]["class_counts"]},
               "attack": {"eps": ev.raw["evaluation"]["eps"], "step": ev.raw["evaluation"]["step"]},
@@ -208,11 +212,6 @@ def main_factory(args) -> int:
     print_summary(result)
     print(f"result written to {out.resolve()}")
     return 0
-
-
-def _progress(msg: str) -> None:
-    sys.stderr.write(f"\r{msg}\033[K")
-    sys.stderr.flush()
 
 
 def print_summary(result: dict) -> None:

@@ -4,7 +4,8 @@ The engine owns the loop and calls the method's hooks (:mod:`ltbench.method`); i
 on a method's name. Per batch: augment on the device → PGD with the method's start and loss (model
 in eval mode) → the method's outer loss (train mode) → SGD step. Statistics (loss, accuracy, the
 histogram of labels predicted on the training AEs) accumulate in device tensors that are read once
-per epoch, so the step has no host sync. Every epoch ends with an atomic checkpoint, from which a
+per epoch — and, when a progress listener is given, at most once a second for the running loss and
+accuracy (:meth:`Trainer.report_batch`) — so the step itself has no host sync. Every epoch ends with an atomic checkpoint, from which a
 re-run resumes exactly.
 """
 from __future__ import annotations
@@ -30,9 +31,10 @@ from ltbench.errors import LtbenchError
 from ltbench.io import append_jsonl, read_jsonl, save_torch, write_json, write_text
 from ltbench.method import BatchContext, EpochStats, Method, build_method
 from ltbench.models import build_model
+from ltbench.progress import batch_message, epoch_message
 from ltbench.registry import load_all
 
-Progress = Callable[[str], None]
+Progress = Callable[["str | dict"], None]  # see ltbench.progress
 SPLIT_FILE = "lt_indices.json"
 BEST = "best.pt"
 
@@ -143,6 +145,8 @@ class Trainer:
         load_all()
         self.job_dir = Path(job_dir)
         self.progress = progress or (lambda msg: None)
+        self.reporting = progress is not None  # without a listener, no accumulator is read before the epoch's end
+        self._t_fit, self._last_read = time.perf_counter(), -math.inf  # (re)set by fit
         self.device = resolve_device(cfg.device)
         self.info = get_dataset(cfg.dataset)
         self.eps = cfg.eps if cfg.eps is not None else self.info.eps
@@ -246,8 +250,8 @@ class Trainer:
             ctx = BatchContext(self.forward_model, x, y, counts, self.eps, epoch)
             train_step(self.model, self.forward_model, self.method, self.optimizer, x, y, ctx, acc,
                        eps=self.eps, step=self.step, steps=cfg.train_attack_steps)
-            if b % 10 == 0 or b == self.steps_per_epoch - 1:
-                self.progress(f"epoch {epoch + 1}/{cfg.epochs} batch {b + 1}/{self.steps_per_epoch}")
+            if self.reporting and (b % 10 == 0 or b == self.steps_per_epoch - 1):
+                self.report_batch(epoch, b, acc, t0)
         self.method.on_epoch_end(epoch, EpochStats(acc.pred_hist))
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
@@ -266,8 +270,33 @@ class Trainer:
             "adv_pred_hist": pred_hist.long().tolist(),
         }
 
+    # --- progress ----------------------------------------------------------------------
+    PROGRESS_READ_S = 1.0  # the accumulators are read (one host sync) at most once a second
+
+    def report_batch(self, epoch: int, b: int, acc: "EpochAccumulator", t0: float) -> None:
+        """Report batch ``b`` (0-based) of ``epoch`` with the epoch's running loss and accuracy.
+
+        Called every 10 batches; reads the device accumulators — the only host sync outside the
+        epoch's end — only when a second has passed since the last read, or at the epoch's last
+        batch, so a fast GPU loop waits for the device about once a second, never per batch.
+        """
+        now = time.perf_counter()
+        last = b == self.steps_per_epoch - 1
+        if not last and now - self._last_read < self.PROGRESS_READ_S:
+            return
+        self._last_read = now
+        seen = min((b + 1) * self.cfg.batch_size, len(self.y_train))
+        loss, correct = (float(v) for v in torch.stack([acc.loss_sum, acc.correct.float()]).tolist())
+        total = self.cfg.epochs * self.steps_per_epoch
+        done_batches = epoch * self.steps_per_epoch + b + 1
+        per_batch = (now - self._t_fit) / (done_batches - self.start_epoch * self.steps_per_epoch)  # this run's pace
+        self.progress(batch_message(epoch + 1, self.cfg.epochs, b + 1, self.steps_per_epoch, loss / seen,
+                                    correct / seen, seen / max(now - t0, 1e-9), per_batch * (total - done_batches),
+                                    done_batches / total))
+
     def fit(self) -> None:
         start = self.resume()
+        self._t_fit, self._last_read = time.perf_counter(), -math.inf
         for epoch in range(start, self.cfg.epochs):
             record = self.train_epoch(epoch)
             if self.device.type == "cuda":
@@ -279,6 +308,11 @@ class Trainer:
                     self.best = {"epoch": epoch + 1, "acc": record["select_acc"]}
             append_jsonl(self.job_dir / "metrics.jsonl", record)
             save_checkpoint(self.job_dir / CHECKPOINT, self.state(epoch + 1))
+            if self.reporting:
+                done = (epoch + 1) / self.cfg.epochs
+                elapsed = time.perf_counter() - self._t_fit
+                eta = elapsed / (epoch + 1 - start) * (self.cfg.epochs - epoch - 1)
+                self.progress(epoch_message(record, self.cfg.epochs, done, eta))
 
     def selection_accuracy(self) -> float:
         """Accuracy under ``select_best`` on the selection subset. Its random starts draw from a

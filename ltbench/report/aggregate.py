@@ -503,10 +503,11 @@ def summary_table(jobs: pd.DataFrame, methods: Optional[list[str]] = None) -> pd
     """Mean and sample standard deviation (ddof 1; NaN for one seed) over seeds, with the count.
 
     Columns: study, method, dataset, ratio, attack, seeds, then ``<g>_mean`` and ``<g>_std`` for
-    g in overall, head, medium, tail, worst. Rows in study, method (grid order), dataset, ratio,
-    attack (standard order) order.
+    g in overall, head, medium, tail, worst, then ``images``: the number of test images each value
+    was measured on (the jobs' ``n``; ``"100–1000"`` when the seeds differ). Rows in study, method
+    (grid order), dataset, ratio, attack (standard order) order.
     """
-    columns = KEYS + ["seeds"] + [f"{g}_{s}" for g in GROUPS for s in ("mean", "std")]
+    columns = KEYS + ["seeds"] + [f"{g}_{s}" for g in GROUPS for s in ("mean", "std")] + ["images"]
     if jobs.empty:
         return pd.DataFrame(columns=columns)
     rows = []
@@ -517,6 +518,7 @@ def summary_table(jobs: pd.DataFrame, methods: Optional[list[str]] = None) -> pd
             vals = grp[g].astype(float)
             row[f"{g}_mean"] = float(vals.mean())
             row[f"{g}_std"] = float(vals.std(ddof=1)) if vals.notna().sum() > 1 else math.nan
+        row["images"] = images_text(grp["n"])
         rows.append(row)
     out = pd.DataFrame(rows, columns=columns)
     m_order = {m: i for i, m in enumerate(methods or sorted(out["method"].unique()))}
@@ -527,6 +529,14 @@ def summary_table(jobs: pd.DataFrame, methods: Optional[list[str]] = None) -> pd
                           col.map(m_order).fillna(len(m_order)) if col.name == "method" else
                           col.map(a_order) if col.name == "attack" else col, kind="stable")
     return out.reset_index(drop=True)
+
+
+def images_text(ns) -> str:
+    """The number of test images behind a value: ``1000``, ``100–1000`` when jobs differ, ``?``."""
+    vals = sorted({int(n) for n in ns if isinstance(n, (int, float)) and math.isfinite(n)})
+    if not vals:
+        return "?"
+    return str(vals[0]) if len(vals) == 1 else f"{vals[0]}–{vals[-1]}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -547,12 +557,15 @@ def fmt_cell(mean: float, std: float) -> str:
 
 @dataclass
 class Cell:
-    """One summary value: mean and std over seeds, its text, and whether it is the column's best."""
+    """One summary value: mean and std over seeds, its text, and whether it is the column's best
+    (``best``: ahead of every other row by more than the seed spread) or tied for the top
+    (``tied``: the highest mean, or within the seed spread of it, when no row is clearly ahead)."""
 
     mean: float
     std: float
     text: str
     best: bool = False
+    tied: bool = False
 
 
 @dataclass
@@ -564,6 +577,7 @@ class Row:
     seeds: int
     cells: list  # one Cell per group in GROUPS
     block_start: bool = False  # first row of a new dataset × ratio block
+    images: str = ""  # test images each value was measured on (see images_text)
 
     @property
     def ratio_text(self) -> str:
@@ -584,10 +598,39 @@ class DisplayTable:
         return [GROUP_LABELS[g] for g in GROUPS]
 
 
+def mark_best(cells: list) -> None:
+    """Flag the best of ``cells`` (one column of one dataset × ratio block), honestly.
+
+    The top mean is ``best`` only when it beats every other mean by more than the seed spread —
+    the larger sample std of the two (none is known with one seed: then the means alone decide).
+    Otherwise the top mean and every mean within the spread of it are ``tied``. Means and stds
+    compare as shown (one decimal), so a reader can check every mark; nothing is marked when all
+    the means look equal.
+    """
+    cells = [c for c in cells if c.mean is not None and math.isfinite(c.mean)]
+    if len(cells) < 2:
+        return
+    shown = {id(c): float(fmt_pct(c.mean)) for c in cells}
+    top = max(shown.values())
+    if all(v == top for v in shown.values()):
+        return  # nothing to single out
+
+    def spread(a, b) -> float:
+        stds = [float(fmt_pct(x.std)) for x in (a, b) if x.std is not None and math.isfinite(x.std)]
+        return max(stds) if stds else 0.0
+
+    leaders = [c for c in cells if shown[id(c)] == top]
+    close = [c for c in cells if shown[id(c)] < top and any(top - shown[id(c)] <= spread(lead, c) for lead in leaders)]
+    if len(leaders) == 1 and not close:
+        leaders[0].best = True
+    else:
+        for c in leaders + close:
+            c.tied = True
+
+
 def display_tables(summary: pd.DataFrame) -> list[DisplayTable]:
     """One :class:`DisplayTable` per attack; in every dataset × ratio block with at least two rows
-    the best mean of each column (highest as shown; ties all marked, none when all are equal) is
-    flagged ``best``."""
+    each column's best is marked by :func:`mark_best` (``best`` or ``tied``)."""
     tables = []
     if summary.empty:
         return tables
@@ -600,23 +643,14 @@ def display_tables(summary: pd.DataFrame) -> list[DisplayTable]:
             cells = [Cell(r[f"{g}_mean"], r[f"{g}_std"], fmt_cell(r[f"{g}_mean"], r[f"{g}_std"])) for g in GROUPS]
             block = (r["dataset"], r["ratio"])
             rows.append(Row(r["study"], r["method"], r["dataset"], float(r["ratio"]), int(r["seeds"]), cells,
-                            block_start=prev is not None and block != prev))
+                            block_start=prev is not None and block != prev, images=str(r.get("images", ""))))
             prev = block
         for block in {(row.dataset, row.ratio) for row in rows}:
             members = [row for row in rows if (row.dataset, row.ratio) == block]
             if len(members) < 2:
                 continue
             for i in range(len(GROUPS)):
-                vals = [row.cells[i].mean for row in members if math.isfinite(row.cells[i].mean)]
-                if not vals:
-                    continue
-                best = max(vals)
-                if all(fmt_pct(v) == fmt_pct(best) for v in vals):
-                    continue  # nothing to single out
-                for row in members:
-                    # compare what is shown, so equal-looking entries are all bold
-                    if math.isfinite(row.cells[i].mean) and fmt_pct(row.cells[i].mean) == fmt_pct(best):
-                        row.cells[i].best = True
+                mark_best([row.cells[i] for row in members])
         tables.append(DisplayTable(attack, attack_label(attack), rows, show_study))
     return tables
 
@@ -626,17 +660,26 @@ def _md_escape(text: str) -> str:
             .replace("<", "&lt;").replace(">", "&gt;").replace("*", "\\*").replace("_", "\\_"))
 
 
+def seeds_wording(tables: list[DisplayTable]) -> str:
+    """``mean ± std over seeds`` — or ``one seed, no spread`` when no row has two seeds."""
+    if any(r.seeds > 1 for t in tables for r in t.rows):
+        return "mean ± std over seeds"
+    return "one seed per row, no spread over seeds"
+
+
 def to_markdown(tables: list[DisplayTable]) -> str:
-    """GitHub-flavoured Markdown: one table per attack, best entries in **bold**."""
-    out = ["# Summary (accuracy %, mean ± std over seeds)", ""]
+    """GitHub-flavoured Markdown: one table per attack, a clear best in **bold**, tied tops marked ≈."""
+    out = [f"# Summary (accuracy %, {seeds_wording(tables)})", "",
+           "**Bold**: ahead of every other row by more than the seed spread; ≈: tied for the top within "
+           "the seed spread. Images: test images each value was measured on.", ""]
     for t in tables:
-        head = (["Study"] if t.show_study else []) + ["Method", "Dataset", "Ratio"] + t.columns + ["Seeds"]
+        head = (["Study"] if t.show_study else []) + ["Method", "Dataset", "Ratio"] + t.columns + ["Seeds", "Images"]
         out += [f"## {t.label}", "", "| " + " | ".join(head) + " |",
-                "|" + "|".join(":--" if i < len(head) - len(t.columns) - 1 else "--:" for i in range(len(head))) + "|"]
+                "|" + "|".join(":--" if i < len(head) - len(t.columns) - 2 else "--:" for i in range(len(head))) + "|"]
         for r in t.rows:
             keys = ([r.study] if t.show_study else []) + [r.method, r.dataset, r.ratio_text]
-            vals = [f"**{c.text}**" if c.best else c.text for c in r.cells]
-            out.append("| " + " | ".join([_md_escape(k) for k in keys] + vals + [str(r.seeds)]) + " |")
+            vals = [f"**{c.text}**" if c.best else f"≈ {c.text}" if c.tied else c.text for c in r.cells]
+            out.append("| " + " | ".join([_md_escape(k) for k in keys] + vals + [str(r.seeds), r.images]) + " |")
         out.append("")
     return "\n".join(out)
 
@@ -656,10 +699,12 @@ def to_latex(tables: list[DisplayTable]) -> str:
     out = ["% ltbench summary tables; needs \\usepackage{booktabs}", ""]
     for t in tables:
         n_keys = 4 if t.show_study else 3
-        head = (["Study"] if t.show_study else []) + ["Method", "Dataset", "Ratio"] + t.columns + ["Seeds"]
+        head = (["Study"] if t.show_study else []) + ["Method", "Dataset", "Ratio"] + t.columns + ["Seeds", "Images"]
+        wording = latex_escape(seeds_wording(tables)).replace("±", r"$\pm$")
         out += [r"\begin{table}[t]", r"\centering",
-                rf"\caption{{{latex_escape(t.label)} accuracy (\%), mean $\pm$ std over seeds.}}",
-                r"\begin{tabular}{" + "l" * n_keys + "r" * (len(t.columns) + 1) + "}", r"\toprule",
+                rf"\caption{{{latex_escape(t.label)} accuracy (\%), {wording}; bold: ahead by more than the "
+                r"seed spread.}",
+                r"\begin{tabular}{" + "l" * n_keys + "r" * (len(t.columns) + 2) + "}", r"\toprule",
                 " & ".join(latex_escape(h) for h in head) + r" \\", r"\midrule"]
         for r in t.rows:
             if r.block_start:
@@ -667,7 +712,8 @@ def to_latex(tables: list[DisplayTable]) -> str:
             keys = ([r.study] if t.show_study else []) + [r.method, r.dataset, r.ratio_text]
             vals = [c.text.replace(" ± ", r" $\pm$ ").replace("–", "--") for c in r.cells]
             vals = [rf"\textbf{{{v}}}" if c.best else v for v, c in zip(vals, r.cells)]
-            out.append(" & ".join([latex_escape(k) for k in keys] + vals + [str(r.seeds)]) + r" \\")
+            out.append(" & ".join([latex_escape(k) for k in keys] + vals + [str(r.seeds), latex_escape(r.images)
+                                                                             .replace("–", "--")]) + r" \\")
         out += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(out)
 

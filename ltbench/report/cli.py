@@ -1,10 +1,11 @@
 """``ltbench report STUDY [STUDY …]``: tables, figures and one self-contained HTML page.
 
-One study: the tables go into the study folder (``per_class.csv``, ``summary.csv``, ``summary.md``,
-``summary.tex`` …) and the page to ``reports/<study>.html``. Several studies are compared on one
-page (``reports/<A>__vs__<B>.html``; methods are prefixed by their study), with the tables in
-``reports/<A>__vs__<B>/``. A study that is still running, or has failed jobs, is reported as it
-stands: the page lists what is missing.
+One study: everything goes beside the study, into its folder: the tables (``per_class.csv``,
+``summary.csv``, ``summary.md``, ``summary.tex`` …) and the page, ``<study>/report.html``.
+Several studies are compared on one page (methods prefixed by their study), written with its tables
+into ``<A>__vs__<B>/`` next to the first study (``<A>__vs__<B>/report.html``). ``--html FILE`` and
+``--tables-dir DIR`` put them elsewhere. A study that is still running, or has failed jobs, is
+reported as it stands: the page lists what is missing.
 """
 from __future__ import annotations
 
@@ -15,17 +16,34 @@ from pathlib import Path
 
 def add_arguments(p) -> None:
     p.add_argument("studies", nargs="+", metavar="STUDY", help="study folder(s); two or more are compared")
-    p.add_argument("--out", help="HTML file to write (default: reports/<study>.html, or reports/<A>__vs__<B>.html)")
+    p.add_argument("--html", "--out", dest="html", metavar="FILE",
+                   help="HTML file to write (default: <study>/report.html; comparing: <A>__vs__<B>/report.html "
+                        "next to the first study)")
     p.add_argument("--tables-dir", help="where to write the CSV / Markdown / LaTeX tables (default: the study "
-                   "folder, or reports/<A>__vs__<B>/ when comparing)")
+                   "folder; comparing: the folder of the page)")
     p.add_argument("--plots-dir", help="also write every figure as a PNG/SVG file into this folder")
-    p.add_argument("--attack", help="robust attack for the figures (default: AutoAttack, else PGD-20, else CW-20)")
+    p.add_argument("--attack", help="robust attack for the figures (default: the strongest that every finished job "
+                   "was evaluated under: AutoAttack, else PGD-20, else CW-20; an attack only some jobs have is "
+                   "shown only when asked for here)")
     p.add_argument("--title", help="page title")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("._") or "study"
+
+
+def compare_dir(paths: list[Path]) -> Path:
+    """Where a comparison of several studies goes: ``<A>__vs__<B>`` next to the first study."""
+    from ltbench.report.aggregate import study_labels
+
+    name = "__vs__".join(_safe(label.replace("/", "_")) for label in study_labels(paths))
+    return Path(paths[0]).parent / name
+
+
+def default_page(paths: list[Path]) -> Path:
+    """The page ``ltbench report`` writes without ``--html``: beside the study (see the docstring)."""
+    return Path(paths[0]) / "report.html" if len(paths) == 1 else compare_dir(paths) / "report.html"
 
 
 def main(args) -> int:
@@ -35,9 +53,8 @@ def main(args) -> int:
     paths = [Path(s) for s in args.studies]
     labels = study_labels(paths)
     studies = [load_study(p, label) for p, label in zip(paths, labels)]
-    name = "__vs__".join(_safe(label.replace("/", "_")) for label in labels)
-    out = Path(args.out) if args.out else Path("reports") / f"{name}.html"
-    tables_dir = Path(args.tables_dir) if args.tables_dir else (paths[0] if len(paths) == 1 else Path("reports") / name)
+    out = Path(args.html) if args.html else default_page(paths)
+    tables_dir = Path(args.tables_dir) if args.tables_dir else (paths[0] if len(paths) == 1 else out.parent)
 
     report = build_report(studies, attack=args.attack, title=args.title)
     written = write_tables(report.tables, tables_dir)

@@ -27,7 +27,7 @@ import ltbench
 from ltbench.io import write_text
 from ltbench.report import plots as P
 from ltbench.report.aggregate import (GROUPS, SIDE_BY_SIDE, Study, Tables, attack_label, attack_order,
-                                      build_tables, fmt_cell, fmt_pct, robust_attack)
+                                      build_tables, fmt_cell, fmt_pct, images_text, robust_attack, seeds_wording)
 from ltbench.report.paired import paired_display
 
 TEMPLATE = "report.html.j2"
@@ -280,6 +280,43 @@ def pair_sections(tables: Tables, per_class: pd.DataFrame, attacks: list[str], p
     return out
 
 
+def attack_coverage(studies: list[Study], tables: Tables) -> dict[str, dict]:
+    """attack → ``{jobs, of, images, complete}``: how many finished jobs were evaluated under it
+    (of how many), on how many test images (:func:`images_text`), and whether every one was."""
+    n_done = sum(len(st.done) for st in studies)
+    out = {}
+    if tables.jobs.empty:
+        return out
+    for attack, grp in tables.jobs.groupby("attack", sort=False):
+        k = int(grp[["study", "job"]].drop_duplicates().shape[0])
+        out[attack] = {"jobs": k, "of": n_done, "images": images_text(grp["n"]), "complete": k == n_done}
+    return out
+
+
+def study_differences(studies: list[Study]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Settings that differ between compared studies (configuration and evaluation settings that
+    are one value within each study but not the same in all): ``[(key, [(study, value), …])]``."""
+    per_study = []
+    for st in studies:
+        common, _ = config_summary([st])
+        values = dict(common)
+        for key, vals in evaluation_summary([st]):
+            if len(vals) == 1:
+                values[key] = vals[0][0]
+        per_study.append((st.label, values))
+    grid = {"method", "label", "method_params", "seed", "dataset", "ratio", "device", "eval_attacks",
+            "evaluation.attacks", "evaluation.checkpoint"}
+    keys = list(dict.fromkeys(k for _, v in per_study for k in v))
+    out = []
+    for k in keys:
+        if k in grid or k.split(".")[0] in {"method_params"}:
+            continue
+        vals = [(label, v.get(k, "(not recorded)")) for label, v in per_study]
+        if len({v for _, v in vals}) > 1:
+            out.append((k, vals))
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # The report
 
@@ -317,13 +354,18 @@ def build_report(studies: list[Study], attack: Optional[str] = None, title: Opti
          if any(j.method == m for j in st.jobs)]))
     palette = P.colors(series)
     attacks_present = attack_order(tables.jobs["attack"].unique()) if not tables.jobs.empty else []
-    robust = attack if attack in attacks_present else robust_attack(attacks_present)
+    coverage = attack_coverage(studies, tables)
+    common = [a for a in attacks_present if coverage[a]["complete"]]
+    # Figures compare like with like: an attack only some jobs have is never picked for them.
+    robust = attack if attack in attacks_present else robust_attack(common)
     main_attacks = [a for a in ("clean", robust) if a in attacks_present]
+    one_seed = bool(not tables.summary.empty and int(tables.summary["seeds"].max()) <= 1)
 
     sections: dict[str, list] = {"per_class": [], "tradeoff": [], "curves": [], "adv_pred": []}
     for dataset, ratio in P.panels(per_class):
-        sections["per_class"].append(P.per_class_accuracy(per_class, main_attacks, dataset, ratio, palette))
-    sections["tradeoff"].append(P.tradeoff(jobs, robust, palette))
+        sections["per_class"].append(P.per_class_accuracy(per_class, main_attacks, dataset, ratio, palette,
+                                                          images={a: coverage[a]["images"] for a in main_attacks}))
+    sections["tradeoff"].append(P.tradeoff(jobs, robust, palette, images=coverage.get(robust, {}).get("images")))
     for dataset, ratio in P.panels(curves):
         sections["curves"].append(P.training_curves(curves, dataset, ratio, palette))
     for dataset, ratio in P.panels(adv):
@@ -349,7 +391,12 @@ def build_report(studies: list[Study], attack: Optional[str] = None, title: Opti
         "evaluation": evaluation_summary(studies),
         "attack_descriptions": attack_descriptions(studies),
         "code_versions": code_versions(studies),
-        "tables": tables.display,
+        "tables": [t for t in tables.display if coverage[t.attack]["complete"]],
+        "partial_tables": [t for t in tables.display if not coverage[t.attack]["complete"]],
+        "coverage": coverage,
+        "seeds_wording": seeds_wording(tables.display),
+        "one_seed": one_seed,
+        "differences": study_differences(studies) if multi else [],
         "per_class_tables": per_class_tables(per_class, main_attacks),
         "robust": robust,
         "sections": sections,

@@ -17,13 +17,13 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from ltbench.report.aggregate import attack_label
 
-PNG_DPI = 110
+PNG_DPI = 160  # heatmaps are shown up to 1.6× their size (see the page's CSS): sharp there too
 _RC = {"svg.hashsalt": "ltbench", "svg.fonttype": "path", "font.size": 8, "axes.titlesize": 9,
-       "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7, "ytick.labelsize": 7,
+       "axes.labelsize": 8, "legend.fontsize": 7.5, "xtick.labelsize": 7.5, "ytick.labelsize": 7.5,
        "axes.spines.top": False, "axes.spines.right": False}
 GROUP_SHADE = {"head": "#e8f0fe", "medium": "#f3f3f3", "tail": "#fdecea"}
 
@@ -121,11 +121,45 @@ def _shade_groups(ax, per_rank: pd.DataFrame, label: bool = True) -> None:
             ax.axvspan(r.min() - 0.5, r.max() + 0.5, color=color, zorder=0, lw=0)
             if label:
                 ax.text((r.min() + r.max()) / 2, 1.0, group, transform=ax.get_xaxis_transform(), ha="center",
-                        va="bottom", fontsize=7, color="#555")
+                        va="bottom", fontsize=8.5, fontweight="bold", color="#444")
+
+
+def several_seeds(df: pd.DataFrame) -> bool:
+    """True when some series of ``df`` has two or more seeds (so a spread can be shown)."""
+    return bool(not df.empty and df.groupby("series")["seed"].nunique().max() > 1)
+
+
+def seed_text(df: pd.DataFrame, band: str = "band = ±1 std") -> str:
+    """The caption's words on seeds: ``mean over seeds, band = ±1 std`` or ``one seed``."""
+    return f"mean over seeds, {band}" if several_seeds(df) else "one seed (no spread over seeds to show)"
+
+
+def epoch_axis(ax, last_epoch: int) -> None:
+    """Epochs 1…E as integer ticks; one or two epochs get a sensible range, not 0.945–1.050."""
+    ax.set_xlim(0.5, last_epoch + 0.5)
+    if last_epoch <= 12:
+        ax.set_xticks(range(1, last_epoch + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def min_span(get, set_, span: float, lo: float = 0.0, hi: float = 100.0) -> None:
+    """Widen an axis to at least ``span`` (within [lo, hi]): one run, or runs that agree, otherwise
+    get a range of a few tenths of a point whose ticks suggest differences that are not there."""
+    a, b = get()
+    if b - a >= span:
+        return
+    mid = min(max((a + b) / 2, lo + span / 2), hi - span / 2)
+    set_(mid - span / 2, mid + span / 2)
+
+
+def _images(images: Optional[dict], attack: str) -> str:
+    n = (images or {}).get(attack)
+    return f" on {n} test images" if n else ""
 
 
 def per_class_accuracy(per_class: pd.DataFrame, attacks: list[str], dataset: str, ratio: float,
-                       palette: dict[str, str]) -> Optional[Plot]:
+                       palette: dict[str, str], images: Optional[dict] = None) -> Optional[Plot]:
     """The long-tail curve: per-class accuracy (mean ± std over seeds) per series, classes ordered
     head → tail by training count, one row per attack, with the training counts below."""
     df = _sel(per_class, dataset, ratio)
@@ -150,19 +184,23 @@ def per_class_accuracy(per_class: pd.DataFrame, attacks: list[str], dataset: str
                                 color=palette[series], alpha=0.15, lw=0)
         ax.set_ylabel(f"{attack_label(attack)} acc. (%)")
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(loc="upper right", frameon=False, ncol=min(3, max(1, df["series"].nunique())))
+    axes[0].legend(loc="upper right", frameon=False, ncol=min(4, max(1, df["series"].nunique())))
     ax = axes[-1]
     ax.bar(per_rank["rank"], per_rank["train_count"].clip(lower=1), color="#888", width=0.7)
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 100, not 10²
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_ylabel("train n")
     _class_axis(ax, per_rank)
     fig.suptitle(text(panel_title(dataset, ratio)), fontsize=9)
     key = f"per_class__{dataset}__r{ratio:g}"
+    measured = "; ".join(f"{attack_label(a)}{_images(images, a)}" for a in attacks if _images(images, a))
     return encode(fig, key, f"Per-class accuracy, {panel_title(dataset, ratio)}",
-                  "Classes ordered head → tail by training count (bottom, log scale); mean over seeds, band = ±1 std.")
+                  f"Classes ordered head → tail by training count (bottom, log scale); {seed_text(df)}."
+                  + (f" Measured: {measured}." if measured else ""))
 
 
-def tradeoff(jobs: pd.DataFrame, robust: str, palette: dict[str, str]) -> Optional[Plot]:
+def tradeoff(jobs: pd.DataFrame, robust: str, palette: dict[str, str], images: Optional[str] = None) -> Optional[Plot]:
     """Clean vs robust accuracy: one point per job (faint), the seed mean with ±1 std bars (solid)."""
     if jobs.empty or robust is None:
         return None
@@ -176,7 +214,7 @@ def tradeoff(jobs: pd.DataFrame, robust: str, palette: dict[str, str]) -> Option
         return None
     ncols = min(3, len(keys))
     nrows = math.ceil(len(keys) / ncols)
-    fig = new_figure(3.4 * ncols + 0.3, 3.0 * nrows)
+    fig = new_figure(max(5.5, 3.4 * ncols + 0.3), 3.2 * nrows)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     for ax, (dataset, ratio) in zip(axes, keys):
         sub = _sel(wide, dataset, ratio)
@@ -195,10 +233,14 @@ def tradeoff(jobs: pd.DataFrame, robust: str, palette: dict[str, str]) -> Option
         ax.set_ylabel(f"{attack_label(robust)} accuracy (%)")
         ax.grid(alpha=0.3)
         ax.margins(0.15)
+        for get, set_ in ((ax.get_xlim, ax.set_xlim), (ax.get_ylim, ax.set_ylim)):
+            min_span(get, set_, 10.0)
     for ax in axes[len(keys):]:
         ax.set_visible(False)
+    caption = ("Faint points: single runs; solid: mean over seeds with ±1 std." if several_seeds(wide)
+               else "One seed: each point is one run.")
     return encode(fig, "tradeoff", f"Clean vs {attack_label(robust)} accuracy",
-                  "Faint points: single runs; solid: mean over seeds with ±1 std.")
+                  caption + (f" {attack_label(robust)} on {images} test images." if images else ""))
 
 
 def training_curves(curves: pd.DataFrame, dataset: str, ratio: float, palette: dict[str, str]) -> Optional[Plot]:
@@ -222,13 +264,14 @@ def training_curves(curves: pd.DataFrame, dataset: str, ratio: float, palette: d
                     lo, hi = lo.clip(lower=0), hi.clip(upper=100)
                 ax.fill_between(x, lo, hi, color=palette[series], alpha=0.15, lw=0)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        epoch_axis(ax, int(df["epoch"].max()) + 1)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend(frameon=False)
     fig.suptitle(text(panel_title(dataset, ratio)), fontsize=9)
-    return encode(fig, f"curves__{dataset}__r{ratio:g}", f"Training curves, {panel_title(dataset, ratio)}",
-                  "Mean over the seeds that reached each epoch (running jobs included), band = ±1 std.")
+    caption = ("Mean over the seeds that reached each epoch (running jobs included), band = ±1 std."
+               if several_seeds(df) else "One seed per method (running jobs included).")
+    return encode(fig, f"curves__{dataset}__r{ratio:g}", f"Training curves, {panel_title(dataset, ratio)}", caption)
 
 
 def adv_prediction_heatmaps(adv: pd.DataFrame, dataset: str, ratio: float, series_order: list[str]) -> Optional[Plot]:
@@ -255,7 +298,10 @@ def adv_prediction_heatmaps(adv: pd.DataFrame, dataset: str, ratio: float, serie
                        extent=(-0.5, m.shape[1] - 0.5, m.index.max() + 1.5, m.index.min() + 0.5))
         ax.set_title(text(s))
         ax.set_ylabel("epoch")
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        if m.index.max() - m.index.min() < 12:  # one tick per epoch, at the row's centre (1-based)
+            ax.set_yticks(range(int(m.index.min()) + 1, int(m.index.max()) + 2))
+        else:
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("class (head → tail)")
         if m.shape[1] <= 12:
             ax.set_xticks(range(m.shape[1]))
@@ -291,7 +337,7 @@ def tail_share(adv: pd.DataFrame, dataset: str, ratio: float, palette: dict[str,
         ax.axhline(100 * first.loc[first["group"] == "tail", "train_count"].sum() / total, ls="--", color="#555",
                    lw=1, label="tail share of training set")
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    epoch_axis(ax, int(df["epoch"].max()) + 1)
     ax.set_ylabel("AE predictions in tail (%)")
     ax.grid(alpha=0.3)
     ax.legend(frameon=False)
@@ -325,4 +371,4 @@ def pair_per_class(per_class: pd.DataFrame, a: str, b: str, attacks: list[str], 
     _class_axis(axes[-1], per_rank)
     fig.suptitle(text(panel_title(dataset, ratio)), fontsize=9)
     return encode(fig, key, f"{a} vs {b}: per-class accuracy, {panel_title(dataset, ratio)}",
-                  "Mean over seeds, whiskers = ±1 std; classes head → tail.")
+                  f"{seed_text(df, 'whiskers = ±1 std').capitalize()}; classes head → tail.")

@@ -19,21 +19,28 @@ from ltbench.errors import LtbenchError
 
 
 def add_arguments(p):
-    g = p.add_argument_group("the grid (flags override --preset)")
-    g.add_argument("--preset", help="a shipped recipe (see `ltbench list presets`); flags override it")
+    g = p.add_argument_group("the grid (flags override --preset and --config)")
+    g.add_argument("--preset", metavar="NAME|FILE",
+                   help="a shipped recipe (see `ltbench list presets`) or a TOML file with the same keys; flags "
+                        "override it")
+    g.add_argument("--config", metavar="FILE",
+                   help="a TOML file describing the study, with the keys of a preset (it may start from one with "
+                        "preset = \"NAME\"); read after --preset; flags override it")
     g.add_argument("--methods", nargs="+", help="method names (see `ltbench list methods`); an ablation is the name with its flags in "
                         "one argument, e.g. 'reat --no-tail' (job folder reat+no-tail__…); 'all' = every "
-                        "registered method")
-    g.add_argument("--datasets", nargs="+", help="dataset names")
-    g.add_argument("--ratios", nargs="+", type=float, help="imbalance ratios in (0, 1] (0.01 = 100:1)")
-    g.add_argument("--seeds", nargs="+", type=int)
-    g.add_argument("--model", help="model name (see `ltbench list models`)")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--lr", type=float)
+                        "registered method (default: pgd-at)")
+    g.add_argument("--datasets", nargs="+", help="dataset names (see `ltbench list datasets`; default: fmnist)")
+    g.add_argument("--ratios", nargs="+", type=float, help="imbalance ratios in (0, 1] (0.01 = 100:1; default: 0.01)")
+    g.add_argument("--seeds", nargs="+", type=int, help="run seeds (default: 0)")
+    g.add_argument("--model", help=f"model name (see `ltbench list models`; default: {_default('model')})")
+    g.add_argument("--epochs", type=int, help=f"training epochs (default: {_default('epochs')})")
+    g.add_argument("--batch-size", type=int, help=f"training batch size (default: {_default('batch_size')})")
+    g.add_argument("--lr", type=float, help=f"SGD learning rate, ×0.1 at 75%% and 93.75%% of the epochs "
+                                            f"(default: {_default('lr')})")
     g.add_argument("--eps", type=float, help="L∞ budget (default: the dataset's)")
     g.add_argument("--step", type=float, help="PGD step size (default: the dataset's)")
-    g.add_argument("--train-attack-steps", type=int)
+    g.add_argument("--train-attack-steps", type=int, metavar="K",
+                   help=f"PGD steps of the training attack (default: {_default('train_attack_steps')})")
     g.add_argument("--attacks", nargs="+", help="evaluation attacks (default: clean pgd20 cw20)")
     g.add_argument("--augment", choices=["randaugment", "autoaugment"],
                    help="per-sample policy augmentation before crop/flip (AT-BSL's recipe uses one)")
@@ -41,8 +48,10 @@ def add_arguments(p):
                    help="evaluate the epoch most robust to ATTACK (e.g. pgd20) on a balanced test subset, "
                         "not the last one")
     g.add_argument("--compile", action="store_const", const=True, default=None,
-                   help="torch.compile the model (worth it on GPUs for long runs)")
-    g.add_argument("--profile", choices=["exp", "step"], help="long-tail profile: exp (default) or step")
+                   help="torch.compile the model (worth it on GPUs for long runs; default: off)")
+    g.add_argument("--profile", choices=["exp", "step"],
+                   help="long-tail profile of the training set: exp (class c keeps n_max · ratio^(c/(C−1)) images) "
+                        "or step (the first half of the classes n_max, the rest n_max · ratio) (default: exp)")
     g.add_argument("--split-seed", type=int, metavar="N",
                    help="draw the long-tailed split with seed N for every run seed (default: each run seed "
                         "draws its own split), so the spread over seeds is training variance alone")
@@ -51,7 +60,9 @@ def add_arguments(p):
                    help="method or model parameter, e.g. reat.tail_weight=0.5 or model.width=32")
     g.add_argument("--methods-dir", action="append", default=[], metavar="DIR",
                    help="also load methods from the .py files in DIR")
-    g.add_argument("--out", help="study folder (default: results/<preset or 'study'>)")
+    g.add_argument("--out", help="study folder (default: results/<preset or config file name, or 'study'>)")
+    g.add_argument("--dry-run", action="store_true",
+                   help="list the jobs that would run and those skipped, with an estimated time; write nothing")
 
     e = p.add_argument_group("running")
     e.add_argument("--executor", choices=["local", "slurm"], default="local",
@@ -63,6 +74,9 @@ def add_arguments(p):
     e.add_argument("--workers", type=int, help="local: number of CPU worker processes (default 1 without GPUs)")
     e.add_argument("--retry-failed", action="store_true", help="rerun jobs that failed before (resuming them)")
     e.add_argument("--quiet", action="store_true", help="no progress output")
+    e.add_argument("--tensorboard", action="store_true",
+                   help="also log each job's training curves for TensorBoard under <study>/tensorboard "
+                        "(needs the optional extra: pip install 'ltbench[tensorboard]')")
 
     s = p.add_argument_group("Slurm (--executor slurm)")
     s.add_argument("--partition", help="Slurm partition (default: the cluster's default)")
@@ -75,6 +89,13 @@ def add_arguments(p):
     s.add_argument("--slurm-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="any other sbatch option, e.g. account=abc or qos=high")
     s.add_argument("--no-wait", action="store_true", help="submit and return; `ltbench status` shows progress")
+
+
+def _default(field: str):
+    """A JobConfig field's default, for the help texts."""
+    import dataclasses
+
+    return {f.name: f.default for f in dataclasses.fields(JobConfig)}[field]
 
 
 FIELDS = {"model": "model", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "eps": "eps",
@@ -110,9 +131,11 @@ def _literal(value: str):
 
 def study_spec(args) -> dict:
     """Merge preset and flags into one plain dict describing the study."""
-    from ltbench.presets import load_preset
+    from ltbench.presets import load_spec
 
-    spec = load_preset(args.preset) if args.preset else {}
+    spec = load_spec(args.preset) if args.preset else {}
+    if getattr(args, "config", None):
+        spec.update(load_spec(args.config))
     for key in GRID_KEYS:
         if getattr(args, key, None) is not None:
             spec[key] = getattr(args, key)
@@ -135,8 +158,14 @@ def study_spec(args) -> dict:
             raise LtbenchError(f"{key} must be a non-empty list, got {spec[key]!r}")
     if getattr(args, "out", None):
         spec["out"] = args.out
-    spec.setdefault("out", f"results/{args.preset or 'study'}")
+    spec.setdefault("out", f"results/{study_name(args)}")
     return spec
+
+
+def study_name(args) -> str:
+    """The default study folder's name: the config file's or preset's name, else ``study``."""
+    source = getattr(args, "config", None) or getattr(args, "preset", None)
+    return Path(source).stem if source else "study"
 
 
 ALL_METHODS = "all"
@@ -272,11 +301,22 @@ def main(args) -> int:
     out = Path(spec["out"])
     check_writable(out)
     Study.check_compatible(out, jobs)
+    if getattr(args, "dry_run", False):
+        from ltbench.runner import dryrun
+
+        workers = (args.max_parallel or len(jobs)) if getattr(args, "executor", "local") == "slurm" \
+            else len(make_executor(args, spec).slots)
+        dryrun.report(out, jobs, workers, bool(getattr(args, "retry_failed", False)))
+        return 0
     executor = make_executor(args, spec)
     if getattr(args, "executor", "local") == "local":  # Slurm: the data is checked where the jobs run
         to_run = [cfg for cfg in jobs if job_status(out / cfg.job_name).state not in (DONE, RUNNING)]
         check_data([cfg.dataset for cfg in to_run])
 
+    if getattr(args, "tensorboard", False):
+        from ltbench.runner import tensorboard
+
+        tensorboard.enable(out)  # checked before anything is written: a missing package is one line
     launched = Path(sys.argv[0]).name in ("ltbench", "__main__.py") if sys.argv else False
     study = Study.prepare(out, spec, jobs, command=["ltbench", *sys.argv[1:]] if launched else None)
     from ltbench.runner.slurm import queued_in_slurm
@@ -312,8 +352,12 @@ def main(args) -> int:
             say(f"  {name}: {describe(o)}")
 
     if queue:
+        from ltbench.runner.estimate import typical_job_seconds
+
         slots = [s.name for s in getattr(executor, "slots", [])][:len(queue)]
-        display = make_display(len(jobs), len(jobs) - len(queue), slots, quiet)
+        parallel = len(slots) or min(len(queue), getattr(executor, "max_parallel", None) or len(queue))
+        first_guess = None if quiet else typical_job_seconds(out, [cfg for cfg in jobs if cfg.job_name in queue])
+        display = make_display(len(jobs), len(jobs) - len(queue), slots, quiet, parallel, first_guess)
         try:
             outcomes.update(executor.run(study, queue, display))
         except KeyboardInterrupt:
@@ -348,11 +392,13 @@ def report(study, jobs: list[JobConfig], outcomes: dict[str, dict], quiet: bool 
             except (OSError, ValueError):
                 pass
     if not quiet:
+        from ltbench.runner.summary import format_summary, next_command
+
         if len(jobs) <= 2:
             for name, result in results.items():
                 print_result_table(name, result)
-        elif results:
-            print_summary(results)
+        if len(results) >= 2:
+            print(format_summary(results))
         if bad:
             print(f"\n{len(bad)} job(s) did not finish:")
             for name in bad:
@@ -364,26 +410,9 @@ def report(study, jobs: list[JobConfig], outcomes: dict[str, dict], quiet: bool 
         if busy:
             print(f"\n{len(busy)} job(s) are running elsewhere; `ltbench status {study.root}` follows them")
         print(f"\nresults written to {study.root.resolve()}  ({len(results)}/{len(jobs)} jobs done)")
+        if results:
+            print(next_command(study.root))
     return 1 if bad or unfinished else 0
-
-
-def print_summary(results: dict[str, dict]) -> None:
-    """One line per finished job: overall and tail accuracy under each attack."""
-    attacks = []
-    for r in results.values():
-        for a in r.get("metrics", {}):
-            if a not in attacks:
-                attacks.append(a)
-    width = max(len(n) for n in results)
-    header = f"{'job':<{width}}" + "".join(f"{a + ' all/tail':>18}" for a in attacks)
-    print("\n" + header)
-    print("-" * len(header))
-    for name, r in results.items():
-        cells = []
-        for a in attacks:
-            m = r.get("metrics", {}).get(a)
-            cells.append(f"{100 * m['overall']:>10.1f}/{100 * m['tail']:>5.1f}%" if m else f"{'–':>18}")
-        print(f"{name:<{width}}" + "".join(f"{c:>18}" for c in cells))
 
 
 def print_result_table(name: str, result: dict) -> None:

@@ -9,7 +9,8 @@ worker, a Slurm array task). It
 * skips a job that is already done (``result.json``), or that failed before (``failed.json``)
   unless ``retry_failed``;
 * appends the job's output (stdout, stderr, warnings, one line per epoch) to ``log.txt``;
-* writes ``running.json`` (host, process id, start) and, every few seconds, ``progress.txt``;
+* writes ``running.json`` (host, process id, start) and, every few seconds, ``progress.txt`` and
+  ``progress.json`` (the same progress as numbers);
 * runs :func:`ltbench.engine.train.run_job`, which resumes from the last checkpoint;
 * on an exception, writes ``failed.json`` (error, type, phase, epoch, host, traceback) and ``error.txt``
   (the traceback) and returns — the caller goes on with the next job.
@@ -39,6 +40,7 @@ FAILED = "failed.json"
 ERROR = "error.txt"
 RUNNING = "running.json"
 PROGRESS = "progress.txt"
+PROGRESS_JSON = "progress.json"
 LOG = "log.txt"
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -140,27 +142,37 @@ def redirect_output(path: Path) -> Iterator[None]:
 
 
 class ProgressTracker:
-    """Forwards progress messages, logs each new epoch/phase, and writes ``progress.txt``.
+    """Forwards progress messages, logs each new phase and every epoch's summary to ``log.txt``,
+    and writes ``progress.txt`` (+ ``progress.json``).
 
     ``progress.txt`` (one line, atomic, at most every :data:`PROGRESS_INTERVAL_S`) is what
-    ``ltbench status`` and the Slurm executor show for a running job.
+    ``ltbench status`` and the Slurm executor show for a running job; ``progress.json`` holds the
+    same message's numbers (see :mod:`ltbench.progress`) for ``ltbench status --json``.
     """
 
-    def __init__(self, job_dir: Path, forward: Optional[Callable[[str], None]] = None):
+    def __init__(self, job_dir: Path, forward: Optional[Callable[[object], None]] = None):
         self.job_dir = job_dir
         self.forward = forward
         self.last_phase = ""
         self.last_write = 0.0
 
-    def __call__(self, msg: str) -> None:
-        phase = msg.split(" batch ")[0]
-        if phase != self.last_phase:
+    def __call__(self, msg) -> None:
+        from ltbench import progress as P
+
+        phase = P.phase(msg)
+        if isinstance(msg, dict) and msg.get("kind") == "epoch":
+            print(f"{now_iso()} {msg['text']}", flush=True)  # loss, accuracy, lr, time of the epoch
+        elif phase != self.last_phase:
             self.last_phase = phase
             print(f"{now_iso()} {phase}", flush=True)
         now = time.monotonic()
         if now - self.last_write >= PROGRESS_INTERVAL_S:
             self.last_write = now
-            write_text(self.job_dir / PROGRESS, msg + "\n")
+            write_text(self.job_dir / PROGRESS, P.text(msg) + "\n")
+            if isinstance(msg, dict):
+                write_json(self.job_dir / PROGRESS_JSON, msg)
+            else:
+                (self.job_dir / PROGRESS_JSON).unlink(missing_ok=True)
         if self.forward is not None:
             self.forward(msg)
 
@@ -214,6 +226,7 @@ def execute_job(job_dir: Path, cfg, progress: Optional[Callable[[str], None]] = 
     lock = JobLock(job_dir)
     if not lock.acquire():
         return {"job": name, "outcome": BUSY}
+    board = None  # TensorBoard logger (``ltbench run --tensorboard``)
     try:
         if (job_dir / RESULT).exists():
             return {"job": name, "outcome": ALREADY_DONE}
@@ -224,7 +237,10 @@ def execute_job(job_dir: Path, cfg, progress: Optional[Callable[[str], None]] = 
                 (job_dir / stale).unlink(missing_ok=True)
         write_json(job_dir / RUNNING, {"host": socket.gethostname(), "pid": os.getpid(),
                                        "started": now_iso(), "slurm_job": _slurm_id()})
-        tracker = ProgressTracker(job_dir, progress)
+        from ltbench.runner.tensorboard import logger_for
+
+        board = logger_for(name, progress)  # None unless `ltbench run --tensorboard`
+        tracker = ProgressTracker(job_dir, board or progress)
         with redirect_output(job_dir / LOG):
             print(f"{now_iso()} start {name} on {socket.gethostname()} pid {os.getpid()}"
                   + (f" slurm {_slurm_id()}" if _slurm_id() else ""), flush=True)
@@ -242,7 +258,9 @@ def execute_job(job_dir: Path, cfg, progress: Optional[Callable[[str], None]] = 
             print(f"{now_iso()} finished {name}: {summary}", flush=True)
         return {"job": name, "outcome": FINISHED}
     finally:
-        for transient in (RUNNING, PROGRESS):
+        if board is not None:
+            board.close()
+        for transient in (RUNNING, PROGRESS, PROGRESS_JSON):
             (job_dir / transient).unlink(missing_ok=True)
         lock.release()
 

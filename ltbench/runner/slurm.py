@@ -219,12 +219,9 @@ class SlurmExecutor:
                         started.add(jid)
                         display.started(label, name)
                     if jid in started:
-                        try:
-                            msg = (study.job_dir(name) / J.PROGRESS).read_text().strip()
-                            if msg:
-                                display.progress(label, name, msg)
-                        except OSError:
-                            pass
+                        msg = read_progress(study.job_dir(name))
+                        if msg:
+                            display.progress(label, name, msg)
                     ended = job.paths.result_pickle.exists() or (states is not None and state is None)
                     if ended:
                         outcome = self._outcome(job, name, study)
@@ -265,3 +262,20 @@ class SlurmExecutor:
         return {"job": name, "outcome": INTERRUPTED,
                 "error": f"Slurm task {job.job_id} left the queue without a result (cancelled, node failure "
                          f"or time limit; see {job.paths.stderr})"}
+
+
+def read_progress(job_dir: Path):
+    """A running job's latest progress: the numbers of ``progress.json`` when readable (the display
+    estimates the study's ETA from them), else the line of ``progress.txt``, else None."""
+    import json
+
+    try:
+        msg = json.loads((job_dir / J.PROGRESS_JSON).read_text())
+        if isinstance(msg, dict) and "text" in msg:
+            return msg
+    except (OSError, ValueError):
+        pass
+    try:
+        return (job_dir / J.PROGRESS).read_text().strip() or None
+    except OSError:
+        return None

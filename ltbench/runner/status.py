@@ -3,11 +3,18 @@
 *running* means some process holds the job's lock right now (this machine, or any machine
 sharing the folder over a file system with working ``flock``); a job whose process was killed
 shows as *pending* with "interrupted", and resumes on the next ``ltbench run``.
+
+Exit status: 0 when no job has failed, 1 when at least one has (so ``ltbench status S && …``
+stops on failures), 2 for bad input. ``--json`` prints one object whose per-job fields are
+numbers (epochs done, accuracies as fractions, the running job's progress), not only the
+one-line ``detail`` meant for people.
 """
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+from ltbench.runner import job as J
 from ltbench.runner.study import DONE, FAILED, PENDING, RUNNING, Study
 
 ORDER = (DONE, RUNNING, FAILED, PENDING)
@@ -19,6 +26,51 @@ def add_arguments(p):
     p.add_argument("--state", choices=ORDER, action="append", help="only jobs in this state (repeatable)")
 
 
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def job_record(study: Study, status) -> dict:
+    """One job for ``--json``: state, the human ``detail`` and the same facts as numbers.
+
+    ``epochs_done`` / ``epochs``; for a done job ``metrics`` (attack → overall, tail, worst as
+    fractions and ``n``, the number of test images); for a failed one ``error`` and
+    ``failed_epoch``; for a running one ``progress`` (epoch, batch, loss, accuracy, images/s,
+    ETA in seconds, when the job reports them) and ``host`` / ``pid``.
+    """
+    job_dir = study.job_dir(status.name)
+    epochs = study.data.get("jobs", {}).get(status.name, {}).get("epochs")
+    rec = {"job": status.name, "state": status.state, "detail": status.detail,
+           "epochs": int(epochs) if isinstance(epochs, int) else None, "epochs_done": 0}
+    try:
+        rec["epochs_done"] = sum(1 for line in (job_dir / J.METRICS).read_text().splitlines() if line.strip())
+    except OSError:
+        pass
+    if status.state == DONE:
+        result = _read_json(job_dir / J.RESULT) or {}
+        metrics = result.get("metrics") if isinstance(result, dict) else None
+        rec["metrics"] = {a: {k: m.get(k) for k in ("overall", "tail", "worst", "n") if k in m}
+                          for a, m in (metrics or {}).items() if isinstance(m, dict)}
+    elif status.state == FAILED:
+        failure = _read_json(job_dir / J.FAILED)
+        if isinstance(failure, dict):
+            rec["error"] = failure.get("error")
+            rec["failed_epoch"] = failure.get("epoch")
+    elif status.state == RUNNING:
+        progress = _read_json(job_dir / J.PROGRESS_JSON)
+        if isinstance(progress, dict):
+            rec["progress"] = {k: v for k, v in progress.items() if k != "text"}
+        host = _read_json(job_dir / J.RUNNING)
+        if isinstance(host, dict):
+            rec.update({k: host.get(k) for k in ("host", "pid", "slurm_job")})
+    if getattr(status, "slurm", None):
+        rec["slurm_job"] = status.slurm
+    return rec
+
+
 def main(args) -> int:
     from ltbench.runner.slurm import queued_in_slurm
 
@@ -28,16 +80,20 @@ def main(args) -> int:
     for s in statuses:
         if s.name in queued:
             s.detail = f"queued in Slurm as {queued[s.name]}" + (f"; {s.detail}" if s.detail else "")
+            s.slurm = queued[s.name]
     rows = [s for s in statuses if not args.state or s.state in args.state]
     counts = {state: sum(s.state == state for s in statuses) for state in ORDER}
+    code = 1 if counts[FAILED] else 0
     if args.json:
-        print(json.dumps({"study": str(study.root), "counts": counts,
-                          "jobs": [{"job": s.name, "state": s.state, "detail": s.detail} for s in rows]},
-                         indent=2))
-        return 0
+        print(json.dumps({"study": str(study.root), "counts": counts, "total": len(statuses),
+                          "jobs": [job_record(study, s) for s in rows]}, indent=2))
+        return code
     width = max([len(s.name) for s in rows] + [3])
     for s in rows:
         print(f"{s.name:<{width}}  {s.state:<8} {s.detail}".rstrip())
     total = sum(counts.values())
     print(f"{study.root}: {total} jobs — " + ", ".join(f"{counts[k]} {k}" for k in ORDER))
-    return 0
+    if counts[FAILED]:
+        print(f"{counts[FAILED]} failed: `ltbench run … --retry-failed` reruns them; each job's error.txt has "
+              f"the traceback")
+    return code
