@@ -90,7 +90,7 @@ def parse_sets(items: list[str]) -> tuple[dict, dict]:
     for item in items:
         key, sep, value = item.partition("=")
         owner, dot, name = key.partition(".")
-        if not sep or not dot or not name:
+        if not sep or not owner or not dot or not name:
             raise LtbenchError(f"--set expects METHOD.KEY=VALUE or model.KEY=VALUE, got {item!r}")
         if owner == "model":
             model_params[name] = _literal(value)
@@ -270,7 +270,7 @@ def main(args) -> int:
     spec = study_spec(args)
     jobs = build_jobs(spec, args.methods_dir)
     out = Path(spec["out"])
-    check_writable(out)
+    check_writable(out, tuple(cfg.job_name for cfg in jobs))
     Study.check_compatible(out, jobs)
     executor = make_executor(args, spec)
     if getattr(args, "executor", "local") == "local":  # Slurm: the data is checked where the jobs run
