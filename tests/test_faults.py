@@ -1,0 +1,274 @@
+"""Fault injection: kill -9 at fixed points of a tiny job, every study file damaged three ways, and a
+table of bad command lines. These tests back the README's "Reliability" promises.
+
+The tiny job (width-4 CNN, ~70 images, PGD-2, 3 epochs) runs in this process through
+:func:`ltbench.runner.job.execute_job`, the function every executor's worker calls, on one thread;
+the runs that are killed run the same function in a child process that sends itself SIGKILL at a
+chosen file write. Every resumed or restarted job must end exactly like the uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ltbench.cli import main as cli_main
+from runner_helpers import ROOT, result_core, write_tiny_fmnist
+
+EPOCHS = 3
+SPEC = {"methods": ["pgd-at"], "datasets": ["fmnist"], "ratios": [0.2], "seeds": [0], "method_params": {},
+        "model_params": {"width": 4}, "model": "small-cnn", "batch_size": 32, "train_attack_steps": 2,
+        "eval_attacks": ["clean", "pgd2"], "epochs": EPOCHS, "device": "cpu"}
+JOB = "pgd-at__fmnist__r0.2__s0"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, one_thread):
+    root = write_tiny_fmnist(tmp_path_factory.mktemp("faults") / "data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LTBENCH_DATA", str(root))
+        yield root
+
+
+def make_study(root: Path):
+    from ltbench.runner.cli import build_jobs
+    from ltbench.runner.study import Study
+
+    jobs = build_jobs(json.loads(json.dumps(SPEC)))
+    return Study.prepare(root, SPEC, jobs), jobs[0]
+
+
+def execute(study_root: Path, retry: bool = False) -> dict:
+    from ltbench.runner.job import execute_job
+    from ltbench.runner.study import Study
+
+    study = Study.open(study_root)
+    return execute_job(study.job_dir(JOB), study.job_config(JOB), retry_failed=retry)
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    """An uninterrupted run of the tiny job: (study folder, its result core)."""
+    root = tmp_path_factory.mktemp("reference") / "study"
+    make_study(root)
+    assert execute(root)["outcome"] == "finished"
+    return root, result_core(root / JOB)
+
+
+# --- kill -9 at fixed points ----------------------------------------------------------------------
+
+# The child runs the job and sends itself SIGKILL at the N-th replacement of file TARGET, just before
+# it (the new file is written but not renamed: a torn write) or just after it.
+KILLER = r"""
+import json, os, signal, sys
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+target, when, nth, job_dir, cfg = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]), sys.argv[5]
+real, seen = os.replace, [0]
+def replace(src, dst, *args, **kw):
+    if os.path.basename(dst) == target:
+        seen[0] += 1
+        if seen[0] == nth:
+            if when == "after":
+                real(src, dst, *args, **kw)
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst, *args, **kw)
+os.replace = replace
+from ltbench.config import JobConfig
+from ltbench.runner.job import execute_job
+execute_job(job_dir, JobConfig.from_dict(json.loads(cfg)))
+sys.exit(3)
+"""
+
+KILL_POINTS = [
+    # (file, before/after its rename, which write, what `ltbench status` says after the kill)
+    ("lt_indices.json", "after", 1, "interrupted after 0/3 epochs"),  # before the first epoch
+    ("metrics.jsonl", "before", 1, "interrupted after 0/3 epochs"),  # epoch 1 checkpointed, its log line not
+    ("checkpoint.pt", "before", 2, "interrupted after 1/3 epochs"),  # torn checkpoint write (a temporary file)
+    ("checkpoint.pt", "after", 3, "interrupted after 2/3 epochs"),  # the last checkpoint, no log line
+    ("result.json", "before", 1, "interrupted after 3/3 epochs"),  # evaluated, result not yet in place
+]
+
+
+@pytest.mark.parametrize("target,when,nth,status", KILL_POINTS,
+                         ids=[f"{t}-{w}-{n}" for t, w, n, _ in KILL_POINTS])
+def test_kill_at_any_point_then_rerun_matches_uninterrupted_run(reference, tmp_path, target, when, nth, status):
+    from ltbench.runner.study import Study, job_status
+
+    ref_root, ref = reference
+    root = tmp_path / "study"
+    _, cfg = make_study(root)
+    p = subprocess.run([sys.executable, "-c", KILLER, target, when, str(nth), str(root / JOB),
+                        json.dumps(cfg.to_dict())], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == -9, p.stdout + p.stderr
+    st = job_status(root / JOB, EPOCHS)
+    assert (st.state, st.detail) == ("pending", f"{status}; re-run to resume")
+
+    assert execute(root)["outcome"] == "finished"
+    assert result_core(root / JOB) == ref
+    assert not list((root / JOB).glob(".*.tmp"))  # no temporary file of the torn write is left
+    assert Study.open(root).status(JOB).state == "done"
+
+
+# --- each study file truncated, zero-filled, garbage ----------------------------------------------
+
+def damage(path: Path, how: str) -> None:
+    blob = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(blob[:len(blob) // 2])
+    elif how == "zero-filled":
+        path.write_bytes(bytes(len(blob)))
+    else:  # garbage: invalid UTF-8, not JSON, not a zip
+        path.write_bytes(bytes((i * 151 + 7) % 256 for i in range(max(64, len(blob)))))
+
+
+@pytest.fixture(scope="module")
+def unfinished(reference, tmp_path_factory):
+    """The reference study with its job's result removed: trained (checkpoint at the last epoch), not
+    evaluated, killed (running.json left behind)."""
+    root = tmp_path_factory.mktemp("unfinished") / "study"
+    shutil.copytree(reference[0], root)
+    (root / JOB / "result.json").unlink()
+    (root / JOB / "running.json").write_text(json.dumps({"host": "h", "pid": 1}))
+    return root
+
+
+FILES = ["study.json", "config.json", "lt_indices.json", "metrics.jsonl", "checkpoint.pt", "result.json",
+         "failed.json", "running.json"]
+HOW = ["truncated", "zero-filled", "garbage"]
+
+
+@pytest.mark.parametrize("how", HOW)
+@pytest.mark.parametrize("name", FILES)
+def test_damaged_file_is_never_taken_as_valid(reference, unfinished, tmp_path, capsys, name, how):
+    from ltbench.report.aggregate import build_tables, load_study
+    from ltbench.runner.study import Study, job_status
+
+    ref_root, ref = reference
+    root = tmp_path / "study"
+    shutil.copytree(ref_root if name == "result.json" else unfinished, root)
+    job = root / JOB
+    if name == "failed.json":
+        (job / "failed.json").write_text(json.dumps({"error": "RuntimeError: x", "epoch": 2}))
+    path = root / name if name == "study.json" else job / name
+    damage(path, how)
+
+    # status: one line for a damaged study.json, else a table; never a traceback
+    code = cli_main(["status", str(root)])
+    out, err = capsys.readouterr()
+    if name == "study.json":
+        assert code == 2 and err.startswith(f"ltbench status: error: {path} is damaged (not JSON") \
+            and err.count("\n") == 1, err
+    else:
+        assert code == 0 and "Traceback" not in err, err
+        state = job_status(job, EPOCHS)
+        assert state.state != "done"  # nothing damaged is taken as a finished result
+        if name == "result.json":
+            assert state.detail.startswith("result.json is damaged")
+    # the report reads the study as it stands
+    build_tables([load_study(root)])
+
+    # the next run repairs or starts over, and ends exactly like the uninterrupted run
+    Study.prepare(root, SPEC, [Study.open(ref_root).job_config(JOB)])
+    outcome = execute(root)
+    if name == "failed.json":
+        assert outcome["outcome"] == "failed-before" and outcome["error"] == "(unreadable failed.json)"
+        outcome = execute(root, retry=True)
+    assert outcome["outcome"] == "finished", outcome
+    assert result_core(job) == ref
+    if name in ("study.json", "result.json", "lt_indices.json", "checkpoint.pt"):  # moved aside, kept
+        assert len(list(path.parent.glob(f"{name}.corrupt-*"))) == 1
+
+
+def test_checkpoint_that_does_not_fit_the_model_is_one_line_naming_it(reference, tmp_path):
+    """A readable checkpoint of another model is not "damaged" but wrong: one line naming the file."""
+    import torch
+
+    from ltbench.io import save_torch
+
+    root = tmp_path / "study"
+    shutil.copytree(reference[0], root)
+    job = root / JOB
+    (job / "result.json").unlink()
+    state = torch.load(job / "checkpoint.pt", weights_only=True)
+    state["model"] = {"w": torch.zeros(3)}
+    save_torch(job / "checkpoint.pt", state)
+    outcome = execute(root)
+    assert outcome["outcome"] == "failed"
+    assert outcome["error"].startswith(f"LtbenchError: {job / 'checkpoint.pt'} does not fit this job")
+    assert "\n" not in outcome["error"]
+
+
+# --- bad command lines ------------------------------------------------------------------------------
+
+TINY = ["--datasets", "fmnist", "--ratios", "0.2", "--model", "small-cnn", "--epochs", "1", "--quiet"]
+E = "ltbench run: error: "
+BAD_LINES = [
+    (["--set", "model.width=abc"], E + "model.width must be a positive integer, got 'abc'"),
+    (["--set", "model.width=0"], E + "model.width must be a positive integer, got 0"),
+    (["--set", "model.width=-4"], E + "model.width must be a positive integer, got -4"),
+    (["--set", "model.width=2.5"], E + "model.width must be a positive integer, got 2.5"),
+    (["--set", "model.depth=3"], E + "model 'small-cnn' has no parameter 'depth'; its parameters: width"),
+    (["--model", "wrn-34-10", "--set", "model.depth=35"],
+     E + "model 'wrn-34-10' cannot be built with depth=35: AssertionError: WideResNet depth must be 6n + 4"),
+    (["--lr", "-1"], E + "lr must be a finite number > 0, got -1.0"),
+    (["--lr", "nan"], E + "lr must be a finite number > 0, got nan"),
+    (["--lr", "inf"], E + "lr must be a finite number > 0, got inf"),
+    (["--eps", "nan"], E + "eps must be a finite number ≥ 0, got nan"),
+    (["--eps", "-0.1"], E + "eps must be a finite number ≥ 0, got -0.1"),
+    (["--step", "-0.01"], E + "step must be a finite number > 0, got -0.01"),
+    (["--step", "0"], E + "step must be a finite number > 0, got 0.0"),
+    (["--train-attack-steps", "0"], E + "train_attack_steps must be at least 1, got 0"),
+    (["--train-attack-steps", "-2"], E + "train_attack_steps must be at least 1, got -2"),
+    (["--methods", "cb-at", "--set", "cb-at.beta=1.5"], E + "cb-at: beta must be in [0, 1), got 1.5"),
+    (["--methods", "cb-at", "--set", "cb-at.beta=nan"], E + "cb-at.beta must be a finite number, got nan"),
+    (["--methods", "robal", "--set", "robal.scale=0"], E + "robal: scale must be positive, got 0.0"),
+    (["--attacks", "clean", "pgd3@1e999"], E + "attack 'pgd3@1e999': the budget must be a finite number ≥ 0"),
+    (["--set", ".x=1"], E + "--set expects METHOD.KEY=VALUE or model.KEY=VALUE, got '.x=1'"),
+    (["--seeds", "-1"], E + "seed must be an integer in [0, 2^63 − 1), got -1"),
+    (["--methods", "no/such"], E + "unknown method 'no/such'; known methods: "),
+]
+
+
+@pytest.mark.parametrize("extra,first_line", BAD_LINES, ids=[" ".join(a) for a, _ in BAD_LINES])
+def test_bad_command_line_is_exit_2_one_line_nothing_written(tmp_path, capsys, extra, first_line):
+    out = tmp_path / "study"
+    assert cli_main(["run", "--out", str(out), *TINY, *extra]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith(first_line), err
+    assert not out.exists()
+
+
+def test_overlong_output_folder_is_exit_2(tmp_path, capsys):
+    out = tmp_path / ("x" * 300)
+    assert cli_main(["run", "--out", str(out), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{E}output folder name 'xxxx") and "is 300 bytes long" in err
+    assert len(err.strip().splitlines()) == 1 and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("content", ["null", "[1, 2]", '{"jobs": [1]}', '"text"'])
+def test_study_json_that_is_not_a_study_is_one_line(tmp_path, capsys, content):
+    (tmp_path / "study.json").write_text(content)
+    assert cli_main(["status", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ltbench status: error: {tmp_path / 'study.json'} is damaged") and err.count("\n") == 1
+
+
+def test_eval_of_a_damaged_job_folder_is_one_line(reference, tmp_path, capsys):
+    root = tmp_path / "study"
+    shutil.copytree(reference[0], root)
+    job = root / JOB
+    (job / "result.json").write_text('{"metrics": ')
+    assert cli_main(["eval", str(job), "--attacks", "clean", "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith(f"ltbench eval: error: {job / 'result.json'} is damaged")
+    (job / "config.json").write_text("[1, 2]")
+    assert cli_main(["eval", str(job), "--attacks", "clean", "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith(f"ltbench eval: error: {job / 'config.json'} is damaged")
