@@ -272,3 +272,203 @@ def test_eval_of_a_damaged_job_folder_is_one_line(reference, tmp_path, capsys):
     (job / "config.json").write_text("[1, 2]")
     assert cli_main(["eval", str(job), "--attacks", "clean", "--quiet"]) == 2
     assert capsys.readouterr().err.startswith(f"ltbench eval: error: {job / 'config.json'} is damaged")
+
+
+# --- hostile names ---------------------------------------------------------------------------------
+
+TAG_PLUGIN = '''
+from dataclasses import dataclass
+
+from ltbench.method import Method
+from ltbench.registry import register_method
+
+
+@register_method("tag-at-{uid}")
+class TagAT(Method):
+    """PGD-AT with a free-text tag."""
+
+    @dataclass
+    class Config:
+        tag: str = "x"
+'''
+
+BAD_NAME_PLUGIN = '''
+from ltbench.method import Method
+from ltbench.registry import register_method
+
+
+@register_method("evil/{uid}")
+class Evil(Method):
+    """A method registered under a name with a slash."""
+'''
+
+
+@pytest.fixture
+def isolated_registry():
+    from ltbench import registry
+
+    registry.load_all()
+    items, errors, dirs = dict(registry.METHODS._items), dict(registry.PLUGIN_ERRORS), set(registry._loaded_dirs)
+    yield registry
+    registry.METHODS._items.clear()
+    registry.METHODS._items.update(items)
+    registry.PLUGIN_ERRORS.clear()
+    registry.PLUGIN_ERRORS.update(errors)
+    registry._loaded_dirs.clear()
+    registry._loaded_dirs.update(dirs)
+
+
+def test_job_folders_stay_inside_the_study(isolated_registry, tmp_path):
+    import uuid
+
+    from ltbench.runner.cli import build_jobs
+
+    uid = uuid.uuid4().hex[:8]
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "tag.py").write_text(TAG_PLUGIN.format(uid=uid))
+    spec = {"methods": [f"tag-at-{uid} --tag=../../../escaped", f"tag-at-{uid} --tag={'y' * 300}",
+                        f"tag-at-{uid} --tag={'y' * 299}z"],
+            "datasets": ["fmnist"], "ratios": [0.1], "seeds": [0], "method_params": {}, "model_params": {}}
+    names = [j.job_name for j in build_jobs(spec, [str(plugins)])]
+    assert names[0] == f"tag-at-{uid}+tag=..-..-..-escaped__fmnist__r0.1__s0"
+    study = tmp_path / "study"
+    for n in names:
+        assert "/" not in n and len(n.encode()) <= 255
+        assert (study / n).resolve().parent == study.resolve()
+    assert len(set(names)) == 3  # cut to length, still distinct
+    # built-in labels are unchanged
+    spec["methods"] = ["reat --no-tail", "reat --tail-weight=0.5"]
+    assert [j.job_name for j in build_jobs(spec)] == ["reat+no-tail__fmnist__r0.1__s0",
+                                                      "reat+tail-weight=0.5__fmnist__r0.1__s0"]
+
+
+def test_a_method_registered_under_a_bad_name_fails_to_load(isolated_registry, tmp_path):
+    import uuid
+
+    uid = uuid.uuid4().hex[:8]
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "evil.py").write_text(BAD_NAME_PLUGIN.format(uid=uid))
+    with pytest.warns(UserWarning, match="cannot register method 'evil/"):
+        isolated_registry.load_methods([plugins])
+    assert f"evil/{uid}" not in isolated_registry.METHODS
+    assert any("cannot register method" in e for e in isolated_registry.PLUGIN_ERRORS.values())
+    for bad in ("", "a/b", "a b", "../x", ".hidden", "a+b", "all", "x" * 65):
+        with pytest.raises(Exception, match="cannot register"):
+            isolated_registry.Registry("method").register(bad)
+
+
+# --- data files are parsed, never executed -----------------------------------------------------------
+
+def test_cifar_pickle_that_calls_a_function_is_refused_without_running(tmp_path, monkeypatch):
+    import pickle
+
+    from ltbench.data import get_dataset, load_raw
+    from ltbench.errors import LtbenchError
+    from test_data import make_cifar10
+
+    marker = tmp_path / "ran"
+
+    class Exploit:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    make_cifar10(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(
+        pickle.dumps({b"data": Exploit(), b"labels": [0]}))
+    monkeypatch.setenv("LTBENCH_DATA", str(tmp_path))
+    with pytest.raises(LtbenchError, match=r"malformed CIFAR file .*data_batch_1: cannot unpickle .*"
+                                           r"forbidden global posix\.system"):
+        load_raw(get_dataset("cifar10"))
+    assert not marker.exists()
+
+
+def test_cifar_pickles_as_the_release_writes_them_are_read():
+    """Python 2's protocol 2 (the published files: numpy.core, byte strings), and this Python's
+    protocols 2–5 (numpy._core, _codecs.encode, _frombuffer); object arrays are refused."""
+    import pickle
+
+    import numpy as np
+
+    from ltbench.data.cifar import safe_unpickle
+
+    data = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    raw = data.tobytes()
+
+    def s(b: bytes) -> bytes:  # SHORT_BINSTRING: a Python 2 str
+        return b"U" + bytes([len(b)]) + b
+
+    py2 = (b"\x80\x02}q\x00(" + s(b"data") + b"cnumpy.core.multiarray\n_reconstruct\nq\x01cnumpy\nndarray\nq\x02"
+           b"K\x00\x85" + s(b"b") + b"\x87Rq\x03(K\x01K\x02M\x00\x0c\x86cnumpy\ndtype\nq\x04" + s(b"u1")
+           + b"K\x00K\x01\x87Rq\x05(K\x03" + s(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89T"
+           + len(raw).to_bytes(4, "little") + raw + b"tb" + s(b"labels") + b"]q\x06(K\x01K\x02e"
+           + s(b"batch_label") + s(b"training batch 1 of 5") + b"u.")
+    for blob in [py2] + [pickle.dumps({b"data": data, b"labels": [1, 2]}, protocol=p) for p in (2, 3, 4, 5)]:
+        d = safe_unpickle(blob)
+        assert d[b"labels"] == [1, 2] and d[b"data"].dtype == np.uint8
+        assert np.array_equal(d[b"data"], data)
+    for bad in (np.array([1, 2], dtype=np.int64), np.array([b"x", None], dtype=object)):
+        with pytest.raises(pickle.UnpicklingError):
+            safe_unpickle(pickle.dumps({b"data": bad}, protocol=2))
+
+
+# --- a full disk -----------------------------------------------------------------------------------
+
+def _full_disk(*args, **kw):
+    import errno
+
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_full_disk_writing_study_json_is_one_line_and_keeps_the_old_file(data, tmp_path, monkeypatch):
+    import ltbench.io
+
+    out = tmp_path / "study"
+    make_study(out)
+    before = (out / "study.json").read_bytes()
+    monkeypatch.setattr(ltbench.io.os, "fsync", _full_disk)
+    from ltbench.errors import LtbenchError
+
+    with pytest.raises(LtbenchError, match=r"cannot write .*study.json: No space left on device"):
+        make_study(out)
+    assert (out / "study.json").read_bytes() == before
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_full_disk_in_the_failure_handler_still_ends_the_job_clearly(data, tmp_path, monkeypatch):
+    import ltbench.engine.train
+    import ltbench.runner.job as J
+
+    root = tmp_path / "study"
+    make_study(root)
+    monkeypatch.setattr(ltbench.engine.train, "run_job", _full_disk)
+    monkeypatch.setattr(J, "write_text", _full_disk)
+    monkeypatch.setattr(J, "write_json", lambda path, obj: (_full_disk() if Path(path).name == J.FAILED
+                                                              else Path(path).write_text(json.dumps(obj))))
+    outcome = execute(root)
+    assert outcome["outcome"] == "failed"
+    assert outcome["error"].startswith("OSError: [Errno 28] No space left on device (and the failure record "
+                                       "could not be written: [Errno 28]")
+    # and before the job starts (running.json): the same, no exception out of the worker
+    monkeypatch.setattr(J, "write_json", _full_disk)
+    outcome = execute(root)
+    assert outcome == {"job": JOB, "outcome": "failed", "error": "OSError: [Errno 28] No space left on device",
+                       "epoch": None}
+
+
+def test_eval_with_out_keeps_its_resume_state_next_to_the_result(reference, tmp_path, monkeypatch, capsys):
+    import ltbench.engine.evaluate
+
+    seen = {}
+    real = ltbench.engine.evaluate.run_evaluation
+
+    def spy(*args, **kw):
+        seen["state_dir"] = kw["state_dir"]
+        return real(*args, **kw)
+
+    monkeypatch.setattr(ltbench.engine.evaluate, "run_evaluation", spy)
+    out = tmp_path / "elsewhere" / "eval.json"
+    job = reference[0] / JOB
+    assert cli_main(["eval", str(job), "--attacks", "clean", "--quiet", "--no-checks", "--out", str(out)]) == 0
+    assert seen["state_dir"] == out.parent and out.is_file()
