@@ -186,6 +186,22 @@ def test_damaged_file_is_never_taken_as_valid(reference, unfinished, tmp_path, c
         assert len(list(path.parent.glob(f"{name}.corrupt-*"))) == 1
 
 
+def test_run_redoes_a_job_whose_result_is_damaged(reference, tmp_path, capsys):
+    """Through `ltbench run` itself (a worker process): a truncated result.json is not "done"."""
+    root = tmp_path / "study"
+    shutil.copytree(reference[0], root)
+    damage(root / JOB / "result.json", "truncated")
+    args = ["run", "--out", str(root), "--methods", "pgd-at", "--datasets", "fmnist", "--ratios", "0.2",
+            "--seeds", "0", "--model", "small-cnn", "--set", "model.width=4", "--batch-size", "32",
+            "--train-attack-steps", "2", "--attacks", "clean", "pgd2", "--epochs", str(EPOCHS),
+            "--device", "cpu", "--workers", "1", "--quiet"]
+    assert cli_main(args) == 0
+    assert json.loads((root / JOB / "result.json").read_text())["metrics"].keys() == {"clean", "pgd2"}
+    assert len(list((root / JOB).glob("result.json.corrupt-*"))) == 1
+    assert cli_main(["status", str(root)]) == 0
+    assert f"{JOB}  done" in capsys.readouterr().out
+
+
 def test_checkpoint_that_does_not_fit_the_model_is_one_line_naming_it(reference, tmp_path):
     """A readable checkpoint of another model is not "damaged" but wrong: one line naming the file."""
     import torch

@@ -332,8 +332,6 @@ def main(args) -> int:
 
 def report(study, jobs: list[JobConfig], outcomes: dict[str, dict], quiet: bool = False) -> int:
     """Print the results (per-class tables for a small study, else one line per job); exit status."""
-    import json
-
     from ltbench.runner import job as J
     from ltbench.runner.display import describe
 
@@ -341,12 +339,9 @@ def report(study, jobs: list[JobConfig], outcomes: dict[str, dict], quiet: bool 
     unfinished = [cfg.job_name for cfg in jobs if cfg.job_name not in outcomes]
     results = {}
     for cfg in jobs:
-        path = study.job_dir(cfg.job_name) / J.RESULT
-        if path.exists():
-            try:
-                results[cfg.job_name] = json.loads(path.read_text())
-            except (OSError, ValueError):
-                pass
+        result = J.read_result(study.job_dir(cfg.job_name))  # None when missing or damaged
+        if result is not None:
+            results[cfg.job_name] = result
     if not quiet:
         if len(jobs) <= 2:
             for name, result in results.items():

@@ -22,7 +22,7 @@ from typing import Iterator, Optional
 
 from ltbench.config import JobConfig
 from ltbench.errors import LtbenchError
-from ltbench.io import quarantine, read_json_object, read_jsonl_records, remove_stale_temps, write_json
+from ltbench.io import quarantine, read_json_object, remove_stale_temps, write_json
 from ltbench.registry import DATASETS, METHODS, MODELS, load_all
 from ltbench.runner import job as J
 from ltbench.validation import check_jobs
@@ -155,10 +155,7 @@ class Study:
             old = existing.get(cfg.job_name)
             cfg_file = root / cfg.job_name / J.CONFIG
             if old is None and cfg_file.is_file():
-                try:
-                    old = json.loads(cfg_file.read_text())
-                except (OSError, ValueError):
-                    old = None
+                old = read_json_object(cfg_file)  # None when damaged: the job rewrites it
             if old is None:
                 continue
             new = cfg.to_dict()
