@@ -50,12 +50,13 @@ def _naming(exc: OSError, path: Path) -> OSError:
     return type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
 
 
-def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Delete the temporary files a killed :func:`atomic_write` left in ``folder`` (``.NAME.*.tmp``).
+def remove_stale_temps(folder: str | Path, name: str = "*") -> list[Path]:
+    """Delete the temporary files a killed :func:`atomic_write` of ``folder/NAME`` left behind
+    (``.NAME.*.tmp``; every file's by default).
 
-    Call only while holding the lock that keeps other writers out of ``folder``."""
+    Call only while holding the lock that keeps other writers of those files out."""
     removed = []
-    for tmp in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+    for tmp in Path(folder).glob(f".{name}.*{TEMP_SUFFIX}"):
         try:
             tmp.unlink()
             removed.append(tmp)

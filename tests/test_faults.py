@@ -202,6 +202,55 @@ def test_run_redoes_a_job_whose_result_is_damaged(reference, tmp_path, capsys):
     assert f"{JOB}  done" in capsys.readouterr().out
 
 
+def test_damaged_selected_epoch_weights_make_the_job_start_over(data, tmp_path):
+    """best.pt (``--select-best``) is a resume file too: damaged, the job starts over, same numbers."""
+    from ltbench.runner.cli import build_jobs
+    from ltbench.runner.study import Study
+
+    spec = {**SPEC, "select_best": "pgd2", "select_n_per_class": 2}
+    ref, root = tmp_path / "ref", tmp_path / "study"
+    Study.prepare(ref, spec, build_jobs(json.loads(json.dumps(spec))))
+    assert execute(ref)["outcome"] == "finished"
+    shutil.copytree(ref, root)
+    (root / JOB / "result.json").unlink()
+    damage(root / JOB / "best.pt", "garbage")
+    assert execute(root)["outcome"] == "finished"
+    assert result_core(root / JOB) == result_core(ref / JOB)
+    assert json.loads((root / JOB / "result.json").read_text())["selection"]["epoch"] is not None
+    assert len(list((root / JOB).glob("best.pt.corrupt-*"))) == 1
+
+
+def test_torn_study_json_write_leaves_the_old_file_and_no_temporary(data, tmp_path):
+    root = tmp_path / "study"
+    make_study(root)
+    before = (root / "study.json").read_bytes()
+    (root / ".study.json.k1ll3d.tmp").write_text('{"half": ')  # a write killed before its rename
+    (root / ".summary.csv.abc.tmp").write_text("another writer's")  # not the runner's: left alone
+    assert json.loads(before)["jobs"]
+    make_study(root)
+    assert not (root / ".study.json.k1ll3d.tmp").exists() and (root / ".summary.csv.abc.tmp").exists()
+    assert json.loads((root / "study.json").read_bytes())["jobs"] == json.loads(before)["jobs"]
+
+
+def test_damaged_autoattack_state_is_ignored(one_thread, tmp_path):
+    import torch
+
+    from ltbench.engine.evaluate import predict_resumable
+    from ltbench.models import build_model
+
+    model = build_model("small-cnn", 10, 1, (0.5,), (0.5,), width=2).eval()
+    x = torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8)
+    y = torch.arange(6)
+    state = tmp_path / "aa_state.json"
+    want, _ = predict_resumable(model, x, y, None, torch.device("cpu"), 2, None, {"k": 1})
+    for blob in (b'{"key": {"k": 1}, "pred": [1, 2', bytes(40), b"\xff\xfe garbage",
+                 b'{"key": {"k": 1}, "pred": ["a", -1, 99, 3, 4, 5, 6]}', b"[1, 2]"):
+        state.write_bytes(blob)
+        got, _ = predict_resumable(model, x, y, None, torch.device("cpu"), 2, state, {"k": 1})
+        assert torch.equal(got, want)
+        assert json.loads(state.read_text())["pred"] == want.tolist()
+
+
 def test_checkpoint_that_does_not_fit_the_model_is_one_line_naming_it(reference, tmp_path):
     """A readable checkpoint of another model is not "damaged" but wrong: one line naming the file."""
     import torch

@@ -178,7 +178,7 @@ class Study:
         except OSError as exc:
             raise LtbenchError(f"cannot create output folder {root}: {exc.strerror or exc}") from None
         with study_lock(root):
-            remove_stale_temps(root)  # of a study.json write that was killed
+            remove_stale_temps(root, STUDY_FILE)  # of a study.json write that was killed
             cls.check_compatible(root, jobs)
             data = None
             if (root / STUDY_FILE).is_file():
