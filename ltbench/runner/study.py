@@ -8,6 +8,10 @@ configuration for an existing job is refused (its checkpoint and results would n
 A job folder (``JobConfig.job_name``, e.g. ``reat__cifar10__r0.01__s0``) holds ``config.json``,
 ``lt_indices.json``, ``metrics.jsonl``, ``checkpoint.pt``, ``log.txt``, and ``result.json`` once the
 job finished — or ``failed.json`` + ``error.txt`` when it failed. See :mod:`ltbench.runner.job`.
+
+Every file is read as untrusted (README "Reliability"): a ``study.json`` that is not a JSON object
+of job configurations is a one-line error for ``status`` and is moved aside and rewritten by
+``run``; a damaged ``result.json`` leaves the job *pending*, never *done*.
 """
 from __future__ import annotations
 
