@@ -86,18 +86,23 @@ execute_job(job_dir, JobConfig.from_dict(json.loads(cfg)))
 sys.exit(3)
 """
 
+SLOW = pytest.mark.slow  # each point costs a child process (~8 s on 2 cores): three run by default
 KILL_POINTS = [
     # (file, before/after its rename, which write, what `ltbench status` says after the kill)
-    ("lt_indices.json", "after", 1, "interrupted after 0/3 epochs"),  # before the first epoch
+    pytest.param("lt_indices.json", "after", 1, "interrupted after 0/3 epochs", marks=SLOW),  # before epoch 1
     ("metrics.jsonl", "before", 1, "interrupted after 0/3 epochs"),  # epoch 1 checkpointed, its log line not
     ("checkpoint.pt", "before", 2, "interrupted after 1/3 epochs"),  # torn checkpoint write (a temporary file)
-    ("checkpoint.pt", "after", 3, "interrupted after 2/3 epochs"),  # the last checkpoint, no log line
+    pytest.param("checkpoint.pt", "after", 3, "interrupted after 2/3 epochs", marks=SLOW),  # last one, no log line
     ("result.json", "before", 1, "interrupted after 3/3 epochs"),  # evaluated, result not yet in place
 ]
 
 
-@pytest.mark.parametrize("target,when,nth,status", KILL_POINTS,
-                         ids=[f"{t}-{w}-{n}" for t, w, n, _ in KILL_POINTS])
+def _point_id(p) -> str:
+    t, w, n = (p.values if hasattr(p, "values") else p)[:3]
+    return f"{t}-{w}-{n}"
+
+
+@pytest.mark.parametrize("target,when,nth,status", KILL_POINTS, ids=[_point_id(p) for p in KILL_POINTS])
 def test_kill_at_any_point_then_rerun_matches_uninterrupted_run(reference, tmp_path, target, when, nth, status):
     from ltbench.runner.study import Study, job_status
 
