@@ -2,11 +2,39 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ltbench.errors import LtbenchError
+
+MAX_SEED = 2 ** 63 - 1  # torch.manual_seed takes 64-bit seeds; seed + 1 seeds the augmentation
+NAME_PART_MAX = 96  # characters of a method label or dataset name in a job folder name
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+=,@-]")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def safe_name_part(text: str) -> str:
+    """``text`` as one safe file-name component: characters outside ``A-Z a-z 0-9 . _ + = , @ -``
+    become ``-``, a leading ``.`` becomes ``-``, and text longer than :data:`NAME_PART_MAX` is cut
+    and ends with 8 hex digits of its SHA-1 (distinct texts stay distinct). Names made only of safe
+    characters, as every built-in method and ablation label, are unchanged."""
+    safe = _UNSAFE.sub("-", str(text))
+    if safe.startswith("."):
+        safe = "-" + safe[1:]
+    if len(safe) > NAME_PART_MAX:
+        digest = hashlib.sha1(str(text).encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        safe = f"{safe[:NAME_PART_MAX - 9]}-{digest}"
+    return safe or "-"
 
 
 @dataclass
@@ -50,23 +78,54 @@ class JobConfig:
     compile: bool = False
 
     def validate(self) -> "JobConfig":
-        if not (isinstance(self.ratio, (int, float)) and 0 < self.ratio <= 1) or math.isnan(self.ratio):
+        """Check every value that can be checked without data or a model (one-line LtbenchError).
+
+        Called for every job of a grid before the study folder is created; the values a registry
+        entry decides (model and method parameters, attack names) are checked by
+        :func:`ltbench.validation.check_jobs`."""
+        for key in ("method", "dataset", "model", "profile", "device"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise LtbenchError(f"{key} must be a non-empty string, got {getattr(self, key)!r}")
+        if not (_is_number(self.ratio) and 0 < self.ratio <= 1):
             raise LtbenchError(f"imbalance ratio must be in (0, 1], got {self.ratio}")
-        if int(self.epochs) < 1:
-            raise LtbenchError(f"epochs must be at least 1, got {self.epochs}")
-        if int(self.batch_size) < 1:
-            raise LtbenchError(f"batch size must be at least 1, got {self.batch_size}")
+        if not _is_int(self.seed) or not 0 <= self.seed < MAX_SEED:
+            raise LtbenchError(f"seed must be an integer in [0, 2^63 − 1), got {self.seed!r}")
+        for key, what in (("epochs", "epochs"), ("batch_size", "batch size"),
+                          ("train_attack_steps", "train_attack_steps"), ("eval_batch_size", "eval_batch_size"),
+                          ("select_n_per_class", "select_n_per_class")):
+            value = getattr(self, key)
+            if not _is_int(value) or value < 1:
+                raise LtbenchError(f"{what} must be at least 1, got {value!r}")
         if self.profile not in ("exp", "step"):
             raise LtbenchError(f"long-tail profile must be 'exp' or 'step', got {self.profile!r}")
         if self.augment not in (None, "randaugment", "autoaugment"):
             raise LtbenchError(f"augment must be randaugment or autoaugment, got {self.augment!r}")
-        if int(self.select_n_per_class) < 1:
-            raise LtbenchError(f"select_n_per_class must be at least 1, got {self.select_n_per_class}")
-        if self.split_seed is not None and (isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int)
-                                            or self.split_seed < 0):
+        if self.split_seed is not None and (not _is_int(self.split_seed) or not 0 <= self.split_seed < MAX_SEED):
             raise LtbenchError(f"split_seed must be a non-negative integer, got {self.split_seed!r}")
-        if self.eps is not None and self.eps < 0:
-            raise LtbenchError(f"eps must be ≥ 0, got {self.eps}")
+        if not (_is_number(self.lr) and self.lr > 0):
+            raise LtbenchError(f"lr must be a finite number > 0, got {self.lr!r}")
+        for key in ("momentum", "weight_decay"):
+            if not (_is_number(getattr(self, key)) and getattr(self, key) >= 0):
+                raise LtbenchError(f"{key} must be a finite number ≥ 0, got {getattr(self, key)!r}")
+        if self.eps is not None and not (_is_number(self.eps) and self.eps >= 0):
+            raise LtbenchError(f"eps must be a finite number ≥ 0, got {self.eps}")
+        if self.step is not None and not (_is_number(self.step) and self.step > 0):
+            raise LtbenchError(f"step must be a finite number > 0, got {self.step}")
+        if not isinstance(self.lr_milestones, (list, tuple)) or not all(
+                _is_number(f) and f >= 0 for f in self.lr_milestones):
+            raise LtbenchError(f"lr_milestones must be fractions of the epochs ≥ 0, got {self.lr_milestones!r}")
+        if self.aa_n_per_class is not None and (not _is_int(self.aa_n_per_class) or self.aa_n_per_class < 1):
+            raise LtbenchError(f"aa_n_per_class must be at least 1, got {self.aa_n_per_class!r}")
+        if not isinstance(self.eval_attacks, (list, tuple)) or not self.eval_attacks \
+                or not all(isinstance(a, str) for a in self.eval_attacks):
+            raise LtbenchError(f"eval_attacks must be a non-empty list of attack names, got {self.eval_attacks!r}")
+        if self.select_best is not None and not isinstance(self.select_best, str):
+            raise LtbenchError(f"select_best must be an attack name, got {self.select_best!r}")
+        for key in ("model_params", "method_params"):
+            if not isinstance(getattr(self, key), dict):
+                raise LtbenchError(f"{key} must be a table of KEY = VALUE, got {getattr(self, key)!r}")
+        if self.label is not None and not isinstance(self.label, str):
+            raise LtbenchError(f"label must be a string, got {self.label!r}")
         return self
 
     @property
@@ -76,7 +135,10 @@ class JobConfig:
 
     @property
     def job_name(self) -> str:
-        return f"{self.label or self.method}__{self.dataset}__r{self.ratio:g}__s{self.seed}"
+        """The job's folder name, ``METHOD__DATASET__rRATIO__sSEED``, built from sanitised parts
+        (:func:`safe_name_part`), so that no configuration can name a folder outside the study."""
+        return (f"{safe_name_part(self.label or self.method)}__{safe_name_part(self.dataset)}"
+                f"__r{self.ratio:g}__s{self.seed}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -140,11 +140,21 @@ def parse_overrides(method: str, config_cls: type, overrides: dict[str, Any]) ->
             known = ", ".join(fields) or "(none)"
             raise LtbenchError(f"method {method!r} has no parameter {key!r}; its parameters: {known}")
         kwargs[key] = _coerce(raw, getattr(defaults, key), f"{method}.{key}")
-    return config_cls(**kwargs)
+    try:
+        config = config_cls(**kwargs)
+    except (TypeError, ValueError) as exc:  # a Config's own __post_init__ check
+        raise LtbenchError(f"{method}: {exc}") from None
+    from ltbench.validation import check_method_config
+
+    check_method_config(method, config, kwargs)
+    return config
 
 
 def _coerce(raw: Any, default: Any, name: str) -> Any:
     if not isinstance(raw, str):
+        from ltbench.validation import check_type
+
+        check_type(name, raw, default)  # a preset's TOML value: its type must fit
         return raw
     try:
         if isinstance(default, bool):

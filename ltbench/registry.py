@@ -15,6 +15,7 @@ import importlib
 import importlib.util
 import os
 import pkgutil
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -23,6 +24,21 @@ from typing import Callable, Generic, Iterator, TypeVar
 from ltbench.errors import LtbenchError
 
 T = TypeVar("T")
+
+# A registered name becomes part of job folder names and command lines: a letter or digit, then
+# letters, digits, '.', '_' or '-' (no '/', no '+', which joins ablation flags, no spaces), ≤ 64.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+RESERVED = ("all",)  # `--methods all` means every registered method
+
+
+def check_name(kind: str, name: object) -> str:
+    """``name`` if it may be registered; else a one-line LtbenchError saying why not."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise LtbenchError(f"cannot register {kind} {name!r}: a name is 1–64 letters, digits, '.', '_' "
+                           f"or '-', starting with a letter or digit")
+    if name in RESERVED:
+        raise LtbenchError(f"cannot register {kind} {name!r}: the name is reserved")
+    return name
 
 
 class Registry(Generic[T]):
@@ -33,6 +49,8 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
+        check_name(self.kind, name)
+
         def decorator(obj: T) -> T:
             if name in self._items and self._items[name] is not obj:
                 existing = self._items[name]

@@ -22,6 +22,11 @@ class CBATConfig:
 
     beta: float = 0.9999
 
+    def validate(self) -> None:
+        """Checked before a study is written (``ltbench.validation``): E_n needs 0 ≤ β < 1."""
+        if not 0.0 <= self.beta < 1.0:
+            raise ValueError(f"beta must be in [0, 1), got {self.beta}")
+
 
 @register_method("cb-at")
 class CBAT(Method):

@@ -76,6 +76,11 @@ class RoBalConfig:
     tau_p: float = 0.1
     trades_beta: float = 6.0
 
+    def validate(self) -> None:
+        """Checked before a study is written (``ltbench.validation``): the cosine scale s > 0."""
+        if not self.scale > 0:
+            raise ValueError(f"scale must be positive, got {self.scale}")
+
 
 @register_method("robal")
 class RoBal(Method):

@@ -45,7 +45,7 @@ def test_sigkill_then_rerun_matches_uninterrupted_run(setup):
                               env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     job = killed / JOB
     deadline = time.monotonic() + 120
-    while not (job / "checkpoint.pt").exists():  # the first epoch's checkpoint
+    while not (job / "metrics.jsonl").exists():  # the first epoch's log line, written after its checkpoint
         assert runner.poll() is None and time.monotonic() < deadline, "job ended before it could be killed"
         time.sleep(0.02)
     pid = json.loads((job / "running.json").read_text())["pid"]

@@ -18,6 +18,7 @@ aa          AutoAttack, standard version (APGD-CE, APGD-T, FAB-T,       Croce & 
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -68,8 +69,8 @@ def parse_attack_name(name: str) -> AttackSpec:
             budget = float(Fraction(eps)) if "/" in eps else float(eps)
         except (ValueError, ZeroDivisionError):
             raise LtbenchError(f"attack {name!r}: cannot read the budget {eps!r}") from None
-        if not budget >= 0:
-            raise LtbenchError(f"attack {name!r}: the budget must be ≥ 0")
+        if not (budget >= 0 and math.isfinite(budget)):
+            raise LtbenchError(f"attack {name!r}: the budget must be a finite number ≥ 0")
     return AttackSpec(name, kind, int(steps) if steps else None, budget)
 
 

@@ -6,11 +6,18 @@ Under ``$LTBENCH_DATA`` (or the ``root`` passed to the loader) either the unpack
 exist. Archives are read member by member in one forward pass, never extracted to disk.
 
 Each file is a pickle (``encoding='bytes'``) of a dict with ``b'data'`` — N×3072 uint8, channel
-major, i.e. 3×32×32 — and ``b'labels'`` (CIFAR-10) or ``b'fine_labels'`` (CIFAR-100). The files
-are unpickled, so only point ``$LTBENCH_DATA`` at data you trust.
+major, i.e. 3×32×32 — and ``b'labels'`` (CIFAR-10) or ``b'fine_labels'`` (CIFAR-100).
+
+The files are read by a restricted unpickler (:class:`CifarUnpickler`) that admits only what the
+published format holds — dicts, lists, tuples, bytes, strings, numbers and uint8 numpy arrays —
+and builds no object from the file: numpy's reconstruction functions are replaced by stand-ins
+that only record shape, type code and bytes, from which the array is made with ``np.frombuffer``
+after checking them. Any other global in the pickle (``os.system``, …) is refused before
+anything runs, and the file is reported as malformed.
 """
 from __future__ import annotations
 
+import io
 import pickle
 import posixpath
 import tarfile
@@ -57,9 +64,114 @@ CIFAR100 = CifarLayout(
     label_key=b"fine_labels", names_key=b"fine_label_names", num_classes=100)
 
 
+class _ArrayStub:
+    """Stands for a numpy array while unpickling: records ``__setstate__``'s (version, shape,
+    dtype, Fortran order, bytes); :meth:`array` checks them and makes the array."""
+
+    def __init__(self, state=None):
+        self.state = state
+
+    def __setstate__(self, state) -> None:
+        self.state = state
+
+    def array(self) -> np.ndarray:
+        state = self.state
+        if isinstance(state, tuple) and len(state) == 5:
+            state = state[1:]  # (version, shape, dtype, is_fortran, data)
+        if not (isinstance(state, tuple) and len(state) == 4):
+            raise pickle.UnpicklingError("malformed numpy array")
+        shape, dtype, fortran, data = state
+        if not isinstance(dtype, _DTypeStub) or dtype.code not in ("u1", "|u1", "uint8", "B"):
+            raise pickle.UnpicklingError(f"only uint8 arrays are admitted, got {getattr(dtype, 'code', dtype)!r}")
+        if not (isinstance(shape, tuple) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                 for d in shape)):
+            raise pickle.UnpicklingError(f"malformed array shape {shape!r}")
+        if not isinstance(data, (bytes, bytearray)) or len(data) != int(np.prod(shape, dtype=np.int64)):
+            raise pickle.UnpicklingError("array data does not match its shape")
+        return np.frombuffer(bytes(data), dtype=np.uint8).reshape(shape, order="F" if fortran else "C")
+
+
+class _DTypeStub:
+    """Stands for ``numpy.dtype(code, align, copy)``; its pickled state is ignored."""
+
+    def __init__(self, code, align=False, copy=True):
+        self.code = code.decode("ascii", "replace") if isinstance(code, bytes) else str(code)
+
+    def __setstate__(self, state) -> None:
+        pass
+
+
+class _NDArrayType:
+    """Stands for the class ``numpy.ndarray``, the only subtype ``_reconstruct`` is given."""
+
+
+def _reconstruct(subtype, shape, typecode) -> _ArrayStub:
+    if subtype is not _NDArrayType:
+        raise pickle.UnpicklingError("only numpy.ndarray may be reconstructed")
+    return _ArrayStub()
+
+
+def _frombuffer(buffer, dtype, shape, order="C") -> _ArrayStub:
+    """numpy's protocol-5 form: ``_frombuffer(buffer, dtype, shape, order)``."""
+    return _ArrayStub((shape, dtype, order == "F", bytes(buffer) if isinstance(buffer, bytearray) else buffer))
+
+
+def _encode(text, encoding="latin1") -> bytes:
+    """``_codecs.encode(text, 'latin1')``: how protocol-2 pickles written by Python 3 spell bytes."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("only latin-1 text may be encoded")
+    return text.encode("latin-1")
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """Admits the globals of the published CIFAR format only, each mapped to a stand-in above."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,  # numpy < 2 (the release's own files)
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,  # numpy ≥ 2
+        ("numpy.core.numeric", "_frombuffer"): _frombuffer,  # pickle protocol 5
+        ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy", "ndarray"): _NDArrayType,
+        ("numpy", "dtype"): _DTypeStub,
+        ("_codecs", "encode"): _encode,
+    }
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self.ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"forbidden global {module}.{name} (not part of the CIFAR format)") from None
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("persistent ids are not part of the CIFAR format")
+
+
+def _materialise(obj, depth: int = 0):
+    """The unpickled object with every array stand-in turned into its checked numpy array."""
+    if depth > 10:
+        raise pickle.UnpicklingError("nested too deeply for the CIFAR format")
+    if isinstance(obj, _ArrayStub):
+        return obj.array()
+    if isinstance(obj, (_DTypeStub, _NDArrayType)) or obj is _NDArrayType:
+        raise pickle.UnpicklingError("a numpy type outside an array")
+    if isinstance(obj, dict):
+        return {k: _materialise(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_materialise(v, depth + 1) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_materialise(v, depth + 1) for v in obj)
+    return obj
+
+
+def safe_unpickle(blob: bytes):
+    """Unpickle ``blob`` (``encoding='bytes'``, as the release was written by Python 2) with
+    :class:`CifarUnpickler`; raises on anything outside the CIFAR format."""
+    return _materialise(CifarUnpickler(io.BytesIO(blob), encoding="bytes").load())
+
+
 def _unpickle(blob: bytes, where: str) -> dict:
     try:
-        obj = pickle.loads(blob, encoding="bytes")
+        obj = safe_unpickle(blob)
     except Exception as exc:  # any unpickling failure means a broken file
         raise LtbenchError(f"malformed CIFAR file {where}: cannot unpickle "
                            f"({type(exc).__name__}: {exc})") from None

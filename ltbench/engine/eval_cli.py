@@ -12,11 +12,12 @@
 Fashion-MNIST 0.1 and 0.01); ``--eps`` / ``--step`` override them; both are recorded. The result
 goes to the job's ``result.json`` — merged with what is there when ε and step match (so
 ``--attacks aa`` adds AutoAttack next to the job's PGD numbers) — or to ``--out``.
-AutoAttack's progress is kept in the job folder (``aa_state.json``): a killed run resumes.
+AutoAttack's progress is kept next to the result (``aa_state.json`` in the job folder, or in the
+``--out`` folder): a killed run resumes.
 """
 from __future__ import annotations
 
-import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -81,10 +82,18 @@ def load_job_model(job_dir: Path, ckpt: Path, device: torch.device, methods_dirs
     from ltbench.data import LongTailSplit, get_dataset, load_split
     from ltbench.engine.checkpoint import load_checkpoint
     from ltbench.engine.train import build_job_model
+    from ltbench.io import read_json_object
     from ltbench.registry import load_all
 
     load_all(list(methods_dirs))
-    cfg = JobConfig.from_dict(json.loads((job_dir / "config.json").read_text())).validate()
+    raw_cfg = read_json_object(job_dir / "config.json")
+    if raw_cfg is None:
+        raise LtbenchError(f"{job_dir / 'config.json'} is damaged (not a JSON object); ltbench eval needs it "
+                           f"to rebuild the model")
+    try:
+        cfg = JobConfig.from_dict(raw_cfg).validate()
+    except TypeError as exc:
+        raise LtbenchError(f"{job_dir / 'config.json'} is not a job configuration ({exc})") from None
     info = get_dataset(cfg.dataset)
     saved = job_dir / "lt_indices.json"
     raw, split = load_split(info, cfg.ratio, cfg.profile, cfg.lt_split_seed,
@@ -108,10 +117,11 @@ def load_job_model(job_dir: Path, ckpt: Path, device: torch.device, methods_dirs
 
 
 def main(args) -> int:
+    from ltbench.attacks.factory import parse_attack_name
     from ltbench.engine.evaluate import run_evaluation
     from ltbench.engine.train import result_header
     from ltbench.env import resolve_device
-    from ltbench.io import write_json
+    from ltbench.io import read_json_object, write_json
     from ltbench.metrics import masking_warnings
 
     if args.model_factory:
@@ -123,9 +133,11 @@ def main(args) -> int:
     cfg, info, raw, counts, model = load_job_model(job_dir, ckpt, device, args.methods_dir)
     eps = args.eps if args.eps is not None else (cfg.eps if cfg.eps is not None else info.eps)
     step = args.step if args.step is not None else (cfg.step if cfg.step is not None else info.step)
-    if eps < 0 or step < 0:
-        raise LtbenchError("--eps and --step must be ≥ 0")
+    if not (math.isfinite(eps) and math.isfinite(step) and eps >= 0 and step >= 0):
+        raise LtbenchError(f"--eps and --step must be finite numbers ≥ 0, got {eps} and {step}")
     attacks = list(args.attacks or cfg.eval_attacks)
+    for name in attacks:
+        parse_attack_name(name)  # an unknown name or a bad budget: one line, before any work
     aa_n = args.aa_n_per_class if args.aa_n_per_class is not None else cfg.aa_n_per_class
     if aa_n is not None and aa_n < 1:
         raise LtbenchError("--aa-n-per-class must be at least 1")
@@ -137,9 +149,14 @@ def main(args) -> int:
     out = Path(args.out) if args.out else job_dir / "result.json"
     if out.is_dir() or (args.out and not out.suffix):
         out = out / "result.json"
-    previous = json.loads(out.read_text()) if out.is_file() else None
-    if previous is not None and not args.out:
-        old = previous.get("attack") or {}
+    previous = None
+    if out.is_file() and not args.out:
+        previous = read_json_object(out)
+        if previous is None or not isinstance(previous.get("metrics"), dict):
+            raise LtbenchError(f"{out} is damaged (it does not read as a result); move it away, or write this evaluation "
+                               f"elsewhere with --out")
+    if previous is not None:
+        old = previous.get("attack") if isinstance(previous.get("attack"), dict) else {}
         if (old.get("eps"), old.get("step")) != (eps, step):
             raise LtbenchError(f"{out} holds results at ε={old.get('eps')}, step={old.get('step')}; "
                                f"write results at ε={eps}, step={step} elsewhere with --out")
@@ -147,7 +164,7 @@ def main(args) -> int:
     t0 = time.perf_counter()
     evaluation = run_evaluation(model, raw.x_test, raw.y_test, counts, attacks, eps=eps, step=step, device=device,
                                 batch_size=args.batch_size or cfg.eval_batch_size, seed=seed, aa_n_per_class=aa_n,
-                                state_dir=job_dir, checks=not args.no_checks, progress=progress)
+                                state_dir=out.parent, checks=not args.no_checks, progress=progress)
     eval_s = time.perf_counter() - t0
     if progress:
         progress.close()

@@ -26,7 +26,6 @@ same images.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ import torch
 from torch import nn
 
 from ltbench.attacks import AutoAttack, build_attack, parse_attack_name, predict_labels
-from ltbench.io import write_json
+from ltbench.io import read_json_object, write_json
 from ltbench.metrics import confusion_counts, masking_warnings, summarize
 
 Progress = Callable[[str], None]
@@ -122,9 +121,10 @@ def predict_resumable(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, att
     preds: list[int] = []
     earlier: list[str] = []  # warnings of the chunks done before a restart
     if state_path is not None and state_path.exists():
-        saved = json.loads(state_path.read_text())
-        if saved.get("key") == key:
-            preds, earlier = list(saved["pred"]), list(saved.get("warnings", []))
+        saved = read_json_object(state_path)  # None when damaged: the attack starts from the beginning
+        if saved is not None and saved.get("key") == key and _valid_preds(saved.get("pred"), n) \
+                and isinstance(saved.get("warnings", []), list):
+            preds, earlier = list(saved["pred"]), [str(w) for w in saved.get("warnings", [])]
 
     def warnings() -> list[str]:
         return earlier + [w for w in getattr(attack, "warnings", []) if w not in earlier]
@@ -139,6 +139,12 @@ def predict_resumable(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, att
         if state_path is not None:
             write_json(state_path, {"key": key, "done": len(preds), "n": n, "pred": preds, "warnings": warnings()})
     return torch.tensor(preds, dtype=torch.long), warnings()
+
+
+def _valid_preds(pred, n: int) -> bool:
+    """A saved list of predicted labels: at most ``n`` non-negative integers."""
+    return isinstance(pred, list) and len(pred) <= n and all(
+        isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in pred)
 
 
 def _record(pred: torch.Tensor, y: torch.Tensor, class_counts: list[int]) -> dict:

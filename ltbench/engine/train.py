@@ -28,7 +28,7 @@ from ltbench.attacks import build_attack
 from ltbench.engine.evaluate import balanced_subset, eval_batch_size, predict, run_evaluation
 from ltbench.env import environment, resolve_device
 from ltbench.errors import LtbenchError
-from ltbench.io import append_jsonl, read_jsonl, save_torch, write_json, write_text
+from ltbench.io import append_jsonl, quarantine, read_jsonl_records, save_torch, write_json, write_text
 from ltbench.method import BatchContext, EpochStats, Method, build_method
 from ltbench.models import build_model
 from ltbench.progress import batch_message, epoch_message
@@ -36,6 +36,7 @@ from ltbench.registry import load_all
 
 Progress = Callable[["str | dict"], None]  # see ltbench.progress
 SPLIT_FILE = "lt_indices.json"
+METRICS_FILE = "metrics.jsonl"
 BEST = "best.pt"
 
 
@@ -153,8 +154,14 @@ class Trainer:
         self.step = cfg.step if cfg.step is not None else self.info.step
 
         saved = self.job_dir / SPLIT_FILE
-        raw, split = load_split(self.info, cfg.ratio, cfg.profile, cfg.lt_split_seed,
-                                split=LongTailSplit.load(saved) if saved.exists() else None)
+        self.damaged: Optional[str] = None  # a resume file that did not read as what it claims
+        saved_split = None
+        if saved.exists():
+            try:
+                saved_split = LongTailSplit.load(saved)
+            except LtbenchError as exc:  # damaged: drawn again from its seed; training starts over
+                self.damaged = f"{exc} (moved to {quarantine(saved).name})"
+        raw, split = load_split(self.info, cfg.ratio, cfg.profile, cfg.lt_split_seed, split=saved_split)
         split.seed_source = "run seed" if cfg.split_seed is None else "split_seed"
         self.split = split
         self.class_names = raw.class_names
@@ -188,9 +195,12 @@ class Trainer:
             self.select_idx = balanced_subset(self.y_test, cfg.select_n_per_class, cfg.seed)
 
     # --- checkpointing -----------------------------------------------------------------
-    def state(self, epoch: int) -> dict:
+    def state(self, epoch: int, log: Optional[dict] = None) -> dict:
+        """Everything an exact resume needs; ``log`` is the epoch's ``metrics.jsonl`` line, kept so a
+        run killed between the checkpoint and the log line writes the line on resume."""
         return {
             "epoch": epoch,
+            "log": log,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -214,18 +224,72 @@ class Trainer:
         self.best = dict(state.get("best", self.best))
 
     def resume(self) -> int:
-        """Load the last checkpoint if there is one; returns the epoch to start from."""
+        """Load the last checkpoint if there is one; returns the epoch to start from.
+
+        A damaged resume file (split, checkpoint, selected-epoch weights, or a ``metrics.jsonl``
+        that does not match the checkpoint) is never used: the resume files are moved aside
+        (``NAME.corrupt-TIME``) and training starts over, which gives the same numbers as an
+        uninterrupted run. A readable checkpoint that does not fit the model is a one-line error."""
+        ckpt, metrics = self.job_dir / CHECKPOINT, self.job_dir / METRICS_FILE
+        state, lines = None, []
+        if self.damaged is None and ckpt.exists():
+            state = self._read_checkpoint(ckpt)
+        if state is not None:
+            start = int(state["epoch"])
+            lines = [r for r in read_jsonl_records(metrics) if isinstance(r.get("epoch"), int) and r["epoch"] < start]
+            log = state.get("log")
+            if [r["epoch"] for r in lines] == list(range(start - 1)) and isinstance(log, dict) \
+                    and log.get("epoch") == start - 1:
+                lines.append(log)  # killed between the checkpoint and its log line
+            if [r["epoch"] for r in lines] != list(range(start)):
+                self.damaged = f"{metrics} does not hold the {start} epochs of {ckpt.name}"
+                state = None
+        if self.damaged is not None:
+            self._start_over()
+        if state is not None:
+            try:
+                self.load_state(state)
+            except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as exc:
+                raise LtbenchError(f"{ckpt} does not fit this job ({type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else ''}); delete it to start over") from None
+            # Drop log lines of an epoch that ran after the checkpoint (killed before saving).
+            write_text(metrics, "".join(json.dumps(r) + "\n" for r in lines))
+        elif metrics.exists():  # killed before the first checkpoint
+            write_text(metrics, "")
+        return self.start_epoch
+
+    def _read_checkpoint(self, ckpt: Path) -> Optional[dict]:
+        """The checkpoint's state if it reads (weights-only) as a training state of this job; else
+        None, with ``self.damaged`` saying why."""
         # Loaded on the CPU: RNG states must stay CPU byte tensors (for a CUDA generator too), and
         # load_state_dict copies weights, optimiser and method state onto the training device.
-        state = load_checkpoint(self.job_dir / CHECKPOINT)
-        if state is not None:
-            self.load_state(state)
-            # Drop log lines of an epoch that ran after the checkpoint (killed before saving).
-            lines = [r for r in read_jsonl(self.job_dir / "metrics.jsonl") if r["epoch"] < self.start_epoch]
-            write_text(self.job_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in lines))
-        elif (self.job_dir / "metrics.jsonl").exists():  # killed before the first checkpoint
-            write_text(self.job_dir / "metrics.jsonl", "")
-        return self.start_epoch
+        try:
+            state = load_checkpoint(ckpt)
+        except Exception as exc:  # truncated, zero-filled, garbage, or not weights-only
+            self.damaged = f"{ckpt} is damaged ({type(exc).__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''})"
+            return None
+        keys = ("epoch", "model", "optimizer", "scheduler", "method", "rng", "perm_gen", "aug_gen")
+        epoch = state.get("epoch") if isinstance(state, dict) else None
+        if not isinstance(state, dict) or any(k not in state for k in keys) or isinstance(epoch, bool) \
+                or not isinstance(epoch, int) or not 0 <= epoch <= self.cfg.epochs:
+            self.damaged = f"{ckpt} is not a training state of this job"
+            return None
+        best = state.get("best") or {}
+        if self.cfg.select_best and isinstance(best, dict) and best.get("epoch") is not None:
+            try:
+                load_checkpoint(self.job_dir / BEST)
+            except Exception as exc:  # the selected epoch's weights are needed at the end
+                self.damaged = f"{self.job_dir / BEST} is damaged ({type(exc).__name__})"
+                return None
+        return state
+
+    def _start_over(self) -> None:
+        """Move the resume files aside and train from the first epoch (the split is drawn again from its seed)."""
+        kept = []
+        for name in (CHECKPOINT, METRICS_FILE, BEST):
+            if (self.job_dir / name).exists():
+                kept.append(quarantine(self.job_dir / name).name)
+        print(f"warning: {self.damaged}; starting over; moved aside: {', '.join(kept) or 'nothing'}", flush=True)
 
     # --- training ----------------------------------------------------------------------
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -306,8 +370,9 @@ class Trainer:
                 if self.best["acc"] is None or record["select_acc"] > self.best["acc"]:
                     save_torch(self.job_dir / BEST, self.model.state_dict())
                     self.best = {"epoch": epoch + 1, "acc": record["select_acc"]}
-            append_jsonl(self.job_dir / "metrics.jsonl", record)
-            save_checkpoint(self.job_dir / CHECKPOINT, self.state(epoch + 1))
+            # The checkpoint first, then its log line: the log never claims an epoch the checkpoint lacks.
+            save_checkpoint(self.job_dir / CHECKPOINT, self.state(epoch + 1, record))
+            append_jsonl(self.job_dir / METRICS_FILE, record)
             if self.reporting:
                 done = (epoch + 1) / self.cfg.epochs
                 elapsed = time.perf_counter() - self._t_fit
@@ -328,7 +393,12 @@ class Trainer:
         """Put the selected epoch's weights in the model; returns the selection record (or None)."""
         if not self.cfg.select_best or self.best["epoch"] is None:
             return None
-        self.model.load_state_dict(load_checkpoint(self.job_dir / BEST, map_location=self.device))
+        try:
+            weights = load_checkpoint(self.job_dir / BEST, map_location=self.device)
+        except Exception as exc:
+            raise LtbenchError(f"{self.job_dir / BEST} is damaged ({type(exc).__name__}); delete it and "
+                               f"{CHECKPOINT} to start the job over") from None
+        self.model.load_state_dict(weights)
         return {"attack": self.cfg.select_best, "n_per_class": self.cfg.select_n_per_class, **self.best}
 
     def evaluate(self) -> dict:

@@ -33,7 +33,7 @@ from typing import Any, Iterable, Optional
 import pandas as pd
 
 from ltbench.errors import LtbenchError
-from ltbench.io import write_text
+from ltbench.io import read_json_object, read_jsonl_records, write_text
 
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
@@ -255,22 +255,20 @@ def read_job(job_dir: Path, study: str = "", config: Optional[dict] = None) -> J
               config=dict(config) if isinstance(config, dict) else {})
     cfg_path = job_dir / CONFIG_FILE
     if cfg_path.is_file():
-        try:
-            job.config = _read_json(cfg_path)
-        except ValueError:
-            pass
+        loaded = read_json_object(cfg_path)  # None when damaged: the study.json copy stays
+        if loaded is not None:
+            job.config = loaded
     metrics_path = job_dir / METRICS_FILE
     if metrics_path.is_file():
-        for line in metrics_path.read_text(errors="replace").splitlines():
-            try:
-                if line.strip():
-                    job.metrics.append(json.loads(line))
-            except ValueError:
-                pass  # a torn last line of a running job
+        # Lines that are not JSON objects (a torn last line, a damaged file) are skipped.
+        job.metrics.extend(r for r in read_jsonl_records(metrics_path) if isinstance(r.get("epoch"), int))
     result_path = job_dir / RESULT_FILE
     if result_path.is_file():
         try:
-            result = _read_json(result_path)
+            try:
+                result = _read_json(result_path)
+            except OSError as exc:
+                raise ValueError(exc.strerror or str(exc)) from None
             if not isinstance(result, dict) or not isinstance(result.get("metrics"), dict):
                 raise ValueError("no 'metrics' object")
             job.result, job.status = result, "done"

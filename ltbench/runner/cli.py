@@ -111,7 +111,7 @@ def parse_sets(items: list[str]) -> tuple[dict, dict]:
     for item in items:
         key, sep, value = item.partition("=")
         owner, dot, name = key.partition(".")
-        if not sep or not dot or not name:
+        if not sep or not owner or not dot or not name:
             raise LtbenchError(f"--set expects METHOD.KEY=VALUE or model.KEY=VALUE, got {item!r}")
         if owner == "model":
             model_params[name] = _literal(value)
@@ -299,7 +299,7 @@ def main(args) -> int:
     spec = study_spec(args)
     jobs = build_jobs(spec, args.methods_dir)
     out = Path(spec["out"])
-    check_writable(out)
+    check_writable(out, tuple(cfg.job_name for cfg in jobs))
     Study.check_compatible(out, jobs)
     if getattr(args, "dry_run", False):
         from ltbench.runner import dryrun
@@ -376,8 +376,6 @@ def main(args) -> int:
 
 def report(study, jobs: list[JobConfig], outcomes: dict[str, dict], quiet: bool = False) -> int:
     """Print the results (per-class tables for a small study, else one line per job); exit status."""
-    import json
-
     from ltbench.runner import job as J
     from ltbench.runner.display import describe
 
@@ -385,12 +383,9 @@ def report(study, jobs: list[JobConfig], outcomes: dict[str, dict], quiet: bool 
     unfinished = [cfg.job_name for cfg in jobs if cfg.job_name not in outcomes]
     results = {}
     for cfg in jobs:
-        path = study.job_dir(cfg.job_name) / J.RESULT
-        if path.exists():
-            try:
-                results[cfg.job_name] = json.loads(path.read_text())
-            except (OSError, ValueError):
-                pass
+        result = J.read_result(study.job_dir(cfg.job_name))  # None when missing or damaged
+        if result is not None:
+            results[cfg.job_name] = result
     if not quiet:
         from ltbench.runner.summary import format_summary, next_command
 

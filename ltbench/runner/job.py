@@ -6,14 +6,16 @@ worker, a Slurm array task). It
 * takes the job's lock (``.lock`` in the job folder, ``fcntl.flock``), so two runners started
   on the same study never run the same job; the kernel drops the lock when the process dies,
   which is also how ``ltbench status`` tells a running job from a killed one;
-* skips a job that is already done (``result.json``), or that failed before (``failed.json``)
-  unless ``retry_failed``;
+* skips a job that is already done (a ``result.json`` that reads as a result; a damaged one is
+  moved aside as ``result.json.corrupt-TIME`` and the job runs again), or that failed before
+  (``failed.json``) unless ``retry_failed``; deletes temporary files a killed write left behind;
 * appends the job's output (stdout, stderr, warnings, one line per epoch) to ``log.txt``;
 * writes ``running.json`` (host, process id, start) and, every few seconds, ``progress.txt`` and
   ``progress.json`` (the same progress as numbers);
 * runs :func:`ltbench.engine.train.run_job`, which resumes from the last checkpoint;
 * on an exception, writes ``failed.json`` (error, type, phase, epoch, host, traceback) and ``error.txt``
-  (the traceback) and returns — the caller goes on with the next job.
+  (the traceback) and returns — the caller goes on with the next job. When even those cannot be
+  written (a full disk), the outcome still says why, and the process goes on.
 
 Every file here is written atomically (temporary file + rename), except ``log.txt``, which is
 append-only and only ever read by people.
@@ -32,7 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from ltbench.io import write_json, write_text
+from ltbench.io import quarantine, read_json_object, read_jsonl_records, remove_stale_temps, write_json, write_text
 
 LOCK = ".lock"
 RESULT = "result.json"
@@ -132,13 +134,15 @@ def redirect_output(path: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError):  # a full disk must not keep fds 1 and 2 on the log
+                stream.flush()
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
         os.close(saved[0])
         os.close(saved[1])
-        log.close()
+        with contextlib.suppress(OSError):
+            log.close()
 
 
 class ProgressTracker:
@@ -190,13 +194,8 @@ def failure_record(exc: BaseException, job_dir: Path, epochs: int) -> dict:
     ``epoch`` (1-based) is the exception's own (``TrainingDiverged``) or the first epoch without
     a log line; ``phase`` is ``training`` or ``evaluation`` (all epochs were done).
     """
-    from ltbench.io import read_jsonl
-
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    try:
-        done = len(read_jsonl(job_dir / METRICS))
-    except (OSError, ValueError):
-        done = 0
+    done = epochs_done(job_dir)
     epoch = getattr(exc, "epoch", None) or (done + 1 if done < epochs else None)
     return {
         "error": f"{type(exc).__name__}: {exc}".strip(),
@@ -219,8 +218,6 @@ def execute_job(job_dir: Path, cfg, progress: Optional[Callable[[str], None]] = 
     :data:`FINISHED`, :data:`ALREADY_DONE`, :data:`FAILED_NOW`, :data:`FAILED_BEFORE`,
     :data:`BUSY`. ``KeyboardInterrupt``/``SystemExit`` propagate, leaving the job resumable.
     """
-    from ltbench.engine.train import run_job
-
     job_dir = Path(job_dir)
     name = job_dir.name
     lock = JobLock(job_dir)
@@ -228,52 +225,109 @@ def execute_job(job_dir: Path, cfg, progress: Optional[Callable[[str], None]] = 
         return {"job": name, "outcome": BUSY}
     board = None  # TensorBoard logger (``ltbench run --tensorboard``)
     try:
-        if (job_dir / RESULT).exists():
-            return {"job": name, "outcome": ALREADY_DONE}
-        if (job_dir / FAILED).exists():
-            if not retry_failed:
-                return {"job": name, "outcome": FAILED_BEFORE, **read_failure(job_dir)}
-            for stale in (FAILED, ERROR):
-                (job_dir / stale).unlink(missing_ok=True)
-        write_json(job_dir / RUNNING, {"host": socket.gethostname(), "pid": os.getpid(),
-                                       "started": now_iso(), "slurm_job": _slurm_id()})
-        from ltbench.runner.tensorboard import logger_for
+        try:
+            return _execute_locked(job_dir, cfg, progress, retry_failed)
+        except Exception as exc:  # outside the job itself, e.g. a full disk writing running.json
+            return {"job": name, "outcome": FAILED_NOW, "error": f"{type(exc).__name__}: {exc}".strip(),
+                    "epoch": None}
+    finally:
+        for transient in (RUNNING, PROGRESS, PROGRESS_JSON):
+            with contextlib.suppress(OSError):
+                (job_dir / transient).unlink(missing_ok=True)
+        lock.release()
 
-        board = logger_for(name, progress)  # None unless `ltbench run --tensorboard`
-        tracker = ProgressTracker(job_dir, board or progress)
+
+def _execute_locked(job_dir: Path, cfg, progress, retry_failed: bool) -> dict:
+    from ltbench.engine.train import run_job
+
+    name = job_dir.name
+    remove_stale_temps(job_dir)  # left by a write that was killed; we hold the lock, no one else writes
+    if (job_dir / RESULT).exists():
+        if read_result(job_dir) is not None:
+            return {"job": name, "outcome": ALREADY_DONE}
+        kept = quarantine(job_dir / RESULT)  # damaged: kept aside, the job runs again
+        _log(job_dir, f"{now_iso()} {RESULT} is damaged: moved to {kept.name}; running the job again")
+    if (job_dir / FAILED).exists():
+        if not retry_failed:
+            return {"job": name, "outcome": FAILED_BEFORE, **read_failure(job_dir)}
+        for stale in (FAILED, ERROR):
+            (job_dir / stale).unlink(missing_ok=True)
+    write_json(job_dir / RUNNING, {"host": socket.gethostname(), "pid": os.getpid(),
+                                   "started": now_iso(), "slurm_job": _slurm_id()})
+    from ltbench.runner.tensorboard import logger_for
+
+    board = logger_for(name, progress)  # None unless `ltbench run --tensorboard`
+    tracker = ProgressTracker(job_dir, board or progress)
+    try:
         with redirect_output(job_dir / LOG):
             print(f"{now_iso()} start {name} on {socket.gethostname()} pid {os.getpid()}"
                   + (f" slurm {_slurm_id()}" if _slurm_id() else ""), flush=True)
             try:
                 result = run_job(cfg, job_dir, tracker)
             except Exception as exc:  # the job failed; the runner goes on with the others
-                record = failure_record(exc, job_dir, int(cfg.epochs))
-                print(record["traceback"], end="", flush=True)
-                print(f"{now_iso()} FAILED: {record['error']}", flush=True)
-                write_text(job_dir / ERROR, record["traceback"])
-                write_json(job_dir / FAILED, record)
-                return {"job": name, "outcome": FAILED_NOW, "error": record["error"],
-                        "epoch": record["epoch"]}
+                return _record_failure(exc, job_dir, int(cfg.epochs))
             summary = _summary(result)
-            print(f"{now_iso()} finished {name}: {summary}", flush=True)
-        return {"job": name, "outcome": FINISHED}
+            with contextlib.suppress(OSError):
+                print(f"{now_iso()} finished {name}: {summary}", flush=True)
     finally:
         if board is not None:
             board.close()
-        for transient in (RUNNING, PROGRESS, PROGRESS_JSON):
-            (job_dir / transient).unlink(missing_ok=True)
-        lock.release()
+    return {"job": name, "outcome": FINISHED}
+
+
+def _record_failure(exc: BaseException, job_dir: Path, epochs: int) -> dict:
+    """Write ``error.txt`` and ``failed.json``; when the disk refuses them, the outcome says so."""
+    record = failure_record(exc, job_dir, epochs)
+    outcome = {"job": job_dir.name, "outcome": FAILED_NOW, "error": record["error"], "epoch": record["epoch"]}
+    try:
+        print(record["traceback"], end="", flush=True)
+        print(f"{now_iso()} FAILED: {record['error']}", flush=True)
+    except OSError:
+        pass
+    try:
+        write_text(job_dir / ERROR, record["traceback"])
+        write_json(job_dir / FAILED, record)
+    except OSError as write_exc:
+        outcome["error"] += f" (and the failure record could not be written: {write_exc})"
+    return outcome
+
+
+def _log(job_dir: Path, line: str) -> None:
+    """Append one line to the job's log (best effort: the log is for people)."""
+    try:
+        with open(job_dir / LOG, "a") as f:
+            f.write(line + "\n")
+    except OSError:
+        pass
+
+
+def read_result(job_dir: Path) -> Optional[dict]:
+    """The job's ``result.json`` if it reads as a result (a JSON object with a ``metrics`` object), else None."""
+    result = read_json_object(Path(job_dir) / RESULT)
+    if result is None or not isinstance(result.get("metrics"), dict):
+        return None
+    return result
+
+
+def epochs_done(job_dir: Path) -> int:
+    """Epochs logged in ``metrics.jsonl`` in order from the first (0, 1, 2, …); damaged lines end the count.
+
+    The engine writes an epoch's checkpoint before its log line, so this never counts an epoch
+    whose checkpoint is missing."""
+    n = 0
+    for record in read_jsonl_records(Path(job_dir) / METRICS):
+        if record.get("epoch") != n:
+            break
+        n += 1
+    return n
 
 
 def read_failure(job_dir: Path) -> dict:
     """``{"error", "epoch"}`` from a job's ``failed.json`` (for one-line reports)."""
-    import json
-
-    try:
-        record = json.loads((job_dir / FAILED).read_text())
-        return {"error": record.get("error"), "epoch": record.get("epoch")}
-    except (OSError, ValueError):
+    record = read_json_object(Path(job_dir) / FAILED)
+    if record is None:
         return {"error": "(unreadable failed.json)"}
+    return {"error": record.get("error"), "epoch": record.get("epoch")}
 
 
 def _summary(result: dict) -> str:

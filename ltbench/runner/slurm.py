@@ -249,13 +249,13 @@ class SlurmExecutor:
             except Exception as exc:  # UncompletedJobError (timed out, not requeued), …
                 first = str(exc).strip().splitlines()
                 reason = first[0] if first else type(exc).__name__
-                if (study.job_dir(name) / J.RESULT).exists():
+                if J.read_result(study.job_dir(name)) is not None:
                     return {"job": name, "outcome": J.FINISHED}
                 return {"job": name, "outcome": INTERRUPTED,
                         "error": f"Slurm task {job.job_id} ended without finishing: {reason[:200]} "
                                  f"(see {job.paths.stderr})"}
         job_dir = study.job_dir(name)
-        if (job_dir / J.RESULT).exists():
+        if J.read_result(job_dir) is not None:
             return {"job": name, "outcome": J.FINISHED}
         if (job_dir / J.FAILED).exists():
             return {"job": name, "outcome": J.FAILED_NOW, **J.read_failure(job_dir)}

@@ -8,6 +8,10 @@ configuration for an existing job is refused (its checkpoint and results would n
 A job folder (``JobConfig.job_name``, e.g. ``reat__cifar10__r0.01__s0``) holds ``config.json``,
 ``lt_indices.json``, ``metrics.jsonl``, ``checkpoint.pt``, ``log.txt``, and ``result.json`` once the
 job finished — or ``failed.json`` + ``error.txt`` when it failed. See :mod:`ltbench.runner.job`.
+
+Every file is read as untrusted (README "Reliability"): a ``study.json`` that is not a JSON object
+of job configurations is a one-line error for ``status`` and is moved aside and rewritten by
+``run``; a damaged ``result.json`` leaves the job *pending*, never *done*.
 """
 from __future__ import annotations
 
@@ -15,15 +19,17 @@ import contextlib
 import fcntl
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
 from ltbench.config import JobConfig
 from ltbench.errors import LtbenchError
-from ltbench.io import read_jsonl, write_json
+from ltbench.io import quarantine, read_json_object, remove_stale_temps, write_json
 from ltbench.registry import DATASETS, METHODS, MODELS, load_all
 from ltbench.runner import job as J
+from ltbench.validation import check_jobs
 
 STUDY_FILE = "study.json"
 STUDY_LOCK = ".study.lock"
@@ -45,6 +51,7 @@ def check_names(jobs: list, methods_dirs=()) -> None:
         MODELS.get(job.model)
     for job in jobs:  # method parameters are type-checked against each method's Config
         parse_overrides(job.method, METHODS.get(job.method).Config, job.method_params)
+    check_jobs(jobs)  # model parameters: against the factory, then built on the meta device
     _check_attacks(jobs)
 
 
@@ -68,8 +75,19 @@ def check_data(datasets: list[str]) -> None:
         del raw
 
 
-def check_writable(out: Path) -> None:
-    """Raise unless ``out`` exists as a writable folder or can be created (nothing is left behind)."""
+def check_writable(out: Path, job_names: tuple = ()) -> None:
+    """Raise unless ``out`` exists as a writable folder or can be created (nothing is left behind),
+    and the paths of ``out`` and of its job folders are short enough for the file system."""
+    name_max, path_max = _limits(out)
+    for part in Path(out).parts:
+        if len(os.fsencode(part)) > name_max:
+            raise LtbenchError(f"output folder name {part[:40]!r}… is {len(os.fsencode(part))} bytes long; "
+                               f"the file system allows {name_max}")
+    longest = max((len(os.fsencode(n)) for n in job_names), default=0)
+    total = len(os.fsencode(os.path.abspath(out))) + 1 + longest + 32  # + the longest file name in a job
+    if total > path_max:
+        raise LtbenchError(f"output folder path {str(out)[:40]!r}… is too long: its job files would exceed "
+                           f"the file system's {path_max}-byte path limit")
     probe = out
     while not probe.exists():
         if probe.parent == probe:
@@ -79,6 +97,24 @@ def check_writable(out: Path) -> None:
         raise LtbenchError(f"output folder {out} is not usable: {probe} is a file")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise LtbenchError(f"output folder {out} is not writable ({probe} does not allow writing)")
+
+
+def _limits(path: Path) -> tuple[int, int]:
+    """(longest file name, longest path) in bytes on the file system holding ``path``."""
+    probe = Path(os.path.abspath(path))
+    while not _exists(probe) and probe.parent != probe:
+        probe = probe.parent
+    try:
+        return os.pathconf(probe, "PC_NAME_MAX"), os.pathconf(probe, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        return 255, 4096
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long for the file system
+        return False
 
 
 def _comparable(cfg: dict) -> dict:
@@ -108,26 +144,22 @@ class Study:
         path = root / STUDY_FILE
         if not path.is_file():
             raise LtbenchError(f"{root} is not a study folder (no {STUDY_FILE})")
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise LtbenchError(f"cannot read {path}: {exc}") from None
-        return cls(root, data)
+        return cls(root, read_study_file(path))
 
     @classmethod
     def check_compatible(cls, root: Path, jobs: list[JobConfig]) -> None:
         """Refuse a job whose name exists in the study with a different configuration."""
         existing = {}
         if (root / STUDY_FILE).is_file():
-            existing = cls.open(root).data.get("jobs", {})
+            try:
+                existing = cls.open(root).data.get("jobs", {})
+            except LtbenchError:  # damaged: `prepare` moves it aside; the job folders' config.json remain
+                existing = {}
         for cfg in jobs:
             old = existing.get(cfg.job_name)
             cfg_file = root / cfg.job_name / J.CONFIG
             if old is None and cfg_file.is_file():
-                try:
-                    old = json.loads(cfg_file.read_text())
-                except (OSError, ValueError):
-                    old = None
+                old = read_json_object(cfg_file)  # None when damaged: the job rewrites it
             if old is None:
                 continue
             new = cfg.to_dict()
@@ -150,10 +182,16 @@ class Study:
         except OSError as exc:
             raise LtbenchError(f"cannot create output folder {root}: {exc.strerror or exc}") from None
         with study_lock(root):
+            remove_stale_temps(root, STUDY_FILE)  # of a study.json write that was killed
             cls.check_compatible(root, jobs)
+            data = None
             if (root / STUDY_FILE).is_file():
-                data = cls.open(root).data
-            else:
+                try:
+                    data = cls.open(root).data
+                except LtbenchError as exc:
+                    kept = quarantine(root / STUDY_FILE)
+                    print(f"warning: {exc}; moved it to {kept.name} and wrote a new one", file=sys.stderr)
+            if data is None:
                 data = {"name": root.resolve().name, "created": now_iso(), "created_by": code_version(),
                         "jobs": {}}
             data["updated"] = now_iso()
@@ -164,7 +202,10 @@ class Study:
             data.setdefault("jobs", {})
             for cfg in jobs:  # compatible (checked above): the latest form of each config is kept
                 data["jobs"][cfg.job_name] = cfg.to_dict()
-            write_json(root / STUDY_FILE, data)
+            try:
+                write_json(root / STUDY_FILE, data)
+            except OSError as exc:  # e.g. a full disk; the old study.json is left as it was
+                raise LtbenchError(f"cannot write {root / STUDY_FILE}: {exc.strerror or exc}") from None
         return cls(root, data)
 
     # --- queries ---------------------------------------------------------------------------
@@ -188,6 +229,23 @@ class Study:
         return [self.status(n) for n in self.job_names()]
 
 
+def read_study_file(path: Path) -> dict:
+    """``study.json`` as a dict, checked: an object whose ``jobs`` (if any) maps names to objects.
+    Anything else is a one-line LtbenchError naming the file."""
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise LtbenchError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # JSON or Unicode decoding
+        raise LtbenchError(f"{path} is damaged (not JSON: {str(exc).splitlines()[0][:80]})") from None
+    if not isinstance(data, dict):
+        raise LtbenchError(f"{path} is damaged (a JSON {type(data).__name__}, not an object)")
+    jobs = data.get("jobs", {})
+    if not isinstance(jobs, dict) or not all(isinstance(v, dict) for v in jobs.values()):
+        raise LtbenchError(f"{path} is damaged ('jobs' is not a table of job configurations)")
+    return data
+
+
 @contextlib.contextmanager
 def study_lock(root: Path) -> Iterator[None]:
     """A blocking exclusive lock on the study (``.study.lock``) for read-modify-write of study.json."""
@@ -201,45 +259,53 @@ def study_lock(root: Path) -> Iterator[None]:
 
 
 def job_status(job_dir: Path, epochs: Optional[int] = None) -> JobStatus:
-    """done (result.json) / running (lock held) / failed (failed.json) / pending (anything else)."""
+    """done (a readable result.json) / running (lock held) / failed (failed.json) / pending (anything else).
+
+    Every file is read as untrusted: a damaged one is reported, never taken as valid and never a
+    traceback. A ``result.json`` that does not read as a result makes the job *pending* (the next
+    run moves it aside and redoes the job)."""
     name = job_dir.name
+    damaged_result = False
     if (job_dir / J.RESULT).is_file():
-        detail = ""
-        try:
-            metrics = json.loads((job_dir / J.RESULT).read_text()).get("metrics", {})
+        result = J.read_result(job_dir)
+        if result is not None:
             detail = "  ".join(f"{a} {100 * r['overall']:.1f}% tail {100 * r['tail']:.1f}%"
-                               for a, r in metrics.items() if isinstance(r, dict) and "overall" in r)
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-        return JobStatus(name, DONE, detail)
-    finished_epochs = len(read_jsonl(job_dir / J.METRICS)) if (job_dir / J.METRICS).is_file() else 0
+                               for a, r in result["metrics"].items()
+                               if isinstance(r, dict) and _is_num(r.get("overall")) and _is_num(r.get("tail")))
+            return JobStatus(name, DONE, detail)
+        damaged_result = True
+    finished_epochs = J.epochs_done(job_dir)
     of = f"/{epochs}" if epochs else ""
     if J.is_locked(job_dir):
-        detail = ""
+        detail = f"{finished_epochs}{of} epochs done"
         try:
-            detail = (job_dir / J.PROGRESS).read_text().strip()
+            detail = (job_dir / J.PROGRESS).read_text(errors="replace").strip()[:200]
         except OSError:
-            detail = f"{finished_epochs}{of} epochs done"
-        try:
-            host = json.loads((job_dir / J.RUNNING).read_text())
+            pass
+        host = read_json_object(job_dir / J.RUNNING)
+        if host is not None:
             where = f"{host.get('host')} pid {host.get('pid')}"
             if host.get("slurm_job"):
                 where += f" slurm {host['slurm_job']}"
             detail = f"{detail}  ({where})" if detail else where
-        except (OSError, ValueError):
-            pass
         return JobStatus(name, RUNNING, detail)
     if (job_dir / J.FAILED).is_file():
-        try:
-            rec = json.loads((job_dir / J.FAILED).read_text())
-            detail = rec.get("error") or ""
+        rec = read_json_object(job_dir / J.FAILED)
+        if rec is None:
+            detail = "(unreadable failed.json)"
+        else:
+            detail = str(rec.get("error") or "")
             if rec.get("epoch"):
                 detail += f" (epoch {rec['epoch']})"
-        except (OSError, ValueError):
-            detail = "(unreadable failed.json)"
         return JobStatus(name, FAILED, detail)
+    if damaged_result:
+        return JobStatus(name, PENDING, f"{J.RESULT} is damaged; re-run to redo the job (it is kept aside)")
     if (job_dir / J.RUNNING).is_file():
         return JobStatus(name, PENDING, f"interrupted after {finished_epochs}{of} epochs; re-run to resume")
     if finished_epochs:
         return JobStatus(name, PENDING, f"{finished_epochs}{of} epochs done; re-run to resume")
     return JobStatus(name, PENDING, "")
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)

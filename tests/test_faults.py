@@ -1,0 +1,548 @@
+"""Fault injection: kill -9 at fixed points of a tiny job, every study file damaged three ways, and a
+table of bad command lines. These tests back the README's "Reliability" promises.
+
+The tiny job (width-4 CNN, ~70 images, PGD-2, 3 epochs) runs in this process through
+:func:`ltbench.runner.job.execute_job`, the function every executor's worker calls, on one thread;
+the runs that are killed run the same function in a child process that sends itself SIGKILL at a
+chosen file write. Every resumed or restarted job must end exactly like the uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ltbench.cli import main as cli_main
+from runner_helpers import ROOT, result_core, write_tiny_fmnist
+
+EPOCHS = 3
+SPEC = {"methods": ["pgd-at"], "datasets": ["fmnist"], "ratios": [0.2], "seeds": [0], "method_params": {},
+        "model_params": {"width": 4}, "model": "small-cnn", "batch_size": 32, "train_attack_steps": 2,
+        "eval_attacks": ["clean", "pgd2"], "epochs": EPOCHS, "device": "cpu"}
+JOB = "pgd-at__fmnist__r0.2__s0"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, one_thread):
+    root = write_tiny_fmnist(tmp_path_factory.mktemp("faults") / "data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LTBENCH_DATA", str(root))
+        yield root
+
+
+def make_study(root: Path):
+    from ltbench.runner.cli import build_jobs
+    from ltbench.runner.study import Study
+
+    jobs = build_jobs(json.loads(json.dumps(SPEC)))
+    return Study.prepare(root, SPEC, jobs), jobs[0]
+
+
+def execute(study_root: Path, retry: bool = False) -> dict:
+    from ltbench.runner.job import execute_job
+    from ltbench.runner.study import Study
+
+    study = Study.open(study_root)
+    return execute_job(study.job_dir(JOB), study.job_config(JOB), retry_failed=retry)
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    """An uninterrupted run of the tiny job: (study folder, its result core)."""
+    root = tmp_path_factory.mktemp("reference") / "study"
+    make_study(root)
+    assert execute(root)["outcome"] == "finished"
+    return root, result_core(root / JOB)
+
+
+# --- kill -9 at fixed points ----------------------------------------------------------------------
+
+# The child runs the job and sends itself SIGKILL at the N-th replacement of file TARGET, just before
+# it (the new file is written but not renamed: a torn write) or just after it.
+KILLER = r"""
+import json, os, signal, sys
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+target, when, nth, job_dir, cfg = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]), sys.argv[5]
+real, seen = os.replace, [0]
+def replace(src, dst, *args, **kw):
+    if os.path.basename(dst) == target:
+        seen[0] += 1
+        if seen[0] == nth:
+            if when == "after":
+                real(src, dst, *args, **kw)
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst, *args, **kw)
+os.replace = replace
+from ltbench.config import JobConfig
+from ltbench.runner.job import execute_job
+execute_job(job_dir, JobConfig.from_dict(json.loads(cfg)))
+sys.exit(3)
+"""
+
+SLOW = pytest.mark.slow  # each point costs a child process (~8 s on 2 cores): three run by default
+KILL_POINTS = [
+    # (file, before/after its rename, which write, what `ltbench status` says after the kill)
+    pytest.param("lt_indices.json", "after", 1, "interrupted after 0/3 epochs", marks=SLOW),  # before epoch 1
+    ("metrics.jsonl", "before", 1, "interrupted after 0/3 epochs"),  # epoch 1 checkpointed, its log line not
+    ("checkpoint.pt", "before", 2, "interrupted after 1/3 epochs"),  # torn checkpoint write (a temporary file)
+    pytest.param("checkpoint.pt", "after", 3, "interrupted after 2/3 epochs", marks=SLOW),  # last one, no log line
+    ("result.json", "before", 1, "interrupted after 3/3 epochs"),  # evaluated, result not yet in place
+]
+
+
+def _point_id(p) -> str:
+    t, w, n = (p.values if hasattr(p, "values") else p)[:3]
+    return f"{t}-{w}-{n}"
+
+
+@pytest.mark.parametrize("target,when,nth,status", KILL_POINTS, ids=[_point_id(p) for p in KILL_POINTS])
+def test_kill_at_any_point_then_rerun_matches_uninterrupted_run(reference, tmp_path, target, when, nth, status):
+    from ltbench.runner.study import Study, job_status
+
+    ref_root, ref = reference
+    root = tmp_path / "study"
+    _, cfg = make_study(root)
+    p = subprocess.run([sys.executable, "-c", KILLER, target, when, str(nth), str(root / JOB),
+                        json.dumps(cfg.to_dict())], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == -9, p.stdout + p.stderr
+    st = job_status(root / JOB, EPOCHS)
+    assert (st.state, st.detail) == ("pending", f"{status}; re-run to resume")
+
+    assert execute(root)["outcome"] == "finished"
+    assert result_core(root / JOB) == ref
+    assert not list((root / JOB).glob(".*.tmp"))  # no temporary file of the torn write is left
+    assert Study.open(root).status(JOB).state == "done"
+
+
+# --- each study file truncated, zero-filled, garbage ----------------------------------------------
+
+def damage(path: Path, how: str) -> None:
+    blob = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(blob[:len(blob) // 2])
+    elif how == "zero-filled":
+        path.write_bytes(bytes(len(blob)))
+    else:  # garbage: invalid UTF-8, not JSON, not a zip
+        path.write_bytes(bytes((i * 151 + 7) % 256 for i in range(max(64, len(blob)))))
+
+
+@pytest.fixture(scope="module")
+def unfinished(reference, tmp_path_factory):
+    """The reference study with its job's result removed: trained (checkpoint at the last epoch), not
+    evaluated, killed (running.json left behind)."""
+    root = tmp_path_factory.mktemp("unfinished") / "study"
+    shutil.copytree(reference[0], root)
+    (root / JOB / "result.json").unlink()
+    (root / JOB / "running.json").write_text(json.dumps({"host": "h", "pid": 1}))
+    return root
+
+
+FILES = ["study.json", "config.json", "lt_indices.json", "metrics.jsonl", "checkpoint.pt", "result.json",
+         "failed.json", "running.json"]
+HOW = ["truncated", "zero-filled", "garbage"]
+
+
+@pytest.mark.parametrize("how", HOW)
+@pytest.mark.parametrize("name", FILES)
+def test_damaged_file_is_never_taken_as_valid(reference, unfinished, tmp_path, capsys, name, how):
+    from ltbench.report.aggregate import build_tables, load_study
+    from ltbench.runner.study import Study, job_status
+
+    ref_root, ref = reference
+    root = tmp_path / "study"
+    shutil.copytree(ref_root if name == "result.json" else unfinished, root)
+    job = root / JOB
+    if name == "failed.json":
+        (job / "failed.json").write_text(json.dumps({"error": "RuntimeError: x", "epoch": 2}))
+    path = root / name if name == "study.json" else job / name
+    damage(path, how)
+
+    # status: one line for a damaged study.json, else a table; never a traceback
+    code = cli_main(["status", str(root)])
+    out, err = capsys.readouterr()
+    if name == "study.json":
+        assert code == 2 and err.startswith(f"ltbench status: error: {path} is damaged (not JSON") \
+            and err.count("\n") == 1, err
+    else:
+        assert code == 0 and "Traceback" not in err, err
+        state = job_status(job, EPOCHS)
+        assert state.state != "done"  # nothing damaged is taken as a finished result
+        if name == "result.json":
+            assert state.detail.startswith("result.json is damaged")
+    # the report reads the study as it stands
+    build_tables([load_study(root)])
+
+    # the next run repairs or starts over, and ends exactly like the uninterrupted run
+    Study.prepare(root, SPEC, [Study.open(ref_root).job_config(JOB)])
+    outcome = execute(root)
+    if name == "failed.json":
+        assert outcome["outcome"] == "failed-before" and outcome["error"] == "(unreadable failed.json)"
+        outcome = execute(root, retry=True)
+    assert outcome["outcome"] == "finished", outcome
+    assert result_core(job) == ref
+    if name in ("study.json", "result.json", "lt_indices.json", "checkpoint.pt"):  # moved aside, kept
+        assert len(list(path.parent.glob(f"{name}.corrupt-*"))) == 1
+
+
+def test_run_redoes_a_job_whose_result_is_damaged(reference, tmp_path, capsys):
+    """Through `ltbench run` itself (a worker process): a truncated result.json is not "done"."""
+    root = tmp_path / "study"
+    shutil.copytree(reference[0], root)
+    damage(root / JOB / "result.json", "truncated")
+    args = ["run", "--out", str(root), "--methods", "pgd-at", "--datasets", "fmnist", "--ratios", "0.2",
+            "--seeds", "0", "--model", "small-cnn", "--set", "model.width=4", "--batch-size", "32",
+            "--train-attack-steps", "2", "--attacks", "clean", "pgd2", "--epochs", str(EPOCHS),
+            "--device", "cpu", "--workers", "1", "--quiet"]
+    assert cli_main(args) == 0
+    assert json.loads((root / JOB / "result.json").read_text())["metrics"].keys() == {"clean", "pgd2"}
+    assert len(list((root / JOB).glob("result.json.corrupt-*"))) == 1
+    assert cli_main(["status", str(root)]) == 0
+    assert f"{JOB}  done" in capsys.readouterr().out
+
+
+def test_damaged_selected_epoch_weights_make_the_job_start_over(data, tmp_path):
+    """best.pt (``--select-best``) is a resume file too: damaged, the job starts over, same numbers."""
+    from ltbench.runner.cli import build_jobs
+    from ltbench.runner.study import Study
+
+    spec = {**SPEC, "select_best": "pgd2", "select_n_per_class": 2}
+    ref, root = tmp_path / "ref", tmp_path / "study"
+    Study.prepare(ref, spec, build_jobs(json.loads(json.dumps(spec))))
+    assert execute(ref)["outcome"] == "finished"
+    shutil.copytree(ref, root)
+    (root / JOB / "result.json").unlink()
+    damage(root / JOB / "best.pt", "garbage")
+    assert execute(root)["outcome"] == "finished"
+    assert result_core(root / JOB) == result_core(ref / JOB)
+    assert json.loads((root / JOB / "result.json").read_text())["selection"]["epoch"] is not None
+    assert len(list((root / JOB).glob("best.pt.corrupt-*"))) == 1
+
+
+def test_torn_study_json_write_leaves_the_old_file_and_no_temporary(data, tmp_path):
+    root = tmp_path / "study"
+    make_study(root)
+    before = (root / "study.json").read_bytes()
+    (root / ".study.json.k1ll3d.tmp").write_text('{"half": ')  # a write killed before its rename
+    (root / ".summary.csv.abc.tmp").write_text("another writer's")  # not the runner's: left alone
+    assert json.loads(before)["jobs"]
+    make_study(root)
+    assert not (root / ".study.json.k1ll3d.tmp").exists() and (root / ".summary.csv.abc.tmp").exists()
+    assert json.loads((root / "study.json").read_bytes())["jobs"] == json.loads(before)["jobs"]
+
+
+def test_damaged_autoattack_state_is_ignored(one_thread, tmp_path):
+    import torch
+
+    from ltbench.engine.evaluate import predict_resumable
+    from ltbench.models import build_model
+
+    model = build_model("small-cnn", 10, 1, (0.5,), (0.5,), width=2).eval()
+    x = torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8)
+    y = torch.arange(6)
+    state = tmp_path / "aa_state.json"
+    want, _ = predict_resumable(model, x, y, None, torch.device("cpu"), 2, None, {"k": 1})
+    for blob in (b'{"key": {"k": 1}, "pred": [1, 2', bytes(40), b"\xff\xfe garbage",
+                 b'{"key": {"k": 1}, "pred": ["a", -1, 99, 3, 4, 5, 6]}', b"[1, 2]"):
+        state.write_bytes(blob)
+        got, _ = predict_resumable(model, x, y, None, torch.device("cpu"), 2, state, {"k": 1})
+        assert torch.equal(got, want)
+        assert json.loads(state.read_text())["pred"] == want.tolist()
+
+
+def test_checkpoint_that_does_not_fit_the_model_is_one_line_naming_it(reference, tmp_path):
+    """A readable checkpoint of another model is not "damaged" but wrong: one line naming the file."""
+    import torch
+
+    from ltbench.io import save_torch
+
+    root = tmp_path / "study"
+    shutil.copytree(reference[0], root)
+    job = root / JOB
+    (job / "result.json").unlink()
+    state = torch.load(job / "checkpoint.pt", weights_only=True)
+    state["model"] = {"w": torch.zeros(3)}
+    save_torch(job / "checkpoint.pt", state)
+    outcome = execute(root)
+    assert outcome["outcome"] == "failed"
+    assert outcome["error"].startswith(f"LtbenchError: {job / 'checkpoint.pt'} does not fit this job")
+    assert "\n" not in outcome["error"]
+
+
+# --- bad command lines ------------------------------------------------------------------------------
+
+TINY = ["--datasets", "fmnist", "--ratios", "0.2", "--model", "small-cnn", "--epochs", "1", "--quiet"]
+E = "ltbench run: error: "
+BAD_LINES = [
+    (["--set", "model.width=abc"], E + "model.width must be a positive integer, got 'abc'"),
+    (["--set", "model.width=0"], E + "model.width must be a positive integer, got 0"),
+    (["--set", "model.width=-4"], E + "model.width must be a positive integer, got -4"),
+    (["--set", "model.width=2.5"], E + "model.width must be a positive integer, got 2.5"),
+    (["--set", "model.depth=3"], E + "model 'small-cnn' has no parameter 'depth'; its parameters: width"),
+    (["--model", "wrn-34-10", "--set", "model.depth=35"],
+     E + "model 'wrn-34-10' cannot be built with depth=35: AssertionError: WideResNet depth must be 6n + 4"),
+    (["--lr", "-1"], E + "lr must be a finite number > 0, got -1.0"),
+    (["--lr", "nan"], E + "lr must be a finite number > 0, got nan"),
+    (["--lr", "inf"], E + "lr must be a finite number > 0, got inf"),
+    (["--eps", "nan"], E + "eps must be a finite number ≥ 0, got nan"),
+    (["--eps", "-0.1"], E + "eps must be a finite number ≥ 0, got -0.1"),
+    (["--step", "-0.01"], E + "step must be a finite number > 0, got -0.01"),
+    (["--step", "0"], E + "step must be a finite number > 0, got 0.0"),
+    (["--train-attack-steps", "0"], E + "train_attack_steps must be at least 1, got 0"),
+    (["--train-attack-steps", "-2"], E + "train_attack_steps must be at least 1, got -2"),
+    (["--methods", "cb-at", "--set", "cb-at.beta=1.5"], E + "cb-at: beta must be in [0, 1), got 1.5"),
+    (["--methods", "cb-at", "--set", "cb-at.beta=nan"], E + "cb-at.beta must be a finite number, got nan"),
+    (["--methods", "robal", "--set", "robal.scale=0"], E + "robal: scale must be positive, got 0.0"),
+    (["--attacks", "clean", "pgd3@1e999"], E + "attack 'pgd3@1e999': the budget must be a finite number ≥ 0"),
+    (["--set", ".x=1"], E + "--set expects METHOD.KEY=VALUE or model.KEY=VALUE, got '.x=1'"),
+    (["--seeds", "-1"], E + "seed must be an integer in [0, 2^63 − 1), got -1"),
+    (["--methods", "no/such"], E + "unknown method 'no/such'; known methods: "),
+]
+
+
+@pytest.mark.parametrize("extra,first_line", BAD_LINES, ids=[" ".join(a) for a, _ in BAD_LINES])
+def test_bad_command_line_is_exit_2_one_line_nothing_written(tmp_path, capsys, extra, first_line):
+    out = tmp_path / "study"
+    assert cli_main(["run", "--out", str(out), *TINY, *extra]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith(first_line), err
+    assert not out.exists()
+
+
+def test_overlong_output_folder_is_exit_2(tmp_path, capsys):
+    out = tmp_path / ("x" * 300)
+    assert cli_main(["run", "--out", str(out), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{E}output folder name 'xxxx") and "is 300 bytes long" in err
+    assert len(err.strip().splitlines()) == 1 and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("content", ["null", "[1, 2]", '{"jobs": [1]}', '"text"'])
+def test_study_json_that_is_not_a_study_is_one_line(tmp_path, capsys, content):
+    (tmp_path / "study.json").write_text(content)
+    assert cli_main(["status", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ltbench status: error: {tmp_path / 'study.json'} is damaged") and err.count("\n") == 1
+
+
+def test_eval_of_a_damaged_job_folder_is_one_line(reference, tmp_path, capsys):
+    root = tmp_path / "study"
+    shutil.copytree(reference[0], root)
+    job = root / JOB
+    assert cli_main(["eval", str(job), "--eps", "nan", "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("ltbench eval: error: --eps and --step must be finite numbers ≥ 0")
+    assert cli_main(["eval", str(job), "--attacks", "pgd2@1e999", "--quiet"]) == 2
+    assert capsys.readouterr().err == "ltbench eval: error: attack 'pgd2@1e999': the budget must be a finite number ≥ 0\n"
+    (job / "result.json").write_text('{"metrics": ')
+    assert cli_main(["eval", str(job), "--attacks", "clean", "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith(f"ltbench eval: error: {job / 'result.json'} is damaged")
+    (job / "config.json").write_text("[1, 2]")
+    assert cli_main(["eval", str(job), "--attacks", "clean", "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith(f"ltbench eval: error: {job / 'config.json'} is damaged")
+
+
+# --- hostile names ---------------------------------------------------------------------------------
+
+TAG_PLUGIN = '''
+from dataclasses import dataclass
+
+from ltbench.method import Method
+from ltbench.registry import register_method
+
+
+@register_method("tag-at-{uid}")
+class TagAT(Method):
+    """PGD-AT with a free-text tag."""
+
+    @dataclass
+    class Config:
+        tag: str = "x"
+'''
+
+BAD_NAME_PLUGIN = '''
+from ltbench.method import Method
+from ltbench.registry import register_method
+
+
+@register_method("evil/{uid}")
+class Evil(Method):
+    """A method registered under a name with a slash."""
+'''
+
+
+@pytest.fixture
+def isolated_registry():
+    from ltbench import registry
+
+    registry.load_all()
+    items, errors, dirs = dict(registry.METHODS._items), dict(registry.PLUGIN_ERRORS), set(registry._loaded_dirs)
+    yield registry
+    registry.METHODS._items.clear()
+    registry.METHODS._items.update(items)
+    registry.PLUGIN_ERRORS.clear()
+    registry.PLUGIN_ERRORS.update(errors)
+    registry._loaded_dirs.clear()
+    registry._loaded_dirs.update(dirs)
+
+
+def test_job_folders_stay_inside_the_study(isolated_registry, tmp_path):
+    import uuid
+
+    from ltbench.runner.cli import build_jobs
+
+    uid = uuid.uuid4().hex[:8]
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "tag.py").write_text(TAG_PLUGIN.format(uid=uid))
+    spec = {"methods": [f"tag-at-{uid} --tag=../../../escaped", f"tag-at-{uid} --tag={'y' * 300}",
+                        f"tag-at-{uid} --tag={'y' * 299}z"],
+            "datasets": ["fmnist"], "ratios": [0.1], "seeds": [0], "method_params": {}, "model_params": {}}
+    names = [j.job_name for j in build_jobs(spec, [str(plugins)])]
+    assert names[0] == f"tag-at-{uid}+tag=..-..-..-escaped__fmnist__r0.1__s0"
+    study = tmp_path / "study"
+    for n in names:
+        assert "/" not in n and len(n.encode()) <= 255
+        assert (study / n).resolve().parent == study.resolve()
+    assert len(set(names)) == 3  # cut to length, still distinct
+    # built-in labels are unchanged
+    spec["methods"] = ["reat --no-tail", "reat --tail-weight=0.5"]
+    assert [j.job_name for j in build_jobs(spec)] == ["reat+no-tail__fmnist__r0.1__s0",
+                                                      "reat+tail-weight=0.5__fmnist__r0.1__s0"]
+
+
+def test_a_method_registered_under_a_bad_name_fails_to_load(isolated_registry, tmp_path):
+    import uuid
+
+    uid = uuid.uuid4().hex[:8]
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "evil.py").write_text(BAD_NAME_PLUGIN.format(uid=uid))
+    with pytest.warns(UserWarning, match="cannot register method 'evil/"):
+        isolated_registry.load_methods([plugins])
+    assert f"evil/{uid}" not in isolated_registry.METHODS
+    assert any("cannot register method" in e for e in isolated_registry.PLUGIN_ERRORS.values())
+    for bad in ("", "a/b", "a b", "../x", ".hidden", "a+b", "all", "x" * 65):
+        with pytest.raises(Exception, match="cannot register"):
+            isolated_registry.Registry("method").register(bad)
+
+
+# --- data files are parsed, never executed -----------------------------------------------------------
+
+def test_cifar_pickle_that_calls_a_function_is_refused_without_running(tmp_path, monkeypatch):
+    import pickle
+
+    from ltbench.data import get_dataset, load_raw
+    from ltbench.errors import LtbenchError
+    from test_data import make_cifar10
+
+    marker = tmp_path / "ran"
+
+    class Exploit:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    make_cifar10(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(
+        pickle.dumps({b"data": Exploit(), b"labels": [0]}))
+    monkeypatch.setenv("LTBENCH_DATA", str(tmp_path))
+    with pytest.raises(LtbenchError, match=r"malformed CIFAR file .*data_batch_1: cannot unpickle .*"
+                                           r"forbidden global posix\.system"):
+        load_raw(get_dataset("cifar10"))
+    assert not marker.exists()
+
+
+def test_cifar_pickles_as_the_release_writes_them_are_read():
+    """Python 2's protocol 2 (the published files: numpy.core, byte strings), and this Python's
+    protocols 2–5 (numpy._core, _codecs.encode, _frombuffer); object arrays are refused."""
+    import pickle
+
+    import numpy as np
+
+    from ltbench.data.cifar import safe_unpickle
+
+    data = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    raw = data.tobytes()
+
+    def s(b: bytes) -> bytes:  # SHORT_BINSTRING: a Python 2 str
+        return b"U" + bytes([len(b)]) + b
+
+    py2 = (b"\x80\x02}q\x00(" + s(b"data") + b"cnumpy.core.multiarray\n_reconstruct\nq\x01cnumpy\nndarray\nq\x02"
+           b"K\x00\x85" + s(b"b") + b"\x87Rq\x03(K\x01K\x02M\x00\x0c\x86cnumpy\ndtype\nq\x04" + s(b"u1")
+           + b"K\x00K\x01\x87Rq\x05(K\x03" + s(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89T"
+           + len(raw).to_bytes(4, "little") + raw + b"tb" + s(b"labels") + b"]q\x06(K\x01K\x02e"
+           + s(b"batch_label") + s(b"training batch 1 of 5") + b"u.")
+    for blob in [py2] + [pickle.dumps({b"data": data, b"labels": [1, 2]}, protocol=p) for p in (2, 3, 4, 5)]:
+        d = safe_unpickle(blob)
+        assert d[b"labels"] == [1, 2] and d[b"data"].dtype == np.uint8
+        assert np.array_equal(d[b"data"], data)
+    for bad in (np.array([1, 2], dtype=np.int64), np.array([b"x", None], dtype=object)):
+        with pytest.raises(pickle.UnpicklingError):
+            safe_unpickle(pickle.dumps({b"data": bad}, protocol=2))
+
+
+# --- a full disk -----------------------------------------------------------------------------------
+
+def _full_disk(*args, **kw):
+    import errno
+
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_full_disk_writing_study_json_is_one_line_and_keeps_the_old_file(data, tmp_path, monkeypatch):
+    import ltbench.io
+
+    out = tmp_path / "study"
+    make_study(out)
+    before = (out / "study.json").read_bytes()
+    monkeypatch.setattr(ltbench.io.os, "fsync", _full_disk)
+    from ltbench.errors import LtbenchError
+
+    with pytest.raises(LtbenchError, match=r"cannot write .*study.json: No space left on device"):
+        make_study(out)
+    assert (out / "study.json").read_bytes() == before
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_full_disk_in_the_failure_handler_still_ends_the_job_clearly(data, tmp_path, monkeypatch):
+    import ltbench.engine.train
+    import ltbench.runner.job as J
+
+    root = tmp_path / "study"
+    make_study(root)
+    monkeypatch.setattr(ltbench.engine.train, "run_job", _full_disk)
+    monkeypatch.setattr(J, "write_text", _full_disk)
+    monkeypatch.setattr(J, "write_json", lambda path, obj: (_full_disk() if Path(path).name == J.FAILED
+                                                              else Path(path).write_text(json.dumps(obj))))
+    outcome = execute(root)
+    assert outcome["outcome"] == "failed"
+    assert outcome["error"].startswith("OSError: [Errno 28] No space left on device (and the failure record "
+                                       "could not be written: [Errno 28]")
+    # and before the job starts (running.json): the same, no exception out of the worker
+    monkeypatch.setattr(J, "write_json", _full_disk)
+    outcome = execute(root)
+    assert outcome == {"job": JOB, "outcome": "failed", "error": "OSError: [Errno 28] No space left on device",
+                       "epoch": None}
+
+
+def test_eval_with_out_keeps_its_resume_state_next_to_the_result(reference, tmp_path, monkeypatch, capsys):
+    import ltbench.engine.evaluate
+
+    seen = {}
+    real = ltbench.engine.evaluate.run_evaluation
+
+    def spy(*args, **kw):
+        seen["state_dir"] = kw["state_dir"]
+        return real(*args, **kw)
+
+    monkeypatch.setattr(ltbench.engine.evaluate, "run_evaluation", spy)
+    out = tmp_path / "elsewhere" / "eval.json"
+    job = reference[0] / JOB
+    assert cli_main(["eval", str(job), "--attacks", "clean", "--quiet", "--no-checks", "--out", str(out)]) == 0
+    assert seen["state_dir"] == out.parent and out.is_file()
