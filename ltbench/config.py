@@ -26,6 +26,9 @@ class JobConfig:
     model: str = "small-cnn"
     model_params: dict = field(default_factory=dict)
     method_params: dict = field(default_factory=dict)
+    # Modifiers wrapping the method, in order: name → overrides, e.g. {"awp": {"gamma": "0.01"}}
+    # (ltbench/modifier.py). Left out of config.json when empty.
+    modifiers: dict = field(default_factory=dict)
     epochs: int = 5
     batch_size: int = 128
     lr: float = 0.1
@@ -83,6 +86,8 @@ class JobConfig:
         for k, v in d.items():
             if isinstance(v, tuple):
                 d[k] = list(v)
+        if not d["modifiers"]:  # configs without modifiers are written exactly as before they existed
+            del d["modifiers"]
         return d
 
     @classmethod

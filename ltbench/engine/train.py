@@ -98,13 +98,26 @@ def train_step(model: nn.Module, forward_model: nn.Module, method: Method, optim
                eps: float, step: float, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One adversarial-training step, free of host syncs: PGD → the method's outer loss under autocast
     (bf16 on CUDA; parameters and BatchNorm statistics stay fp32) → SGD step → ``observe`` and the
-    device accumulators. ``ltbench bench`` times exactly this function. Returns (loss, adversarial logits)."""
-    x_adv = adversarial_examples(model, forward_model, method, x, y, ctx, eps=eps, step=step, steps=steps)
+    device accumulators. ``ltbench bench`` times exactly this function. Returns (loss, adversarial logits).
+
+    The method's hooks shape it: ``attacks(ctx)`` False skips PGD (``x_adv = x``: a standard step);
+    ``attack_budget`` gives the attack's ε and step (``eps``/``step`` are the job's; per-sample
+    budgets are for this attack only); ``perturb_weights`` perturbs the weights after the attack and
+    ``restore_weights`` undoes it after the SGD step (AWP)."""
+    if method.attacks(ctx):
+        eps, step = method.attack_budget(eps, step, ctx)
+        ctx.eps, ctx.step = eps, step
+        x_adv = adversarial_examples(model, forward_model, method, x, y, ctx, eps=eps, step=step, steps=steps)
+    else:
+        x_adv = x
+    perturbation = method.perturb_weights(forward_model, x, x_adv, y, ctx)
     with autocast_for(x.device):
         loss, logits_adv = method.train_loss(forward_model, x, x_adv, y, ctx)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
+    if perturbation is not None:
+        method.restore_weights(forward_model, perturbation)
     with torch.no_grad():
         logits_adv = logits_adv.detach().float()
         method.observe(logits_adv, y, ctx)
@@ -115,7 +128,7 @@ def train_step(model: nn.Module, forward_model: nn.Module, method: Method, optim
 
 def build_job_model(cfg: JobConfig, info, class_counts: torch.Tensor) -> tuple[Method, nn.Module]:
     """The job's method and model, the model carrying the method's head if it has one."""
-    method = build_method(cfg.method, cfg.method_params, info.num_classes, class_counts)
+    method = build_method(cfg.method, cfg.method_params, info.num_classes, class_counts, cfg.modifiers)
     model = build_model(cfg.model, info.num_classes, info.image_shape[0], info.mean, info.std, **cfg.model_params)
     head = method.build_head(model.feature_dim, info.num_classes, class_counts)
     if head is not None:
@@ -243,7 +256,7 @@ class Trainer:
         for b in range(self.steps_per_epoch):
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             x, y = self.batch(idx)
-            ctx = BatchContext(self.forward_model, x, y, counts, self.eps, epoch)
+            ctx = BatchContext(self.forward_model, x, y, counts, self.eps, epoch, step=self.step, epochs=cfg.epochs)
             train_step(self.model, self.forward_model, self.method, self.optimizer, x, y, ctx, acc,
                        eps=self.eps, step=self.step, steps=cfg.train_attack_steps)
             if b % 10 == 0 or b == self.steps_per_epoch - 1:

@@ -22,7 +22,8 @@ def add_arguments(p):
     g = p.add_argument_group("the grid (flags override --preset)")
     g.add_argument("--preset", help="a shipped recipe (see `ltbench list presets`); flags override it")
     g.add_argument("--methods", nargs="+", help="method names (see `ltbench list methods`); an ablation is the name with its flags in "
-                        "one argument, e.g. 'reat --no-tail' (job folder reat+no-tail__…); 'all' = every "
+                        "one argument, e.g. 'reat --no-tail' (job folder reat+no-tail__…); a modifier is +NAME, e.g. "
+                        "'reat +robustlt' or 'at-bsl +awp' (job folder at-bsl+awp__…); 'all' = every "
                         "registered method")
     g.add_argument("--datasets", nargs="+", help="dataset names")
     g.add_argument("--ratios", nargs="+", type=float, help="imbalance ratios in (0, 1] (0.01 = 100:1)")
@@ -48,7 +49,7 @@ def add_arguments(p):
                         "draws its own split), so the spread over seeds is training variance alone")
     g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: auto)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="method or model parameter, e.g. reat.tail_weight=0.5 or model.width=32")
+                   help="method, modifier or model parameter, e.g. reat.tail_weight=0.5, awp.gamma=0.005 or model.width=32")
     g.add_argument("--methods-dir", action="append", default=[], metavar="DIR",
                    help="also load methods from the .py files in DIR")
     g.add_argument("--out", help="study folder (default: results/<preset or 'study'>)")
@@ -159,19 +160,23 @@ def expand_methods(methods: list[str], methods_dirs=()) -> list[str]:
 
 def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
     """Every job of the grid, validated (unknown names and bad values raise LtbenchError)."""
-    from ltbench.method import parse_method_spec
+    from ltbench.modifier import parse_spec
     from ltbench.runner.study import check_names
 
     base_fields = {k: v for k, v in spec.items() if k not in (*GRID_KEYS, "out", "method_params")}
     spec = {**spec, "methods": expand_methods(spec["methods"], methods_dirs)}
-    unknown = set(spec["method_params"]) - set(spec["methods"]) - {parse_method_spec(m)[0] for m in spec["methods"]}
+    parsed = {m: parse_spec(m) for m in spec["methods"]}
+    owners = set(spec["methods"]) | {p.name for p in parsed.values()} | {k for p in parsed.values() for k in p.modifiers}
+    unknown = set(spec["method_params"]) - owners
     if unknown:
-        raise LtbenchError(f"--set names method(s) not in this study: {', '.join(sorted(unknown))}")
+        raise LtbenchError(f"--set names method(s) or modifier(s) not in this study: {', '.join(sorted(unknown))}")
     jobs = []
     for m in spec["methods"]:
-        # "reat --no-tail" is the reat method with tail=false, labelled "reat+no-tail" in the study.
-        name, flags = parse_method_spec(m)
-        label = "+".join([name] + [f.lstrip("-") for f in m.split()[1:]]) if flags else None
+        # "reat --no-tail" is the reat method with tail=false, labelled "reat+no-tail" in the study;
+        # "reat +awp" is reat wrapped by the awp modifier, labelled "reat+awp".
+        p = parsed[m]
+        name, flags, label = p.name, p.overrides, p.label
+        modifiers = {k: {**v, **spec["method_params"].get(k, {})} for k, v in p.modifiers.items()}
         for d in spec["datasets"]:
             for r in spec["ratios"]:
                 for s in spec["seeds"]:
@@ -181,7 +186,8 @@ def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
                         raise LtbenchError(f"bad ratio {r!r} or seed {s!r}") from None
                     params = {**flags, **spec["method_params"].get(name, {}), **spec["method_params"].get(m, {})}
                     cfg = JobConfig.from_dict({**base_fields, "method": name, "label": label, "dataset": d,
-                                               "ratio": ratio, "seed": seed, "method_params": params})
+                                               "ratio": ratio, "seed": seed, "method_params": params,
+                                               "modifiers": modifiers})
                     jobs.append(cfg.validate())
     names = [j.job_name for j in jobs]
     dupes = sorted({n for n in names if names.count(n) > 1})
