@@ -1,7 +1,7 @@
 """``ltbench list methods|datasets|models|presets``: names with one line of description."""
 from __future__ import annotations
 
-from ltbench.registry import DATASETS, METHODS, MODELS, PLUGIN_ERRORS, load_all
+from ltbench.registry import DATASETS, METHODS, MODELS, MODIFIERS, PLUGIN_ERRORS, load_all
 
 KINDS = ("methods", "datasets", "models", "presets")
 
@@ -24,6 +24,11 @@ def main(args) -> int:
     width = max((len(n) for n, _ in rows), default=0)
     for name, desc in rows:
         print(f"{name:<{width}}  {desc}")
+    if args.kind == "methods" and MODIFIERS.names():
+        print("\nmodifiers (on any method: --methods 'reat +robustlt' 'at-bsl +awp'):")
+        mods = [(f"+{n}", MODIFIERS.describe(n)) for n in MODIFIERS.names()]
+        for name, desc in mods:
+            print(f"{name:<{width}}  {desc}")
     if args.kind == "methods":
         for label, err in PLUGIN_ERRORS.items():
             print(f"(failed to load {label}: {err})")

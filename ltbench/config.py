@@ -9,6 +9,10 @@ from typing import Any, Optional
 from ltbench.errors import LtbenchError
 
 
+# Fields added after studies were already running, with the default that means "as before".
+LATER_FIELDS = {"modifiers": {}, "clip_start": True, "augment_params": {}, "select_from": 1}
+
+
 @dataclass
 class JobConfig:
     """Everything that determines one training run (method × dataset × ratio × seed × budget).
@@ -41,13 +45,22 @@ class JobConfig:
     # spread is training variance alone.
     split_seed: Optional[int] = None
     augment: Optional[str] = None  # None | "randaugment" | "autoaugment"
+    # Options of that policy (ltbench.data.augment.PolicyAugment): num_ops, magnitude (RandAugment,
+    # 2 and 9 by default), policy (AutoAugment, "cifar10"). Left out of config.json when empty.
+    augment_params: dict = field(default_factory=dict)
     eps: Optional[float] = None
     step: Optional[float] = None
     train_attack_steps: int = 10
+    # The training PGD's random start clipped to the image range [0, 1] (ltbench's choice); false: only
+    # to the ε-ball, as the REAT and AT-BSL authors' scripts do. Left out of config.json when true.
+    clip_start: bool = True
     eval_attacks: tuple = ("clean", "pgd20", "cw20")  # add "aa" for AutoAttack (slow on a CPU: opt-in)
     aa_n_per_class: Optional[int] = None  # AutoAttack on a balanced subset of N per class; None = all
     select_best: Optional[str] = None  # e.g. "pgd20": keep the epoch most robust on a test subset (REAT recipe)
     select_n_per_class: int = 100  # size of that fixed, balanced, seeded subset, per class
+    # First epoch (1-based) that select_best may choose (AT-BSL's script: 75); earlier epochs are not
+    # evaluated for selection. Left out of config.json when 1.
+    select_from: int = 1
     eval_batch_size: int = 250  # fastest on CPU; the GPU path may raise it
     device: str = "auto"
     compile: bool = False
@@ -70,6 +83,14 @@ class JobConfig:
             raise LtbenchError(f"split_seed must be a non-negative integer, got {self.split_seed!r}")
         if self.eps is not None and self.eps < 0:
             raise LtbenchError(f"eps must be ≥ 0, got {self.eps}")
+        unknown = set(self.augment_params) - {"num_ops", "magnitude", "policy"}
+        if unknown or (self.augment_params and not self.augment):
+            raise LtbenchError(f"augment_params {self.augment_params} need augment set and take num_ops, magnitude, "
+                               f"policy only")
+        if isinstance(self.select_from, bool) or not isinstance(self.select_from, int) or self.select_from < 1:
+            raise LtbenchError(f"select_from must be an epoch number ≥ 1, got {self.select_from!r}")
+        if not isinstance(self.modifiers, dict) or not all(isinstance(v, dict) for v in self.modifiers.values()):
+            raise LtbenchError(f"modifiers must map modifier names to parameter tables, got {self.modifiers!r}")
         return self
 
     @property
@@ -86,8 +107,10 @@ class JobConfig:
         for k, v in d.items():
             if isinstance(v, tuple):
                 d[k] = list(v)
-        if not d["modifiers"]:  # configs without modifiers are written exactly as before they existed
-            del d["modifiers"]
+        # Fields added later are left out at their defaults: such configs are written exactly as before.
+        for key, default in LATER_FIELDS.items():
+            if d[key] == default:
+                del d[key]
         return d
 
     @classmethod

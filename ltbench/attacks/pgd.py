@@ -49,14 +49,14 @@ def uniform_start(x: torch.Tensor, eps: Budget) -> torch.Tensor:
 
 
 def _pgd_per_sample(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, step: Budget,
-                    steps: int, loss_fn: LossFn, start: Optional[StartFn]) -> torch.Tensor:
+                    steps: int, loss_fn: LossFn, start: Optional[StartFn], clip_start: bool = True) -> torch.Tensor:
     """:func:`pgd_perturb` with per-sample ε (and step): the same iteration, the bounds and the step
     broadcast per sample. No host sync (a zero ε projects onto x itself, no branch needed)."""
     e = per_sample(eps, x)
     s = per_sample(step, x) if isinstance(step, torch.Tensor) else step
     delta = uniform_start(x, eps) if start is None else start(x)
     lo, hi = (x - e).clamp_(0.0, 1.0), (x + e).clamp_(0.0, 1.0)
-    x_adv = torch.clamp(x + delta, lo, hi)
+    x_adv = torch.clamp(x + delta, lo, hi) if clip_start else x + torch.clamp(delta, -e, e)
     amp = autocast_for(x.device)
     for _ in range(steps):
         x_adv.requires_grad_(True)
@@ -70,16 +70,23 @@ def _pgd_per_sample(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: tor
 
 
 def pgd_perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Budget, step: Budget, steps: int,
-                loss_fn: LossFn = ce_loss, start: Optional[StartFn] = None) -> torch.Tensor:
+                loss_fn: LossFn = ce_loss, start: Optional[StartFn] = None, clip_start: bool = True) -> torch.Tensor:
     """Run ``steps`` PGD iterations from ``x + start(x)`` (uniform in the ε-ball by default).
 
     Returns the last iterate. The model's mode is left alone (callers choose it); only the input
     gradient is computed. ``eps`` (and ``step``) may be a (B,) tensor: one budget per sample.
+    ``clip_start=False`` keeps the start inside the ε-ball but not inside [0, 1] (the first forward
+    pass may see pixels outside the image range, as in the REAT and AT-BSL authors' scripts); the
+    iterates are clipped to [0, 1] either way.
     """
     if isinstance(eps, torch.Tensor) or isinstance(step, torch.Tensor):
         eps = eps if isinstance(eps, torch.Tensor) else torch.full((len(x),), float(eps), device=x.device)
-        return _pgd_per_sample(model, x, y, eps, step, steps, loss_fn, start)
-    x_adv = _start(x, eps, start)
+        return _pgd_per_sample(model, x, y, eps, step, steps, loss_fn, start, clip_start)
+    if clip_start:
+        x_adv = _start(x, eps, start)
+    else:
+        delta = torch.empty_like(x).uniform_(-eps, eps) if start is None else start(x)
+        x_adv = x + delta.clamp_(-eps, eps)
     amp = autocast_for(x.device)
     # The projection onto B_ε(x) ∩ [0, 1] as one clamp between precomputed bounds: three
     # elementwise ops per iteration instead of eight (same numbers as ``project``).

@@ -84,18 +84,19 @@ class EpochAccumulator:
 
 
 def adversarial_examples(model: nn.Module, forward_model: nn.Module, method: Method, x: torch.Tensor,
-                         y: torch.Tensor, ctx: BatchContext, *, eps: float, step: float, steps: int) -> torch.Tensor:
+                         y: torch.Tensor, ctx: BatchContext, *, eps: float, step: float, steps: int,
+                         clip_start: bool = True) -> torch.Tensor:
     """Inner maximisation with the method's start and loss: eval mode, parameters frozen, so each PGD
     iteration is one forward pass plus a backward pass for the input gradient only."""
     with attack_mode(model):
         return pgd_perturb(forward_model, x, y, eps=eps, step=step, steps=steps,
                            loss_fn=lambda logits, yy: method.attack_loss(logits, yy, ctx),
-                           start=lambda xx: method.attack_start(xx, ctx))
+                           start=lambda xx: method.attack_start(xx, ctx), clip_start=clip_start)
 
 
 def train_step(model: nn.Module, forward_model: nn.Module, method: Method, optimizer: torch.optim.Optimizer,
                x: torch.Tensor, y: torch.Tensor, ctx: BatchContext, acc: Optional[EpochAccumulator] = None, *,
-               eps: float, step: float, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+               eps: float, step: float, steps: int, clip_start: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """One adversarial-training step, free of host syncs: PGD → the method's outer loss under autocast
     (bf16 on CUDA; parameters and BatchNorm statistics stay fp32) → SGD step → ``observe`` and the
     device accumulators. ``ltbench bench`` times exactly this function. Returns (loss, adversarial logits).
@@ -107,7 +108,8 @@ def train_step(model: nn.Module, forward_model: nn.Module, method: Method, optim
     if method.attacks(ctx):
         eps, step = method.attack_budget(eps, step, ctx)
         ctx.eps, ctx.step = eps, step
-        x_adv = adversarial_examples(model, forward_model, method, x, y, ctx, eps=eps, step=step, steps=steps)
+        x_adv = adversarial_examples(model, forward_model, method, x, y, ctx, eps=eps, step=step, steps=steps,
+                                     clip_start=clip_start)
     else:
         x_adv = x
     perturbation = method.perturb_weights(forward_model, x, x_adv, y, ctx)
@@ -174,7 +176,7 @@ class Trainer:
         self.x_train = raw.x_train.to(dev)
         self.y_train = raw.y_train.to(dev)
         self.augment = DeviceAugment(self.info.crop_padding, self.info.flip)
-        self.policy = PolicyAugment(cfg.augment) if cfg.augment else None
+        self.policy = PolicyAugment(cfg.augment, **cfg.augment_params) if cfg.augment else None
 
         torch.manual_seed(cfg.seed)
         counts = torch.tensor(self.class_counts, dtype=torch.float32, device=dev)
@@ -258,7 +260,7 @@ class Trainer:
             x, y = self.batch(idx)
             ctx = BatchContext(self.forward_model, x, y, counts, self.eps, epoch, step=self.step, epochs=cfg.epochs)
             train_step(self.model, self.forward_model, self.method, self.optimizer, x, y, ctx, acc,
-                       eps=self.eps, step=self.step, steps=cfg.train_attack_steps)
+                       eps=self.eps, step=self.step, steps=cfg.train_attack_steps, clip_start=cfg.clip_start)
             if b % 10 == 0 or b == self.steps_per_epoch - 1:
                 self.progress(f"epoch {epoch + 1}/{cfg.epochs} batch {b + 1}/{self.steps_per_epoch}")
         self.method.on_epoch_end(epoch, EpochStats(acc.pred_hist))
@@ -285,7 +287,7 @@ class Trainer:
             record = self.train_epoch(epoch)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
-            if self.cfg.select_best:
+            if self.cfg.select_best and epoch + 1 >= self.cfg.select_from:
                 record["select_acc"] = self.selection_accuracy()
                 if self.best["acc"] is None or record["select_acc"] > self.best["acc"]:
                     save_torch(self.job_dir / BEST, self.model.state_dict())
@@ -308,7 +310,10 @@ class Trainer:
         if not self.cfg.select_best or self.best["epoch"] is None:
             return None
         self.model.load_state_dict(load_checkpoint(self.job_dir / BEST, map_location=self.device))
-        return {"attack": self.cfg.select_best, "n_per_class": self.cfg.select_n_per_class, **self.best}
+        record = {"attack": self.cfg.select_best, "n_per_class": self.cfg.select_n_per_class, **self.best}
+        if self.cfg.select_from != 1:
+            record["from_epoch"] = self.cfg.select_from
+        return record
 
     def evaluate(self) -> dict:
         """Everything the evaluation writes to ``result.json``: metrics under the job's attacks,

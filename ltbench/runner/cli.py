@@ -43,6 +43,9 @@ def add_arguments(p):
                         "not the last one")
     g.add_argument("--compile", action="store_const", const=True, default=None,
                    help="torch.compile the model (worth it on GPUs for long runs)")
+    g.add_argument("--no-clip-start", dest="clip_start", action="store_const", const=False, default=None,
+                   help="training PGD: clip the random start to the ε-ball only, not to the image range [0, 1] "
+                        "(as the REAT and AT-BSL authors' scripts do)")
     g.add_argument("--profile", choices=["exp", "step"], help="long-tail profile: exp (default) or step")
     g.add_argument("--split-seed", type=int, metavar="N",
                    help="draw the long-tailed split with seed N for every run seed (default: each run seed "
@@ -79,7 +82,7 @@ def add_arguments(p):
 
 
 FIELDS = {"model": "model", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "eps": "eps",
-          "step": "step", "train_attack_steps": "train_attack_steps", "augment": "augment", "compile": "compile", "select_best": "select_best",
+          "step": "step", "train_attack_steps": "train_attack_steps", "augment": "augment", "compile": "compile", "select_best": "select_best", "clip_start": "clip_start",
           "profile": "profile", "split_seed": "split_seed", "device": "device"}
 GRID_KEYS = ("methods", "datasets", "ratios", "seeds")
 
