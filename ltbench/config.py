@@ -10,7 +10,7 @@ from ltbench.errors import LtbenchError
 
 
 # Fields added after studies were already running, with the default that means "as before".
-LATER_FIELDS = {"modifiers": {}, "clip_start": True, "augment_params": {}, "select_from": 1}
+LATER_FIELDS = {"modifiers": {}, "clip_start": True, "augment_params": {}, "select_from": 1, "nesterov": False}
 
 
 @dataclass
@@ -38,6 +38,7 @@ class JobConfig:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    nesterov: bool = False  # Nesterov momentum (RobustLT's trainer uses it); left out of config.json when false
     lr_milestones: tuple = (0.75, 0.9375)
     profile: str = "exp"
     # Seed of the long-tailed split. None: the run's seed (each seed its own split, so the spread over

@@ -353,3 +353,83 @@ def test_resume_is_exact_with_hooks(tmp_path, monkeypatch, method, modifiers):
     b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 3
     assert _states_equal(a["model"], b["model"]) and _states_equal(a["method"], b["method"])
+
+
+# --- options where ltbench differs from an authors' script, and the peer presets ----------------------
+
+
+@pytest.mark.parametrize("clip", [True, False])
+def test_clip_start_option(clip):
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x):
+            seen.append(x.detach().clone())
+            return x.flatten(1)[:, :C] * 10
+
+    x, y = torch.zeros(6, 1, 8, 8), torch.arange(6)
+    torch.manual_seed(0)
+    x_adv = pgd_perturb(Recorder(), x, y, eps=0.1, step=0.05, steps=2, clip_start=clip)
+    assert (seen[0].min() >= 0) == clip  # the first forward pass: clipped start or not
+    assert x_adv.min() >= 0 and x_adv.max() <= 0.1 + 1e-7  # the iterates are clipped either way
+    torch.manual_seed(0)
+    per = pgd_perturb(Recorder(), x, y, eps=torch.full((6,), 0.1), step=0.05, steps=2, clip_start=clip)
+    assert len(seen) == 4 and (seen[2].min() >= 0) == clip and per.min() >= 0  # [2]: its first forward
+
+
+def _preset_jobs(name, *flags):
+    import argparse
+
+    from ltbench.runner.cli import add_arguments, study_spec
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    return build_jobs(study_spec(p.parse_args(["--preset", name, *flags])))
+
+
+def test_at_bsl_preset_is_the_authors_script():
+    from ltbench.data import PolicyAugment
+    from ltbench.engine.train import make_optimizer
+
+    jobs = _preset_jobs("cifar10-lt-at-bsl-paper")
+    j = next(j for j in jobs if j.method == "at-bsl")
+    assert (j.model, j.epochs, j.batch_size, j.lr, j.momentum, j.weight_decay, j.ratio) == \
+        ("resnet18", 100, 128, 0.1, 0.9, 5e-4, 0.02)
+    opt, sched = make_optimizer(torch.nn.Linear(1, 1), j, 1)
+    lrs = []
+    for _ in range(j.epochs):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    # train_at_bsl_cifar10.py: 0.1, ×0.1 from epoch 75, ×0.01 from 90, ×0.001 at 100 (1-based)
+    want = [0.1] * 74 + [0.01] * 15 + [0.001] * 10 + [0.0001]
+    assert lrs == pytest.approx(want)
+    assert j.augment == "randaugment" and PolicyAugment(j.augment, **j.augment_params).transform.magnitude == 8
+    assert j.clip_start is False and (j.select_best, j.select_from, j.select_n_per_class) == ("pgd20", 75, 1000)
+    assert j.to_dict()["clip_start"] is False and "modifiers" not in j.to_dict()
+
+
+def test_robustlt_preset_runs_each_method_with_and_without_robustlt():
+    jobs = {j.job_name.split("__")[0]: j for j in _preset_jobs("cifar10-lt-robustlt") if j.seed == 0}
+    assert set(jobs) == {"pgd-at", "pgd-at+robustlt", "at-bsl", "at-bsl+robustlt", "pgd-at+awp",
+                         "pgd-at+robustlt+awp", "reat", "reat+robustlt", "robal", "robal+robustlt", "taet",
+                         "taet+robustlt+beta=1.0"}
+    epochs = {k: (j.epochs, [round(f * j.epochs) for f in j.lr_milestones]) for k, j in jobs.items()}
+    assert epochs["pgd-at"] == epochs["taet+robustlt+beta=1.0"] == (100, [75, 90])
+    assert epochs["pgd-at+robustlt+awp"] == (200, [100, 150]) and epochs["reat+robustlt"] == (80, [60, 75])
+    assert jobs["robal+robustlt"].batch_size == 64 and jobs["robal"].train_attack_steps == 5
+    assert jobs["pgd-at+awp"].modifiers == {"awp": {"gamma": "0.005", "warmup": "0"}}
+    assert all(j.model == "wrn-28-10" and j.nesterov and j.ratio == 0.02 for j in jobs.values())
+    assert jobs["at-bsl+robustlt"].augment == "autoaugment" and jobs["pgd-at"].augment is None
+    # a flag beats the preset's per-method settings
+    short = {j.job_name.split("__")[0]: j for j in _preset_jobs("cifar10-lt-robustlt", "--epochs", "2")}
+    assert {j.epochs for j in short.values()} == {2}
+
+
+def test_select_from_skips_earlier_epochs(tmp_path):
+    cfg = tiny_job("pgd-at", epochs=2, select_best="pgd2", select_n_per_class=2, select_from=2)
+    t = Trainer(cfg, tmp_path)
+    t.fit()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert "select_acc" not in records[0] and "select_acc" in records[1]
+    assert t.load_best()["epoch"] == 2 and t.load_best()["from_epoch"] == 2

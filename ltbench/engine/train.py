@@ -46,7 +46,8 @@ class TrainingDiverged(LtbenchError):
 
 
 def make_optimizer(model: nn.Module, cfg: JobConfig, steps_per_epoch: int):
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                          nesterov=cfg.nesterov)
     milestones = sorted({max(1, round(f * cfg.epochs)) for f in cfg.lr_milestones if round(f * cfg.epochs) < cfg.epochs})
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
     return opt, sched

@@ -123,10 +123,16 @@ def study_spec(args) -> dict:
     for arg, field in FIELDS.items():
         if getattr(args, arg, None) is not None:
             spec[field] = getattr(args, arg)
+            for fields in spec.get("per_method", {}).values():  # a flag beats the preset's per-method value too
+                fields.pop(field, None)
     if getattr(args, "attacks", None):
         spec["eval_attacks"] = args.attacks
     method_params, model_params = parse_sets(getattr(args, "set", []) or [])
     spec.setdefault("method_params", {})
+    if getattr(args, "methods", None) is not None and ALL_METHODS not in spec["methods"]:
+        # --methods replaced the preset's: its parameters for methods and modifiers no longer run go too.
+        used = _owners(spec["methods"])
+        spec["method_params"] = {k: v for k, v in spec["method_params"].items() if k in used}
     for m, params in method_params.items():
         spec["method_params"].setdefault(m, {}).update(params)
     spec.setdefault("model_params", {}).update(model_params)
@@ -144,6 +150,15 @@ def study_spec(args) -> dict:
 
 
 ALL_METHODS = "all"
+
+
+def _owners(methods: list[str]) -> set[str]:
+    """What ``--set OWNER.KEY=VALUE`` may name for these ``--methods`` arguments: each argument as
+    written, its method's name and its modifiers' names."""
+    from ltbench.modifier import parse_spec
+
+    parsed = [parse_spec(m) for m in methods]
+    return set(methods) | {p.name for p in parsed} | {k for p in parsed for k in p.modifiers}
 
 
 def expand_methods(methods: list[str], methods_dirs=()) -> list[str]:
@@ -166,11 +181,11 @@ def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
     from ltbench.modifier import parse_spec
     from ltbench.runner.study import check_names
 
-    base_fields = {k: v for k, v in spec.items() if k not in (*GRID_KEYS, "out", "method_params")}
+    base_fields = {k: v for k, v in spec.items() if k not in (*GRID_KEYS, "out", "method_params", "per_method")}
+    per_method = spec.get("per_method", {})  # a preset's settings for some methods: name or full spec → fields
     spec = {**spec, "methods": expand_methods(spec["methods"], methods_dirs)}
     parsed = {m: parse_spec(m) for m in spec["methods"]}
-    owners = set(spec["methods"]) | {p.name for p in parsed.values()} | {k for p in parsed.values() for k in p.modifiers}
-    unknown = set(spec["method_params"]) - owners
+    unknown = set(spec["method_params"]) - _owners(spec["methods"])
     if unknown:
         raise LtbenchError(f"--set names method(s) or modifier(s) not in this study: {', '.join(sorted(unknown))}")
     jobs = []
@@ -180,6 +195,7 @@ def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
         p = parsed[m]
         name, flags, label = p.name, p.overrides, p.label
         modifiers = {k: {**v, **spec["method_params"].get(k, {})} for k, v in p.modifiers.items()}
+        fields = {**base_fields, **per_method.get(name, {}), **per_method.get(m, {})}
         for d in spec["datasets"]:
             for r in spec["ratios"]:
                 for s in spec["seeds"]:
@@ -188,7 +204,7 @@ def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
                     except (TypeError, ValueError):
                         raise LtbenchError(f"bad ratio {r!r} or seed {s!r}") from None
                     params = {**flags, **spec["method_params"].get(name, {}), **spec["method_params"].get(m, {})}
-                    cfg = JobConfig.from_dict({**base_fields, "method": name, "label": label, "dataset": d,
+                    cfg = JobConfig.from_dict({**fields, "method": name, "label": label, "dataset": d,
                                                "ratio": ratio, "seed": seed, "method_params": params,
                                                "modifiers": modifiers})
                     jobs.append(cfg.validate())
