@@ -10,7 +10,8 @@ from ltbench.errors import LtbenchError
 
 
 # Fields added after studies were already running, with the default that means "as before".
-LATER_FIELDS = {"modifiers": {}, "clip_start": True, "augment_params": {}, "select_from": 1, "nesterov": False}
+LATER_FIELDS = {"modifiers": {}, "clip_start": True, "augment_params": {}, "select_from": 1, "nesterov": False,
+                "val_n_per_class": None, "val_attack_steps": 5, "init_from": None}
 
 
 @dataclass
@@ -62,6 +63,16 @@ class JobConfig:
     # First epoch (1-based) that select_best may choose (AT-BSL's script: 75); earlier epochs are not
     # evaluated for selection. Left out of config.json when 1.
     select_from: int = 1
+    # Validation split (ltbench/data/validation.py): images per class held out of the long-tailed
+    # training set and measured every epoch (per-class clean and PGD accuracy, losses), for methods
+    # that learn from per-class feedback (CFA, WAT). None: the method's default (0, none, for most
+    # methods: their jobs are unchanged); 0: none. Left out of config.json when None.
+    val_n_per_class: Optional[int] = None
+    # Iterations of that per-epoch validation PGD (CE, uniform start, step 2.5·ε/K); cheap on purpose.
+    val_attack_steps: int = 5
+    # A finished job's folder whose evaluated weights initialise this job's model (fine-tuning, FRL);
+    # optimiser and schedule start fresh. Left out of config.json when None.
+    init_from: Optional[str] = None
     eval_batch_size: int = 250  # fastest on CPU; the GPU path may raise it
     device: str = "auto"
     compile: bool = False
@@ -92,6 +103,13 @@ class JobConfig:
             raise LtbenchError(f"select_from must be an epoch number ≥ 1, got {self.select_from!r}")
         if not isinstance(self.modifiers, dict) or not all(isinstance(v, dict) for v in self.modifiers.values()):
             raise LtbenchError(f"modifiers must map modifier names to parameter tables, got {self.modifiers!r}")
+        if self.val_n_per_class is not None and (isinstance(self.val_n_per_class, bool)
+                                                 or not isinstance(self.val_n_per_class, int) or self.val_n_per_class < 0):
+            raise LtbenchError(f"val_n_per_class must be a non-negative integer, got {self.val_n_per_class!r}")
+        if isinstance(self.val_attack_steps, bool) or not isinstance(self.val_attack_steps, int) or self.val_attack_steps < 1:
+            raise LtbenchError(f"val_attack_steps must be a positive integer, got {self.val_attack_steps!r}")
+        if self.init_from is not None and not isinstance(self.init_from, str):
+            raise LtbenchError(f"init_from must be a job folder, got {self.init_from!r}")
         return self
 
     @property

@@ -83,9 +83,19 @@ class BatchContext:
 
 @dataclass
 class EpochStats:
-    """What the engine counted during one training epoch, as tensors on the training device."""
+    """What the engine counted during one training epoch, as tensors on the training device.
+
+    ``train_adv_acc`` is per class the share of the epoch's training AEs classified correctly (the
+    AEs' logits from the outer loss, as the model was at each step; the true per-class accuracy,
+    not a share of the whole set). ``val`` is the epoch-end measurement on the validation split
+    (:class:`ltbench.engine.validation.ValidationStats`), None when the job holds none out.
+    ``model`` is the model being trained, for methods that keep a weight average (read it, do not
+    change it)."""
 
     adv_pred_counts: torch.Tensor  # C: adversarial training examples predicted as each class
+    train_adv_acc: Optional[torch.Tensor] = None  # C: robust accuracy on the epoch's training AEs
+    val: Optional[Any] = None  # ValidationStats, or None without a validation split
+    model: Optional[nn.Module] = None
 
 
 class Method:
@@ -93,6 +103,10 @@ class Method:
 
     Config: type = NoConfig
     registered_name: str = "?"
+    # Images per class a job of this method holds out for validation when the job leaves
+    # ``val_n_per_class`` unset (JobConfig); 0: none, the default, so most methods' jobs keep the
+    # whole long-tailed training set.
+    val_n_per_class: int = 0
 
     def __init__(self, config: Any, num_classes: int, class_counts: torch.Tensor):
         self.config = config
@@ -141,6 +155,11 @@ class Method:
 
     def restore_weights(self, model: nn.Module, handle: Any) -> None:
         """Undo :meth:`perturb_weights` after the optimiser step; ``handle`` is what it returned."""
+
+    def eval_weights(self) -> Optional[dict]:
+        """Weights (a model state dict) to evaluate, select and hand to ``--init-from`` in place of
+        the trained model's, or None (the default): the trained model. CFA's FAWA average."""
+        return None
 
     # --- state ---------------------------------------------------------------------------
     def observe(self, logits_adv: torch.Tensor, y: torch.Tensor, ctx: BatchContext) -> None:

@@ -9,6 +9,7 @@ re-run resumes exactly.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -25,6 +26,8 @@ from ltbench.data import DeviceAugment, LongTailSplit, PolicyAugment, get_datase
 from ltbench.engine.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ltbench.attacks import build_attack
 from ltbench.engine.evaluate import balanced_subset, eval_batch_size, predict, run_evaluation
+from ltbench.data.validation import hold_out, MAX_FRACTION
+from ltbench.engine import validation
 from ltbench.env import environment, resolve_device
 from ltbench.errors import LtbenchError
 from ltbench.io import append_jsonl, read_jsonl, save_torch, write_json, write_text
@@ -35,6 +38,7 @@ from ltbench.registry import load_all
 Progress = Callable[[str], None]
 SPLIT_FILE = "lt_indices.json"
 BEST = "best.pt"
+EVAL_WEIGHTS = "eval_weights.pt"  # the weights evaluated when the method supplies its own (CFA's FAWA)
 
 
 class TrainingDiverged(LtbenchError):
@@ -74,14 +78,17 @@ class EpochAccumulator:
         self.loss_sum = torch.zeros((), device=device)
         self.correct = torch.zeros((), device=device)
         self.pred_hist = torch.zeros(num_classes, device=device)
+        self.correct_per_class = torch.zeros(num_classes, device=device)  # AEs classified right, per true class
 
     @torch.no_grad()
     def update(self, loss: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor) -> None:
         pred = logits_adv.argmax(1)
         self.loss_sum += loss.detach().float() * len(y)
-        self.correct += (pred == y).sum()
+        hit = pred == y
+        self.correct += hit.sum()
         # index_add_, not bincount: CUDA's bincount reads the maximum back to the host.
         self.pred_hist.index_add_(0, pred, torch.ones_like(pred, dtype=self.pred_hist.dtype))
+        self.correct_per_class.index_add_(0, y, hit.to(self.correct_per_class.dtype))
 
 
 def adversarial_examples(model: nn.Module, forward_model: nn.Module, method: Method, x: torch.Tensor,
@@ -151,6 +158,41 @@ def result_header(cfg: JobConfig, device: torch.device, class_names: list[str], 
     }
 
 
+def method_eval_weights(method: Method) -> Optional[dict]:
+    """The method's :meth:`~ltbench.method.Method.eval_weights`, looked up through its modifiers
+    (``cfa +awp``: AWP does not override the hook, so the wrapped CFA's average counts)."""
+    m: Optional[Method] = method
+    while m is not None:
+        weights = m.eval_weights()
+        if weights is not None:
+            return weights
+        m = getattr(m, "inner", None)
+    return None
+
+
+def load_job_weights(job_dir: Path, cfg: Optional[JobConfig] = None) -> dict:
+    """The weights a finished job evaluated (``--init-from``): ``best.pt`` when it selected an epoch,
+    the method's own (``eval_weights.pt``, CFA's FAWA average) when it had them, else the model of
+    its last checkpoint. With ``cfg``, the job's dataset and model must be the same."""
+    result_path = job_dir / "result.json"
+    if not result_path.exists():
+        raise LtbenchError(f"init_from {job_dir}: no result.json there (not a finished job)")
+    result = json.loads(result_path.read_text())
+    if cfg is not None:
+        src = result.get("config", {})
+        for key in ("dataset", "model", "model_params"):
+            if src.get(key) != getattr(cfg, key):
+                raise LtbenchError(f"init_from {job_dir}: its {key} is {src.get(key)!r}, this job's {getattr(cfg, key)!r}")
+    if (result.get("selection") or {}).get("epoch") is not None:
+        return load_checkpoint(job_dir / BEST)
+    if result.get("evaluated_weights"):
+        return load_checkpoint(job_dir / result["evaluated_weights"])
+    state = load_checkpoint(job_dir / CHECKPOINT)
+    if state is None:
+        raise LtbenchError(f"init_from {job_dir}: no {CHECKPOINT} there")
+    return state["model"]
+
+
 class Trainer:
     """Holds one job's data, model, method and optimiser on the training device."""
 
@@ -173,6 +215,17 @@ class Trainer:
         self.class_counts = list(split.counts)
         self.x_test, self.y_test = raw.x_test, raw.y_test
         dev = self.device
+        self.val_n = (cfg.val_n_per_class if cfg.val_n_per_class is not None
+                      else validation.default_n_per_class(cfg.method, cfg.modifiers))
+        self.x_val = self.y_val = None
+        if self.val_n:
+            x_all, y_all = raw.x_train, raw.y_train
+            train_pos, val_pos = self.validation_split(y_all)
+            raw.x_train, raw.y_train = x_all[train_pos], y_all[train_pos]
+            self.x_val, self.y_val = x_all[val_pos].to(dev), y_all[val_pos].to(dev)
+            self.class_counts = torch.bincount(raw.y_train, minlength=self.info.num_classes).tolist()
+        elif split.validation is not None:
+            raise LtbenchError(f"the saved split {saved} holds a validation split but the job asks for none")
         # The whole long-tailed training set lives on the device as uint8.
         self.x_train = raw.x_train.to(dev)
         self.y_train = raw.y_train.to(dev)
@@ -185,6 +238,12 @@ class Trainer:
         self.method: Method = method.to(dev)
         # channels_last is faster on CUDA and, measured for the small CNN, on the CPU too.
         self.model = model.to(dev, memory_format=torch.channels_last)
+        if cfg.init_from:  # fine-tuning: another job's evaluated weights; optimiser and schedule fresh
+            try:
+                self.model.load_state_dict(load_job_weights(Path(cfg.init_from), cfg))
+            except RuntimeError as exc:  # another method's head, another architecture
+                raise LtbenchError(f"init_from {cfg.init_from}: its weights do not fit this model "
+                                   f"({str(exc).splitlines()[0]})") from None
         if dev.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.forward_model = compile_model(self.model) if cfg.compile else self.model
@@ -198,6 +257,32 @@ class Trainer:
         if cfg.select_best:
             self.select_attack = build_attack(cfg.select_best, self.eps, self.step, seed=cfg.seed)
             self.select_idx = balanced_subset(self.y_test, cfg.select_n_per_class, cfg.seed)
+
+    def validation_split(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions (in the long-tailed training set) of the training and the validation images:
+        those of the saved split when it has them, else a fresh seeded hold-out recorded in
+        ``self.split.validation`` (saved with the split). Classes capped are said in the log."""
+        split, n = self.split, self.val_n
+        saved = split.validation
+        if saved is not None:
+            if int(saved["n_per_class"]) != n:
+                raise LtbenchError(f"the saved split holds {saved['n_per_class']} validation images per class, "
+                                   f"the job asks for {n}")
+            val_pos = torch.searchsorted(split.indices, torch.tensor(saved["indices"], dtype=torch.int64))
+            keep = torch.ones(len(y), dtype=torch.bool)
+            keep[val_pos] = False
+            train_pos = torch.nonzero(keep).flatten()
+        else:
+            h = hold_out(y, n, split.seed, self.info.num_classes)
+            train_pos, val_pos = h.train_pos, h.val_pos
+            split.validation = {"n_per_class": n, "max_fraction": MAX_FRACTION,
+                                "indices": split.indices[val_pos].tolist(), "counts": h.val_counts,
+                                "capped": h.capped}
+        v = split.validation
+        if v["capped"]:
+            self.progress(f"validation: {n} images per class asked, classes {v['capped']} capped to "
+                          f"{[v['counts'][c] for c in v['capped']]} (at most {MAX_FRACTION:.0%} of a class)")
+        return train_pos, val_pos
 
     # --- checkpointing -----------------------------------------------------------------
     def state(self, epoch: int) -> dict:
@@ -264,7 +349,9 @@ class Trainer:
                        eps=self.eps, step=self.step, steps=cfg.train_attack_steps, clip_start=cfg.clip_start)
             if b % 10 == 0 or b == self.steps_per_epoch - 1:
                 self.progress(f"epoch {epoch + 1}/{cfg.epochs} batch {b + 1}/{self.steps_per_epoch}")
-        self.method.on_epoch_end(epoch, EpochStats(acc.pred_hist))
+        train_adv_acc = acc.correct_per_class / self.method.class_counts.clamp_min(1.0)
+        val = self.validate(epoch) if self.val_n else None
+        self.method.on_epoch_end(epoch, EpochStats(acc.pred_hist, train_adv_acc, val, self.model))
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         n = len(self.y_train)
@@ -280,7 +367,23 @@ class Trainer:
             "time_s": elapsed,
             "images_per_s": n / elapsed,
             "adv_pred_hist": pred_hist.long().tolist(),
+            "train_adv_acc_per_class": train_adv_acc.tolist(),
+            **({"val": val.record()} if val is not None else {}),
         }
+
+    def validation_record(self) -> dict:
+        """What ``result.json`` says of the validation split: images per class, counts, capped classes, attack."""
+        v = self.split.validation
+        return {"n_per_class": v["n_per_class"], "max_fraction": v["max_fraction"], "counts": v["counts"],
+                "capped": v["capped"], "attack": {"name": "pgd", "steps": self.cfg.val_attack_steps, "eps": self.eps,
+                                                  "step": validation.attack_step(self.eps, self.cfg.val_attack_steps)}}
+
+    def validate(self, epoch: int) -> "validation.ValidationStats":
+        """The epoch-end measurement on the validation split (seeded per job and epoch)."""
+        return validation.measure(self.model, self.x_val, self.y_val, self.info.num_classes, eps=self.eps,
+                                  steps=self.cfg.val_attack_steps,
+                                  batch_size=eval_batch_size(self.cfg.eval_batch_size, self.device),
+                                  seed=self.cfg.seed * 100_003 + validation.SEED_OFFSET + epoch)
 
     def fit(self) -> None:
         start = self.resume()
@@ -289,12 +392,38 @@ class Trainer:
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             if self.cfg.select_best and epoch + 1 >= self.cfg.select_from:
-                record["select_acc"] = self.selection_accuracy()
-                if self.best["acc"] is None or record["select_acc"] > self.best["acc"]:
-                    save_torch(self.job_dir / BEST, self.model.state_dict())
-                    self.best = {"epoch": epoch + 1, "acc": record["select_acc"]}
+                with self.evaluated_model():
+                    record["select_acc"] = self.selection_accuracy()
+                    if self.best["acc"] is None or record["select_acc"] > self.best["acc"]:
+                        save_torch(self.job_dir / BEST, self.model.state_dict())
+                        self.best = {"epoch": epoch + 1, "acc": record["select_acc"]}
             append_jsonl(self.job_dir / "metrics.jsonl", record)
             save_checkpoint(self.job_dir / CHECKPOINT, self.state(epoch + 1))
+
+    @contextlib.contextmanager
+    def evaluated_model(self):
+        """Inside, ``self.model`` holds the weights the method wants evaluated (CFA's FAWA average),
+        when it has any; the trained weights are back afterwards."""
+        weights = method_eval_weights(self.method)
+        if weights is None:
+            yield
+            return
+        trained = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(weights)
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(trained)
+
+    def load_eval_weights(self) -> Optional[str]:
+        """Put the method's evaluated weights (if any) in the model for good and save them to
+        :data:`EVAL_WEIGHTS`; returns that file name, or None."""
+        weights = method_eval_weights(self.method)
+        if weights is None:
+            return None
+        self.model.load_state_dict(weights)
+        save_torch(self.job_dir / EVAL_WEIGHTS, self.model.state_dict())
+        return EVAL_WEIGHTS
 
     def selection_accuracy(self) -> float:
         """Accuracy under ``select_best`` on the selection subset. Its random starts draw from a
@@ -337,6 +466,7 @@ def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) 
     trainer.fit()
     train_s = time.perf_counter() - t0
     selection = trainer.load_best()
+    own_weights = trainer.load_eval_weights() if selection is None else None
     t0 = time.perf_counter()
     evaluation = trainer.evaluate()  # metrics, checks, warnings, evaluation settings
     result = {
@@ -344,6 +474,9 @@ def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) 
                         trainer.eps, trainer.step),
         "method_config": trainer.method.config_dict(),  # defaults resolved: tells reat from reat-official
         "selection": selection,  # which epoch's model was evaluated (None: the last)
+        # the method's own weights were evaluated (CFA's FAWA average), saved in this file
+        **({"evaluated_weights": own_weights} if own_weights else {}),
+        **({"validation": trainer.validation_record()} if trainer.val_n else {}),
         "timing": {"train_s": train_s, "eval_s": time.perf_counter() - t0},
         **evaluation,
     }

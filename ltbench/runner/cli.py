@@ -50,6 +50,12 @@ def add_arguments(p):
     g.add_argument("--split-seed", type=int, metavar="N",
                    help="draw the long-tailed split with seed N for every run seed (default: each run seed "
                         "draws its own split), so the spread over seeds is training variance alone")
+    g.add_argument("--val-n-per-class", type=int, metavar="N",
+                   help="hold N images per class (at most 20%% of a class) out of the long-tailed training set and "
+                        "measure them every epoch (default: the method's, 0 for most; CFA and WAT hold 100 out)")
+    g.add_argument("--val-attack-steps", type=int, metavar="K", help="iterations of that validation PGD (default 5)")
+    g.add_argument("--init-from", metavar="JOB_DIR",
+                   help="start every job from the weights this finished job evaluated (fine-tuning, e.g. FRL)")
     g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: auto)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="method, modifier or model parameter, e.g. reat.tail_weight=0.5, awp.gamma=0.005 or model.width=32")
@@ -83,7 +89,8 @@ def add_arguments(p):
 
 FIELDS = {"model": "model", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "eps": "eps",
           "step": "step", "train_attack_steps": "train_attack_steps", "augment": "augment", "compile": "compile", "select_best": "select_best", "clip_start": "clip_start",
-          "profile": "profile", "split_seed": "split_seed", "device": "device"}
+          "profile": "profile", "split_seed": "split_seed", "device": "device",
+          "val_n_per_class": "val_n_per_class", "val_attack_steps": "val_attack_steps", "init_from": "init_from"}
 GRID_KEYS = ("methods", "datasets", "ratios", "seeds")
 
 
@@ -127,6 +134,8 @@ def study_spec(args) -> dict:
                 fields.pop(field, None)
     if getattr(args, "attacks", None):
         spec["eval_attacks"] = args.attacks
+    if spec.get("init_from"):  # recorded absolute in config.json: the job may run from another folder
+        spec["init_from"] = str(Path(spec["init_from"]).resolve())
     method_params, model_params = parse_sets(getattr(args, "set", []) or [])
     spec.setdefault("method_params", {})
     if getattr(args, "methods", None) is not None and ALL_METHODS not in spec["methods"]:
