@@ -107,6 +107,9 @@ class Method:
     # ``val_n_per_class`` unset (JobConfig); 0: none, the default, so most methods' jobs keep the
     # whole long-tailed training set.
     val_n_per_class: int = 0
+    # True: the engine also measures the validation split before the first epoch of a fresh run and
+    # hands it to ``on_epoch_end(-1, stats)`` (FRL adapts its first epoch to the initial model).
+    val_before_training: bool = False
 
     def __init__(self, config: Any, num_classes: int, class_counts: torch.Tensor):
         self.config = config

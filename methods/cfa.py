@@ -98,8 +98,9 @@ class CFA(Method):
 
     # --- the step -----------------------------------------------------------------------------
     def active(self, ctx) -> bool:
-        """CCM and CCR act from epoch ``begin`` (a Python int: no host read)."""
-        return ctx.epoch >= self.config.begin
+        """CCM acts from epoch ``begin`` (Python ints: no host read); outside a job (``ctx.epochs``
+        None, ``ltbench bench``) it counts as late in training, so the bench times CFA's own step."""
+        return ctx.epochs is None or ctx.epoch >= self.config.begin
 
     def attack_budget(self, eps, step, ctx):
         if self.config.ccm and self.active(ctx):

@@ -36,10 +36,10 @@ def test_ccm_budgets_follow_last_epochs_per_class_robust_accuracy():
     method.on_epoch_end(1, EpochStats(torch.zeros(C), torch.tensor(acc)))  # epoch 2 < begin: unchanged
     x = torch.zeros(C, 1, 8, 8)
     yb = torch.arange(C)
-    ctx = BatchContext(None, x, yb, COUNTS, 0.1, epoch=2, step=0.02)
+    ctx = BatchContext(None, x, yb, COUNTS, 0.1, epoch=2, step=0.02, epochs=20)
     assert method.attack_budget(0.1, 0.02, ctx) == (0.1, 0.02)
     method.on_epoch_end(2, EpochStats(torch.zeros(C), torch.tensor(acc)))  # feeds epoch 3 = begin
-    ctx = BatchContext(None, x, yb, COUNTS, 0.1, epoch=3, step=0.02)
+    ctx = BatchContext(None, x, yb, COUNTS, 0.1, epoch=3, step=0.02, epochs=20)
     eps, step = method.attack_budget(0.1, 0.02, ctx)
     assert step == 0.02  # CCM leaves the step alone (the authors' fixed α)
     for c in range(C):

@@ -387,6 +387,10 @@ class Trainer:
 
     def fit(self) -> None:
         start = self.resume()
+        if start == 0 and self.val_n and validation.before_training(self.cfg.method, self.cfg.modifiers):
+            # the initial model measured (FRL): its state then goes into the first checkpoint
+            zeros = torch.zeros(self.info.num_classes, device=self.device)
+            self.method.on_epoch_end(-1, EpochStats(zeros, None, self.validate(-1), self.model))
         for epoch in range(start, self.cfg.epochs):
             record = self.train_epoch(epoch)
             if self.device.type == "cuda":

@@ -76,11 +76,19 @@ def measure(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, num_classes: 
     return ValidationStats(counts, *mean.unbind(0))
 
 
-def default_n_per_class(method: str, modifiers: dict) -> int:
-    """The images per class a job holds out when it leaves ``val_n_per_class`` unset: the largest
-    of its method's and modifiers' ``val_n_per_class`` class attributes (0 for most)."""
+def _classes(method: str, modifiers: dict) -> list:
     from ltbench.registry import METHODS, MODIFIERS, load_methods
 
     load_methods()
-    classes = [METHODS.get(method), *(MODIFIERS.get(m) for m in modifiers or {})]
-    return max(int(getattr(cls, "val_n_per_class", 0)) for cls in classes)
+    return [METHODS.get(method), *(MODIFIERS.get(m) for m in modifiers or {})]
+
+
+def default_n_per_class(method: str, modifiers: dict) -> int:
+    """The images per class a job holds out when it leaves ``val_n_per_class`` unset: the largest
+    of its method's and modifiers' ``val_n_per_class`` class attributes (0 for most)."""
+    return max(int(getattr(cls, "val_n_per_class", 0)) for cls in _classes(method, modifiers))
+
+
+def before_training(method: str, modifiers: dict) -> bool:
+    """Whether the method or a modifier asks for a measurement before the first epoch."""
+    return any(getattr(cls, "val_before_training", False) for cls in _classes(method, modifiers))
