@@ -188,3 +188,18 @@ def test_frl_measures_the_initial_model(tmp_path, monkeypatch):
     monkeypatch.setattr(FRL, "on_epoch_end", spy)
     run_job(tiny_job("frl", epochs=2, val_attack_steps=1), tmp_path)
     assert seen == [(-1, True), (0, True), (1, True)]  # the initial model, then each epoch
+
+
+def test_init_from_is_filled_in_per_job_and_made_absolute(tmp_path, monkeypatch):
+    import argparse
+
+    from ltbench.runner.cli import add_arguments, build_jobs, study_spec
+
+    monkeypatch.chdir(tmp_path)
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args(["--methods", "frl", "--seeds", "0", "1", "--init-from", "s/pgd-at__{dataset}__r{ratio:g}__s{seed}"])
+    jobs = build_jobs(study_spec(args))
+    assert [j.init_from for j in jobs] == [str(tmp_path / f"s/pgd-at__fmnist__r0.01__s{s}") for s in (0, 1)]
+    with pytest.raises(LtbenchError, match="only {dataset}"):
+        build_jobs(study_spec(p.parse_args(["--methods", "frl", "--init-from", "s/{model}"])))

@@ -55,7 +55,9 @@ def add_arguments(p):
                         "measure them every epoch (default: the method's, 0 for most; CFA and WAT hold 100 out)")
     g.add_argument("--val-attack-steps", type=int, metavar="K", help="iterations of that validation PGD (default 5)")
     g.add_argument("--init-from", metavar="JOB_DIR",
-                   help="start every job from the weights this finished job evaluated (fine-tuning, e.g. FRL)")
+                   help="start each job from the weights this finished job evaluated (fine-tuning, e.g. FRL); "
+                        "{dataset}, {ratio} and {seed} are filled in per job, e.g. "
+                        "results/s/trades__{dataset}__r{ratio:g}__s{seed}")
     g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: auto)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="method, modifier or model parameter, e.g. reat.tail_weight=0.5, awp.gamma=0.005 or model.width=32")
@@ -134,8 +136,6 @@ def study_spec(args) -> dict:
                 fields.pop(field, None)
     if getattr(args, "attacks", None):
         spec["eval_attacks"] = args.attacks
-    if spec.get("init_from"):  # recorded absolute in config.json: the job may run from another folder
-        spec["init_from"] = str(Path(spec["init_from"]).resolve())
     method_params, model_params = parse_sets(getattr(args, "set", []) or [])
     spec.setdefault("method_params", {})
     if getattr(args, "methods", None) is not None and ALL_METHODS not in spec["methods"]:
@@ -213,7 +213,8 @@ def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
                     except (TypeError, ValueError):
                         raise LtbenchError(f"bad ratio {r!r} or seed {s!r}") from None
                     params = {**flags, **spec["method_params"].get(name, {}), **spec["method_params"].get(m, {})}
-                    cfg = JobConfig.from_dict({**fields, "method": name, "label": label, "dataset": d,
+                    init = {"init_from": job_init_from(fields["init_from"], d, ratio, seed)} if fields.get("init_from") else {}
+                    cfg = JobConfig.from_dict({**fields, **init, "method": name, "label": label, "dataset": d,
                                                "ratio": ratio, "seed": seed, "method_params": params,
                                                "modifiers": modifiers})
                     jobs.append(cfg.validate())
@@ -223,6 +224,18 @@ def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
         raise LtbenchError(f"the grid names the same job twice: {', '.join(dupes)}")
     check_names(jobs, methods_dirs)
     return jobs
+
+
+def job_init_from(template: str, dataset: str, ratio: float, seed: int) -> str:
+    """``--init-from`` for one job: ``{dataset}``, ``{ratio}`` and ``{seed}`` filled in (one source
+    job per seed: ``results/s/trades__{dataset}__r{ratio:g}__s{seed}``), made absolute so
+    ``config.json`` names it wherever the job runs."""
+    try:
+        path = str(template).format(dataset=dataset, ratio=ratio, seed=seed)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise LtbenchError(f"init_from {template!r}: only {{dataset}}, {{ratio}} and {{seed}} may be filled in "
+                           f"({type(exc).__name__}: {exc})") from None
+    return str(Path(path).resolve())
 
 
 def make_executor(args, spec: dict):
