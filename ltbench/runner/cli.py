@@ -52,7 +52,7 @@ def add_arguments(p):
                         "draws its own split), so the spread over seeds is training variance alone")
     g.add_argument("--val-n-per-class", type=int, metavar="N",
                    help="hold N images per class (at most 20%% of a class) out of the long-tailed training set and "
-                        "measure them every epoch (default: the method's, 0 for most; CFA and WAT hold 100 out)")
+                        "measure them every epoch (default: the method's: 0 for most, CFA 100, WAT and FRL 300)")
     g.add_argument("--val-attack-steps", type=int, metavar="K", help="iterations of that validation PGD (default 5)")
     g.add_argument("--init-from", metavar="JOB_DIR",
                    help="start each job from the weights this finished job evaluated (fine-tuning, e.g. FRL); "
