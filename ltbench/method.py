@@ -17,7 +17,10 @@ method's name. Every hook's default is PGD-AT (Madry et al., ICLR 2018):
 * :meth:`Method.attacks` — whether this step attacks at all (TAET's first stage does not: the
   step is then a standard step, clean forward and backward only);
 * :meth:`Method.perturb_weights` / :meth:`Method.restore_weights` — a weight perturbation in
-  place around the optimiser step (AWP).
+  place around the optimiser step (AWP);
+* :meth:`Method.eval_weights` — weights to evaluate instead of the trained ones (CFA's FAWA
+  average); ``val_n_per_class`` / :meth:`Method.needs_validation` / ``val_before_training`` — the
+  validation split a method holds out by default and hears about in ``EpochStats.val`` (CFA, WAT, FRL).
 
 A *modifier* (:class:`Modifier`, ``@register_modifier``) wraps any method and overrides some of
 these hooks: ``reat +robustlt`` is REAT with RobustLT's budgets, ``at-bsl +awp`` AT-BSL with AWP.
@@ -158,6 +161,11 @@ class Method:
 
     def restore_weights(self, model: nn.Module, handle: Any) -> None:
         """Undo :meth:`perturb_weights` after the optimiser step; ``handle`` is what it returned."""
+
+    def needs_validation(self) -> bool:
+        """Whether a job of this method cannot run without a validation split (checked when the job
+        starts, before it trains). Default: when the method holds images out by default."""
+        return self.val_n_per_class > 0
 
     def eval_weights(self) -> Optional[dict]:
         """Weights (a model state dict) to evaluate, select and hand to ``--init-from`` in place of

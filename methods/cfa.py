@@ -156,6 +156,9 @@ class CFA(Method):
             self.average[k] = torch.where(passed, new, avg)
         self.fawa_started = self.fawa_started | passed
 
+    def needs_validation(self) -> bool:
+        return self.config.fawa  # CCM and CCR learn from the training AEs alone
+
     def eval_weights(self) -> Optional[dict]:
         if not self.config.fawa or not self.average or not bool(self.fawa_started):  # read once, at evaluation
             return None

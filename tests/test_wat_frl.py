@@ -203,3 +203,14 @@ def test_init_from_is_filled_in_per_job_and_made_absolute(tmp_path, monkeypatch)
     assert [j.init_from for j in jobs] == [str(tmp_path / f"s/pgd-at__fmnist__r0.01__s{s}") for s in (0, 1)]
     with pytest.raises(LtbenchError, match="only {dataset}"):
         build_jobs(study_spec(p.parse_args(["--methods", "frl", "--init-from", "s/{model}"])))
+
+
+@pytest.mark.parametrize("name, params, fails", [("wat", {}, True), ("frl", {}, True), ("cfa", {}, True),
+                                                  ("cfa", {"fawa": "false"}, False)])
+def test_a_job_without_the_validation_split_it_needs_fails_before_training(name, params, fails, tmp_path):
+    cfg = tiny_job(name, val_n_per_class=0, method_params=params)
+    if fails:
+        with pytest.raises(LtbenchError, match="needs a validation split"):
+            Trainer(cfg, tmp_path)
+    else:
+        assert Trainer(cfg, tmp_path).x_val is None

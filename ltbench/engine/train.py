@@ -4,8 +4,9 @@ The engine owns the loop and calls the method's hooks (:mod:`ltbench.method`); i
 on a method's name. Per batch: augment on the device → PGD with the method's start and loss (model
 in eval mode) → the method's outer loss (train mode) → SGD step. Statistics (loss, accuracy, the
 histogram of labels predicted on the training AEs) accumulate in device tensors that are read once
-per epoch, so the step has no host sync. Every epoch ends with an atomic checkpoint, from which a
-re-run resumes exactly.
+per epoch, so the step has no host sync. A job with a validation split (``val_n_per_class``,
+:mod:`ltbench.engine.validation`) measures it at each epoch's end for the method. Every epoch ends
+with an atomic checkpoint, from which a re-run resumes exactly.
 """
 from __future__ import annotations
 
@@ -158,15 +159,21 @@ def result_header(cfg: JobConfig, device: torch.device, class_names: list[str], 
     }
 
 
+def method_chain(method: Method) -> list[Method]:
+    """The method and, for a modifier, the methods it wraps, outermost first."""
+    chain = [method]
+    while getattr(chain[-1], "inner", None) is not None:
+        chain.append(chain[-1].inner)
+    return chain
+
+
 def method_eval_weights(method: Method) -> Optional[dict]:
     """The method's :meth:`~ltbench.method.Method.eval_weights`, looked up through its modifiers
     (``cfa +awp``: AWP does not override the hook, so the wrapped CFA's average counts)."""
-    m: Optional[Method] = method
-    while m is not None:
+    for m in method_chain(method):
         weights = m.eval_weights()
         if weights is not None:
             return weights
-        m = getattr(m, "inner", None)
     return None
 
 
@@ -236,6 +243,9 @@ class Trainer:
         counts = torch.tensor(self.class_counts, dtype=torch.float32, device=dev)
         method, model = build_job_model(cfg, self.info, counts)
         self.method: Method = method.to(dev)
+        if not self.val_n and any(m.needs_validation() for m in method_chain(method)):
+            raise LtbenchError(f"{cfg.label or cfg.method} needs a validation split: leave val_n_per_class unset "
+                               f"or set it above 0")
         # channels_last is faster on CUDA and, measured for the small CNN, on the CPU too.
         self.model = model.to(dev, memory_format=torch.channels_last)
         if cfg.init_from:  # fine-tuning: another job's evaluated weights; optimiser and schedule fresh
