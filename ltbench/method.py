@@ -93,6 +93,9 @@ class Method:
 
     Config: type = NoConfig
     registered_name: str = "?"
+    # A modifier's settings for this method where its authors set them apart (modifier name → fields),
+    # e.g. TRADES-AWP's γ and warm-up; --set and inline flags override them.
+    modifier_defaults: dict = {}
 
     def __init__(self, config: Any, num_classes: int, class_counts: torch.Tensor):
         self.config = config

@@ -218,7 +218,7 @@ def awp_step_reference(model, method, opt, x, x_adv, y, ctx, gamma):
 @pytest.mark.parametrize("name", ["pgd-at", "trades"])
 def test_awp_step_matches_the_papers_algorithm(name):
     plain = build_method(name, {}, C, COUNTS)
-    awp = build_method(name, {}, C, COUNTS, {"awp": {"gamma": "0.01"}})
+    awp = build_method(name, {}, C, COUNTS, {"awp": {"gamma": "0.01", "warmup": "0"}})
     model = _model_for(plain)
     ref_model = copy.deepcopy(model)
     untouched = copy.deepcopy(model)
@@ -245,6 +245,12 @@ def test_awp_step_matches_the_papers_algorithm(name):
         train_step(untouched, untouched, plain, opt, x, y, _ctx(untouched, x, y, plain), eps=0.1, step=0.05, steps=2)
     assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(untouched.state_dict().values(),
                                                                    model.state_dict().values()))
+
+
+def test_awp_defaults_are_the_authors_for_at_and_for_trades():
+    assert build_method("pgd-at", {}, C, COUNTS, {"awp": {}}).config_dict()["+awp"] == {"gamma": 0.01, "warmup": 0}
+    assert build_method("trades", {}, C, COUNTS, {"awp": {}}).config_dict()["+awp"] == {"gamma": 0.005, "warmup": 9}
+    assert build_method("trades", {}, C, COUNTS, {"awp": {"warmup": "0"}}).config.warmup == 0  # overrides win
 
 
 def test_awp_warmup_epochs_are_the_plain_method_bit_for_bit():
