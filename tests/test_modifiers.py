@@ -439,3 +439,25 @@ def test_select_from_skips_earlier_epochs(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert "select_acc" not in records[0] and "select_acc" in records[1]
     assert t.load_best()["epoch"] == 2 and t.load_best()["from_epoch"] == 2
+
+
+def test_modifier_jobs_run_from_the_cli(tmp_path, tiny_fmnist, monkeypatch):
+    """`ltbench run --methods 'pgd-at +awp --gamma=0.02' 'taet +robustlt'`: worker processes rebuild the
+    wrapped methods from config.json; folders, config.json and result.json name the modifiers."""
+    from ltbench.cli import main as cli_main
+    from ltbench.runner import local
+
+    monkeypatch.setattr(local, "available_cores", lambda: 1, raising=False)
+    out = tmp_path / "study"
+    args = ["run", "--methods", "pgd-at +awp --gamma=0.02", "taet +robustlt", "--datasets", "fmnist", "--ratios",
+            "0.2", "--epochs", "2", "--model", "small-cnn", "--set", "model.width=4", "--batch-size", "64",
+            "--train-attack-steps", "2", "--attacks", "clean", "pgd2", "--device", "cpu", "--out", str(out),
+            "--quiet", "--set", "robustlt.alpha=0.5"]
+    assert cli_main(args) == 0
+    awp, taet = out / "pgd-at+awp+gamma=0.02__fmnist__r0.2__s0", out / "taet+robustlt__fmnist__r0.2__s0"
+    assert json.loads((awp / "config.json").read_text())["modifiers"] == {"awp": {"gamma": "0.02"}}
+    assert json.loads((taet / "config.json").read_text())["modifiers"] == {"robustlt": {"alpha": "0.5"}}
+    result = json.loads((taet / "result.json").read_text())
+    assert result["method_config"]["+robustlt"] == {"alpha": 0.5, "beta": 0.8}
+    assert result["method_config"]["absent"] == "zero" and result["attack"]["eps"] == 0.1
+    assert json.loads((awp / "result.json").read_text())["method_config"]["+awp"] == {"gamma": 0.02, "warmup": 0}
