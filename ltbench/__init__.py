@@ -1,6 +1,20 @@
-"""ltbench: a benchmark harness for adversarial training on long-tailed data."""
+"""ltbench: a benchmark harness for adversarial training on long-tailed data.
+
+The Python API (:mod:`ltbench.api`) is exported here and imported on first use:
+``load_study``, ``load_model``, ``evaluate``, ``run``.
+"""
 __version__ = "0.1.0"
 
 from ltbench.registry import register_dataset, register_method, register_model  # noqa: E402
 
-__all__ = ["register_method", "register_dataset", "register_model", "__version__"]
+_API = ("load_study", "load_model", "evaluate", "run", "model_from_factory")
+
+__all__ = ["register_method", "register_dataset", "register_model", "__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from ltbench import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'ltbench' has no attribute {name!r}")

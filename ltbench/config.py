@@ -54,7 +54,7 @@ class JobConfig:
     step: Optional[float] = None
     train_attack_steps: int = 10
     # The training PGD's random start clipped to the image range [0, 1] (ltbench's choice); false: only
-    # to the ε-ball, as the REAT and AT-BSL authors' scripts do. Left out of config.json when true.
+    # to the ε-ball, as the AT-BSL authors' script does. Left out of config.json when true.
     clip_start: bool = True
     eval_attacks: tuple = ("clean", "pgd20", "cw20")  # add "aa" for AutoAttack (slow on a CPU: opt-in)
     aa_n_per_class: Optional[int] = None  # AutoAttack on a balanced subset of N per class; None = all

@@ -113,6 +113,9 @@ class Method:
     # True: the engine also measures the validation split before the first epoch of a fresh run and
     # hands it to ``on_epoch_end(-1, stats)`` (FRL adapts its first epoch to the initial model).
     val_before_training: bool = False
+    # A modifier's settings for this method where its authors set them apart (modifier name → fields),
+    # e.g. TRADES-AWP's γ and warm-up; --set and inline flags override them.
+    modifier_defaults: dict = {}
 
     def __init__(self, config: Any, num_classes: int, class_counts: torch.Tensor):
         self.config = config

@@ -101,13 +101,18 @@ class Modifier(Method):
 
 
 def wrap_modifiers(method: Method, modifiers: dict[str, dict]) -> Method:
-    """``method`` wrapped by each registered modifier of ``modifiers`` (name → overrides), in order."""
+    """``method`` wrapped by each registered modifier of ``modifiers`` (name → overrides), in order.
+
+    A method may carry its authors' settings for a modifier in ``modifier_defaults`` (TRADES:
+    ``{"awp": {"gamma": 0.005, "warmup": 9}}``, as TRADES-AWP was run); overrides win over them."""
     from ltbench.registry import MODIFIERS, load_methods
 
     load_methods()
+    defaults = getattr(method, "modifier_defaults", {})
     for name, overrides in (modifiers or {}).items():
         cls = MODIFIERS.get(name)
-        method = cls(parse_overrides(name, cls.Config, overrides or {}), method)
+        params = {**defaults.get(name, {}), **(overrides or {})}
+        method = cls(parse_overrides(name, cls.Config, params), method)
     return method
 
 

@@ -19,8 +19,10 @@ takes the ascent with the training optimiser itself (momentum, weight decay); th
 AWP authors.
 
 Defaults are the AT-AWP setting (γ = 0.01, no warm-up: ``train_cifar10.py`` of the AWP release).
-For TRADES-AWP the authors use γ = 0.005 and start AWP at epoch 10 (1-based, ``epoch >= 10``), i.e.
-``--set awp.gamma=0.005 --set awp.warmup=9``; RobustLT's configs use γ = 0.005, warm-up 0 for AT.
+For TRADES-AWP the authors use γ = 0.005 and start AWP at epoch 10 (1-based, ``epoch >= 10`` in
+``trades_AWP/train_trades_cifar.py``), i.e. ``warmup = 9``: TRADES declares these as its
+``modifier_defaults``, so ``'trades +awp'`` runs them. RobustLT's configs use γ = 0.005, warm-up 0
+for AT (``--set awp.gamma=0.005``).
 """
 from __future__ import annotations
 

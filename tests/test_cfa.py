@@ -131,6 +131,13 @@ def test_cfa_job_evaluates_and_saves_the_average(tmp_path):
     avg = {k[len("fawa."):]: v for k, v in ck["method"].items() if k.startswith("fawa.")}
     saved = torch.load(job / EVAL_WEIGHTS, weights_only=True)
     assert _states_equal(saved, avg) and not _states_equal(saved, ck["model"])
+    # the Python API loads the evaluated weights, with the counts trained on (validation images excluded)
+    from ltbench.api import load_model
+
+    loaded = load_model(job)
+    assert loaded.weights.name == EVAL_WEIGHTS and list(loaded.class_counts) == result["dataset"]["train_counts"]
+    assert _states_equal({k: v.contiguous() for k, v in loaded.model.state_dict().items()},
+                         {k: v.contiguous() for k, v in saved.items()})
     # --init-from: a job starts from those weights (fine-tuning), recorded in config.json
     cfg = tiny_job("pgd-at", epochs=1, init_from=str(job))
     fine = Trainer(cfg, tmp_path / "fine")

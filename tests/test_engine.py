@@ -1,11 +1,13 @@
 """End to end: one tiny PGD-AT job writes every file the issue lists, in the documented shape."""
 import json
 
+import pytest
 import torch
 
 from ltbench.config import JobConfig
 from ltbench.data import LongTailSplit
 from ltbench.engine.train import run_job
+from ltbench.errors import LtbenchError
 
 TINY = dict(dataset="fmnist", ratio=0.1, epochs=2, model="small-cnn", model_params={"width": 4},
             batch_size=64, eval_attacks=("clean", "pgd3"), train_attack_steps=2)
@@ -79,3 +81,23 @@ def test_model_selection_keeps_the_most_robust_epoch_without_changing_training(t
     last = torch.load(job / "checkpoint.pt", weights_only=True)["model"]
     same = all(torch.equal(best[k], last[k]) for k in best)
     assert same == (sel["epoch"] == 3)
+
+
+def test_split_seed_shares_one_split_across_run_seeds(tiny_fmnist, tmp_path):
+    """split_seed: every run seed trains on the same long-tailed split (recorded as such); without
+    it each run seed draws its own."""
+    from ltbench.config import JobConfig
+    from ltbench.engine.train import Trainer
+
+    def split(**kw):
+        cfg = JobConfig(dataset="fmnist", ratio=0.1, epochs=1, model_params={"width": 4}, device="cpu", **kw)
+        return Trainer(cfg, tmp_path / cfg.job_name).split
+
+    shared = [split(seed=s, split_seed=7) for s in (0, 1)]
+    own = [split(seed=s) for s in (0, 1)]
+    assert shared[0].indices.tolist() == shared[1].indices.tolist()
+    assert shared[0].seed == 7 and shared[0].to_dict()["seed_source"] == "split_seed"
+    assert own[0].indices.tolist() != own[1].indices.tolist()
+    assert own[1].seed == 1 and own[1].to_dict()["seed_source"] == "run seed"
+    with pytest.raises(LtbenchError, match="split_seed"):
+        JobConfig(split_seed=-1).validate()

@@ -218,7 +218,7 @@ def awp_step_reference(model, method, opt, x, x_adv, y, ctx, gamma):
 @pytest.mark.parametrize("name", ["pgd-at", "trades"])
 def test_awp_step_matches_the_papers_algorithm(name):
     plain = build_method(name, {}, C, COUNTS)
-    awp = build_method(name, {}, C, COUNTS, {"awp": {"gamma": "0.01"}})
+    awp = build_method(name, {}, C, COUNTS, {"awp": {"gamma": "0.01", "warmup": "0"}})
     model = _model_for(plain)
     ref_model = copy.deepcopy(model)
     untouched = copy.deepcopy(model)
@@ -245,6 +245,12 @@ def test_awp_step_matches_the_papers_algorithm(name):
         train_step(untouched, untouched, plain, opt, x, y, _ctx(untouched, x, y, plain), eps=0.1, step=0.05, steps=2)
     assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(untouched.state_dict().values(),
                                                                    model.state_dict().values()))
+
+
+def test_awp_defaults_are_the_authors_for_at_and_for_trades():
+    assert build_method("pgd-at", {}, C, COUNTS, {"awp": {}}).config_dict()["+awp"] == {"gamma": 0.01, "warmup": 0}
+    assert build_method("trades", {}, C, COUNTS, {"awp": {}}).config_dict()["+awp"] == {"gamma": 0.005, "warmup": 9}
+    assert build_method("trades", {}, C, COUNTS, {"awp": {"warmup": "0"}}).config.warmup == 0  # overrides win
 
 
 def test_awp_warmup_epochs_are_the_plain_method_bit_for_bit():
@@ -433,3 +439,25 @@ def test_select_from_skips_earlier_epochs(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert "select_acc" not in records[0] and "select_acc" in records[1]
     assert t.load_best()["epoch"] == 2 and t.load_best()["from_epoch"] == 2
+
+
+def test_modifier_jobs_run_from_the_cli(tmp_path, tiny_fmnist, monkeypatch):
+    """`ltbench run --methods 'pgd-at +awp --gamma=0.02' 'taet +robustlt'`: worker processes rebuild the
+    wrapped methods from config.json; folders, config.json and result.json name the modifiers."""
+    from ltbench.cli import main as cli_main
+    from ltbench.runner import local
+
+    monkeypatch.setattr(local, "available_cores", lambda: 1, raising=False)
+    out = tmp_path / "study"
+    args = ["run", "--methods", "pgd-at +awp --gamma=0.02", "taet +robustlt", "--datasets", "fmnist", "--ratios",
+            "0.2", "--epochs", "2", "--model", "small-cnn", "--set", "model.width=4", "--batch-size", "64",
+            "--train-attack-steps", "2", "--attacks", "clean", "pgd2", "--device", "cpu", "--out", str(out),
+            "--quiet", "--set", "robustlt.alpha=0.5"]
+    assert cli_main(args) == 0
+    awp, taet = out / "pgd-at+awp+gamma=0.02__fmnist__r0.2__s0", out / "taet+robustlt__fmnist__r0.2__s0"
+    assert json.loads((awp / "config.json").read_text())["modifiers"] == {"awp": {"gamma": "0.02"}}
+    assert json.loads((taet / "config.json").read_text())["modifiers"] == {"robustlt": {"alpha": "0.5"}}
+    result = json.loads((taet / "result.json").read_text())
+    assert result["method_config"]["+robustlt"] == {"alpha": 0.5, "beta": 0.8}
+    assert result["method_config"]["absent"] == "zero" and result["attack"]["eps"] == 0.1
+    assert json.loads((awp / "result.json").read_text())["method_config"]["+awp"] == {"gamma": 0.02, "warmup": 0}

@@ -444,6 +444,14 @@ def test_real_study_report(real_study, tmp_path):
     assert len(tables.per_class) == st.counts()["done"] * 2 * 10
     report = build_report([st])
     assert len(report.plots) >= 5 and "PGD-2" in report.html
+    # Paired with pgd-at on the seed both have (seed 0), one table per attack, and the cost table.
+    if "reat" in tables.methods:
+        paired = tables.paired[(tables.paired["method"] == "reat") & (tables.paired["attack"] == "pgd2")]
+        assert set(paired["seeds"]) == {1} and set(paired["baseline"]) == {"pgd-at"}
+        assert 'id="paired"' in report.html and 'data-baseline="pgd-at"' in report.html
+        assert set(tables.cost["method"]) >= {"pgd-at", "reat"} and 'id="cost-table"' in report.html
+        written = A.write_tables(tables, tmp_path / "tables")
+        assert {"paired.csv", "cost.csv", "paired.md"} <= set(written)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ def pgd_perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Budg
     Returns the last iterate. The model's mode is left alone (callers choose it); only the input
     gradient is computed. ``eps`` (and ``step``) may be a (B,) tensor: one budget per sample.
     ``clip_start=False`` keeps the start inside the ε-ball but not inside [0, 1] (the first forward
-    pass may see pixels outside the image range, as in the REAT and AT-BSL authors' scripts); the
+    pass may see pixels outside the image range, as in the AT-BSL authors' script); the
     iterates are clipped to [0, 1] either way.
     """
     if isinstance(eps, torch.Tensor) or isinstance(step, torch.Tensor):

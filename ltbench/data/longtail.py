@@ -95,6 +95,13 @@ class LongTailSplit:
     def num_classes(self) -> int:
         return len(self.counts)
 
+    @property
+    def train_counts(self) -> list[int]:
+        """Per-class images trained on: ``counts`` less the validation split's, if there is one."""
+        if self.validation is None:
+            return list(self.counts)
+        return [n - k for n, k in zip(self.counts, self.validation["counts"])]
+
     def to_dict(self) -> dict:
         return {"dataset": self.dataset, "ratio": self.ratio, "profile": self.profile,
                 "seed": self.seed, "seed_source": self.seed_source, "counts": self.counts, "num_images": sum(self.counts),

@@ -27,7 +27,17 @@ from ltbench.errors import LtbenchError
 
 
 def add_arguments(p):
-    p.add_argument("path", metavar="PATH", help="a job folder, or a checkpoint file inside one")
+    p.add_argument("path", metavar="PATH", nargs="?", help="a job folder, or a checkpoint file inside one")
+    p.add_argument("--model-factory", metavar="MODULE:FUNCTION",
+                   help="evaluate a model trained elsewhere instead of a job: FUNCTION() returns an nn.Module "
+                        "mapping images in [0, 1] to logits (with --weights, --dataset and --out)")
+    p.add_argument("--weights", help="with --model-factory: a state dict saved with torch.save")
+    p.add_argument("--dataset", help="with --model-factory: the dataset whose test set to use (default fmnist)")
+    p.add_argument("--class-counts", nargs="+", type=int, metavar="N",
+                   help="with --model-factory: the training counts that define head / medium / tail "
+                        "(default: class index order, class 0 = head)")
+    p.add_argument("--n-per-class", type=int, metavar="N",
+                   help="with --model-factory: every attack on a balanced, seeded subset of N per class")
     p.add_argument("--attacks", nargs="+", help="attacks to run (default: the job's eval_attacks); names: "
                    "clean fgsm pgdK cwK lsK aa, each optionally @EPS (e.g. pgd20@0.05)")
     p.add_argument("--eps", type=float, help="L∞ budget (default: the job's, else the dataset's)")
@@ -77,9 +87,9 @@ def load_job_model(job_dir: Path, ckpt: Path, device: torch.device, methods_dirs
     cfg = JobConfig.from_dict(json.loads((job_dir / "config.json").read_text())).validate()
     info = get_dataset(cfg.dataset)
     saved = job_dir / "lt_indices.json"
-    raw, split = load_split(info, cfg.ratio, cfg.profile, cfg.seed,
+    raw, split = load_split(info, cfg.ratio, cfg.profile, cfg.lt_split_seed,
                             split=LongTailSplit.load(saved) if saved.exists() else None)
-    counts = list(split.counts)
+    counts = split.train_counts  # without the validation split's images, if the job held some out
     _, model = build_job_model(cfg, info, torch.tensor(counts, dtype=torch.float32))
     try:
         state = load_checkpoint(ckpt, map_location="cpu")
@@ -104,6 +114,10 @@ def main(args) -> int:
     from ltbench.io import write_json
     from ltbench.metrics import masking_warnings
 
+    if args.model_factory:
+        return main_factory(args)
+    if not args.path:
+        raise LtbenchError("give a job folder (PATH), or --model-factory MODULE:FUNCTION for a model trained elsewhere")
     job_dir, ckpt = locate(args.path)
     device = resolve_device(args.device or "auto")
     cfg, info, raw, counts, model = load_job_model(job_dir, ckpt, device, args.methods_dir)
@@ -156,6 +170,40 @@ def main(args) -> int:
         result = {**previous, **result, "metrics": metrics, "checks": checks, "evaluation": settings,
                   "timing": {**previous.get("timing", {}), "eval_s": eval_s},
                   "warnings": masking_warnings(metrics, checks) + aa_warnings}
+    write_json(out, result)
+    print_summary(result)
+    print(f"result written to {out.resolve()}")
+    return 0
+
+
+def main_factory(args) -> int:
+    """``ltbench eval --model-factory M:F [--weights W] --out FILE``: any model, per class."""
+    from ltbench.api import evaluate, model_from_factory
+    from ltbench.env import environment, resolve_device
+    from ltbench.io import write_json
+
+    if args.path:
+        raise LtbenchError("give either a job folder (PATH) or --model-factory, not both")
+    if not args.out:
+        raise LtbenchError("--model-factory needs --out (there is no job folder to write into)")
+    sys.path.insert(0, str(Path.cwd()))  # a factory in the current folder imports like a script's module
+    model = model_from_factory(args.model_factory, args.weights)
+    device = resolve_device(args.device or "auto")
+    dataset = args.dataset or "fmnist"
+    t0 = time.perf_counter()
+    ev = evaluate(model, dataset, list(args.attacks or ("clean", "pgd20", "cw20")), eps=args.eps, step=args.step,
+                  n_per_class=args.n_per_class, aa_n_per_class=args.aa_n_per_class, class_counts=args.class_counts,
+                  device=str(device), seed=args.seed or 0, batch_size=args.batch_size, checks=not args.no_checks,
+                  progress=None if args.quiet else _progress)
+    if not args.quiet:
+        sys.stderr.write("\n")
+    result = {"model": {"factory": args.model_factory, "weights": args.weights}, "env": environment(device),
+              "dataset": {"name": dataset, "train_counts": ev.raw["evaluation"]["class_counts"]},
+              "attack": {"eps": ev.raw["evaluation"]["eps"], "step": ev.raw["evaluation"]["step"]},
+              "timing": {"eval_s": time.perf_counter() - t0}, **ev.raw}
+    out = Path(args.out)
+    if out.is_dir() or not out.suffix:
+        out = out / "result.json"
     write_json(out, result)
     print_summary(result)
     print(f"result written to {out.resolve()}")

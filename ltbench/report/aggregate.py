@@ -687,15 +687,21 @@ class Tables:
     methods: list
     curves: pd.DataFrame
     adv_predictions: pd.DataFrame
+    paired: pd.DataFrame = field(default_factory=pd.DataFrame)  # ltbench.report.paired.paired_table
+    cost: pd.DataFrame = field(default_factory=pd.DataFrame)    # ltbench.report.paired.cost_table
 
 
 def build_tables(studies: list[Study]) -> Tables:
     """All tables of :mod:`ltbench.report.aggregate` for one or more studies."""
+    from ltbench.report.paired import cost_table, paired_table
+
     methods = method_order(studies)
     jobs = job_table(studies)
     summary = summary_table(jobs, methods)
+    curves = curves_table(studies)
     return Tables(per_class_table(studies), jobs, summary, display_tables(summary), methods,
-                  curves_table(studies), adv_prediction_table(studies))
+                  curves, adv_prediction_table(studies), paired_table(jobs, methods=methods),
+                  cost_table(curves, done_jobs=jobs))
 
 
 def _csv(df: pd.DataFrame) -> str:
@@ -705,8 +711,9 @@ def _csv(df: pd.DataFrame) -> str:
 
 def write_tables(tables: Tables, out_dir: str | Path) -> dict[str, Path]:
     """Write ``per_class.csv`` (+ ``.parquet`` when pyarrow is importable), ``jobs.csv``,
-    ``summary.csv``, ``training.csv``, ``adv_predictions.csv``, ``summary.md`` and ``summary.tex``
-    into ``out_dir``, each atomically; returns file name → path."""
+    ``summary.csv``, ``training.csv``, ``adv_predictions.csv``, ``summary.md``, ``summary.tex`` and,
+    when the study has a baseline to pair with, ``paired.csv``, ``cost.csv`` and ``paired.md`` into
+    ``out_dir``, each atomically; returns file name → path."""
     out_dir = Path(out_dir)
     written = {
         "per_class.csv": write_text(out_dir / "per_class.csv", _csv(tables.per_class)),
@@ -717,6 +724,13 @@ def write_tables(tables: Tables, out_dir: str | Path) -> dict[str, Path]:
         "summary.md": write_text(out_dir / "summary.md", to_markdown(tables.display)),
         "summary.tex": write_text(out_dir / "summary.tex", to_latex(tables.display)),
     }
+    if not tables.paired.empty or not tables.cost.empty:
+        from ltbench.report.paired import paired_display, paired_markdown
+
+        written["paired.csv"] = write_text(out_dir / "paired.csv", _csv(tables.paired))
+        written["cost.csv"] = write_text(out_dir / "cost.csv", _csv(tables.cost))
+        written["paired.md"] = write_text(out_dir / "paired.md",
+                                          paired_markdown(paired_display(tables.paired), tables.cost))
     try:
         import pyarrow  # noqa: F401
     except ImportError:

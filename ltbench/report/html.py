@@ -28,6 +28,7 @@ from ltbench.io import write_text
 from ltbench.report import plots as P
 from ltbench.report.aggregate import (GROUPS, SIDE_BY_SIDE, Study, Tables, attack_label, attack_order,
                                       build_tables, fmt_cell, fmt_pct, robust_attack)
+from ltbench.report.paired import paired_display
 
 TEMPLATE = "report.html.j2"
 # Kept byte-identical between the page and the CSP hash below.
@@ -292,6 +293,17 @@ class Report:
     plots: list
 
 
+def cost_rows(cost: pd.DataFrame) -> list[dict]:
+    """The cost table as display rows: method, dataset, ratio, epoch seconds, × baseline."""
+    rows = []
+    for _, r in cost.iterrows():
+        rel = "–" if not math.isfinite(r["cost_mean"]) else f"{r['cost_mean']:.2f}" + (
+            f" ± {r['cost_std']:.2f}" if math.isfinite(r["cost_std"]) else "")
+        rows.append({"study": r["study"], "method": r["method"], "dataset": r["dataset"], "ratio": f"{r['ratio']:g}",
+                     "epoch_s": f"{r['epoch_s']:.1f}", "rel": rel, "seeds": int(r["seeds"])})
+    return rows
+
+
 def build_report(studies: list[Study], attack: Optional[str] = None, title: Optional[str] = None) -> Report:
     """Aggregate ``studies``, draw the figures and render the page (nothing is written)."""
     tables = build_tables(studies)
@@ -342,6 +354,8 @@ def build_report(studies: list[Study], attack: Optional[str] = None, title: Opti
         "robust": robust,
         "sections": sections,
         "pairs": pairs,
+        "paired": paired_display(tables.paired),
+        "cost": cost_rows(tables.cost),
         "warnings": warning_rows(studies),
         "script": Markup(CHECK_IMAGES_JS),
         "csp": csp(CHECK_IMAGES_JS),

@@ -45,7 +45,7 @@ def add_arguments(p):
                    help="torch.compile the model (worth it on GPUs for long runs)")
     g.add_argument("--no-clip-start", dest="clip_start", action="store_const", const=False, default=None,
                    help="training PGD: clip the random start to the ε-ball only, not to the image range [0, 1] "
-                        "(as the REAT and AT-BSL authors' scripts do)")
+                        "(as the AT-BSL authors' script does)")
     g.add_argument("--profile", choices=["exp", "step"], help="long-tail profile: exp (default) or step")
     g.add_argument("--split-seed", type=int, metavar="N",
                    help="draw the long-tailed split with seed N for every run seed (default: each run seed "

@@ -3,7 +3,8 @@
 #
 # Installs Debian's slurmctld/slurmd/slurm-client/munge, writes a one-node slurm.conf, starts
 # munged, slurmctld and slurmd, and waits until `sinfo` shows the node idle. Idempotent: when a
-# node is already idle it does nothing; daemons that run are left running. See FACTS.md.
+# node is already idle it does nothing; daemons that run are left running. Debian 12's Slurm 22.05 needs no
+# cgroup.conf here (CgroupPlugin=disabled makes slurmd fail), and munged needs /run/munge owned by munge.
 set -euo pipefail
 
 idle() { command -v sinfo >/dev/null && [ -n "$(sinfo -h -t idle,mix -o %n 2>/dev/null)" ]; }
@@ -32,7 +33,7 @@ fi
 mkdir -p /run/munge /var/log/munge /var/lib/munge
 chown -R munge:munge /run/munge /var/log/munge /var/lib/munge
 if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
-  # As the munge user (its files are munge's); as root only with --force (FACTS.md).
+  # As the munge user (its files are munge's); as root only with --force.
   runuser -u munge -- munged 2>/dev/null || munged --force
   for _ in $(seq 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.1; done
 fi

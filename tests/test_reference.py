@@ -1,0 +1,49 @@
+"""Reproducibility guard for the committed reference study (``results/fmnist-lt``).
+
+Re-runs the cheapest committed job from scratch (same config, the CPU, the thread count its
+``result.json`` records) and requires the same long-tailed split and bit-identical metrics. A
+change that moves a committed number fails here; such a change must say so in its commit and
+re-run the affected jobs. Slow (one whole job, AutoAttack included): ``make test-all``.
+"""
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STUDY = ROOT / "results" / "fmnist-lt"
+
+
+def _cost(job_dir: Path) -> float:
+    timing = json.loads((job_dir / "result.json").read_text()).get("timing") or {}
+    return float(timing.get("train_s", 0)) + float(timing.get("eval_s", 0))
+
+
+@pytest.mark.slow
+def test_cheapest_committed_job_reproduces_exactly(tmp_path):
+    import torch
+
+    from ltbench.config import JobConfig
+    from ltbench.data import get_dataset, load_raw
+    from ltbench.engine.train import run_job
+    from ltbench.errors import LtbenchError
+
+    done = sorted(d for d in STUDY.glob("*__*") if (d / "result.json").is_file()) if STUDY.is_dir() else []
+    if not done:
+        pytest.skip(f"no committed job in {STUDY}")
+    try:
+        load_raw(get_dataset("fmnist"))
+    except LtbenchError as exc:
+        pytest.skip(f"Fashion-MNIST is not installed: {exc}")
+    job = min(done, key=_cost)
+    committed = json.loads((job / "result.json").read_text())
+    cfg = JobConfig.from_dict({**committed["config"], "device": "cpu"})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(committed["env"]["threads"]))
+    try:
+        result = run_job(cfg, tmp_path / job.name)
+    finally:
+        torch.set_num_threads(threads)
+    split = json.loads((tmp_path / job.name / "lt_indices.json").read_text())
+    assert split["indices"] == json.loads((job / "lt_indices.json").read_text())["indices"]
+    assert json.loads(json.dumps(result["metrics"])) == committed["metrics"], f"{job.name} no longer reproduces"
