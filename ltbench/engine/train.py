@@ -278,7 +278,10 @@ class Trainer:
             if int(saved["n_per_class"]) != n:
                 raise LtbenchError(f"the saved split holds {saved['n_per_class']} validation images per class, "
                                    f"the job asks for {n}")
-            val_pos = torch.searchsorted(split.indices, torch.tensor(saved["indices"], dtype=torch.int64))
+            val_idx = torch.tensor(saved["indices"], dtype=torch.int64)
+            val_pos = torch.searchsorted(split.indices, val_idx).clamp_max(len(split.indices) - 1)
+            if not torch.equal(split.indices[val_pos], val_idx):
+                raise LtbenchError("the saved split's validation indices are not images of its long-tailed split")
             keep = torch.ones(len(y), dtype=torch.bool)
             keep[val_pos] = False
             train_pos = torch.nonzero(keep).flatten()
