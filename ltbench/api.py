@@ -94,7 +94,8 @@ def load_model(job_dir: str | Path, device: str = "cpu", best: bool = True) -> L
     """The trained model of a job folder, in eval mode on ``device``.
 
     With ``best`` (default) and a job trained with ``--select-best``, the selected epoch's weights
-    (``best.pt``); otherwise the last checkpoint's.
+    (``best.pt``); with ``best`` and a method that evaluates its own weights (CFA's FAWA average,
+    ``eval_weights.pt``), those; otherwise the last checkpoint's.
     """
     import json
 
@@ -112,7 +113,8 @@ def load_model(job_dir: str | Path, device: str = "cpu", best: bool = True) -> L
             selection = json.loads(result.read_text()).get("selection")
         except ValueError:
             selection = None
-    weights = best_file if best and best_file.is_file() else ckpt
+    own_file = job_dir / "eval_weights.pt"
+    weights = (best_file if best and best_file.is_file() else own_file if best and own_file.is_file() else ckpt)
     dev = resolve_device(device)
     cfg, info, raw, counts, model = load_job_model(job_dir, weights, dev)
     if weights == best_file and selection:

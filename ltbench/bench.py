@@ -10,7 +10,10 @@ side by side, in interleaved rounds so that a change of machine load hits every 
 * every registered method (PGD-AT, TRADES, …) — one full engine step,
   :func:`ltbench.engine.train.train_step`, exactly what ``ltbench run`` executes per batch
   (PGD with the method's start and loss, the method's outer loss, SGD, ``observe``, the epoch's
-  device accumulators), each method with its own copy of the same initial model;
+  device accumulators), each method with its own copy of the same initial model; and every
+  registered modifier on PGD-AT (``pgd-at+awp``, ``pgd-at+robustlt``). Steps are timed as late in
+  training (no ``ctx.epochs``): TAET in its adversarial stage, AWP past its warm-up, RobustLT's
+  budgets at full size;
 * **TAIL** — REAT's feature-space loss (``methods.reat.TailLoss``, built once as REAT builds it),
   forward + backward on random features of the model's width, vectorised against a per-anchor
   Python loop that computes the same number (checked, value and gradient). Its cost grows with
@@ -60,7 +63,8 @@ def add_arguments(p):
     p.add_argument("--steps", type=int, default=10, help="K, the PGD iterations per training step")
     p.add_argument("--iters", type=int, default=15, help="timed rounds (each row is timed once per round)")
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
-    p.add_argument("--methods", nargs="+", help="methods to time (default: every registered one)")
+    p.add_argument("--methods", nargs="+", help="methods to time, with modifiers as in `ltbench run` (e.g. "
+                   "'reat +awp'; default: every registered method, and PGD-AT with each registered modifier)")
     p.add_argument("--methods-dir", action="append", default=[], metavar="DIR",
                    help="also load methods from the .py files in DIR")
     p.add_argument("--tail-batch", type=int, default=128, help="batch size of the TAIL comparison")
@@ -233,16 +237,23 @@ def build_rows(args, device: torch.device) -> tuple[list[Row], dict]:
     from ltbench.attacks.base import attack_mode, autocast_for
     from ltbench.data import DeviceAugment, get_dataset, long_tail_counts
     from ltbench.engine.train import EpochAccumulator, compile_model, train_step
-    from ltbench.method import BatchContext, build_method
+    from ltbench.method import BatchContext, build_method, parse_overrides
+    from ltbench.modifier import parse_spec
     from ltbench.models import build_model
-    from ltbench.registry import METHODS, load_all
+    from ltbench.registry import METHODS, MODIFIERS, load_all
 
     load_all(args.methods_dir)
     info = get_dataset(args.dataset)
     C = info.num_classes
-    names = list(args.methods) if args.methods else METHODS.names()
-    for n in names:
-        METHODS.get(n)  # unknown names fail before anything is timed
+    specs = list(args.methods) if args.methods else [*METHODS.names(), *(f"pgd-at +{m}" for m in MODIFIERS.names())]
+    parsed = {}
+    for spec in specs:  # unknown names and bad flags fail before anything is timed
+        p = parse_spec(spec)
+        parse_overrides(p.name, METHODS.get(p.name).Config, p.overrides)
+        for m, params in p.modifiers.items():
+            parse_overrides(m, MODIFIERS.get(m).Config, params)
+        parsed[p.label or p.name] = p
+    names = list(parsed)
     counts_list = long_tail_counts(N_MAX, C, args.ratio)
     counts = torch.tensor(counts_list, dtype=torch.float32, device=device)
     B, K = args.batch_size, args.steps
@@ -314,7 +325,8 @@ def build_rows(args, device: torch.device) -> tuple[list[Row], dict]:
 
     eps = info.eps
     for name in names:
-        method = build_method(name, {}, C, counts).to(device)
+        p = parsed[name]
+        method = build_method(p.name, p.overrides, C, counts, p.modifiers).to(device)
         model = copy.deepcopy(base)
         head = method.build_head(model.feature_dim, C, counts)
         if head is not None:
@@ -324,7 +336,7 @@ def build_rows(args, device: torch.device) -> tuple[list[Row], dict]:
 
         def step(method=method, model=model, fwd=fwd, opt=opt, acc=acc):
             x, y = batch()
-            ctx = BatchContext(fwd, x, y, method.class_counts, eps, 0)
+            ctx = BatchContext(fwd, x, y, method.class_counts, eps, 0, step=info.step)
             train_step(model, fwd, method, opt, x, y, ctx, acc, eps=eps, step=info.step, steps=K)
 
         rows.append(Row(name, step, B, "method"))

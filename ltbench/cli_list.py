@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
-from ltbench.registry import DATASETS, METHODS, MODELS, PLUGIN_ERRORS, load_all
+from ltbench.registry import DATASETS, METHODS, MODELS, MODIFIERS, PLUGIN_ERRORS, load_all
 
 KINDS = ("methods", "datasets", "models", "presets")
 MODEL_FIXED = {"num_classes", "in_channels", "mean", "std"}  # given by the dataset, not settable
@@ -86,6 +86,11 @@ def main(args) -> int:
         if args.verbose:
             for line in details(args.kind, name):
                 print(f"{'':<{width}}    {line}")
+    if args.kind == "methods" and MODIFIERS.names():
+        print("\nmodifiers (on any method: --methods 'reat +robustlt' 'at-bsl +awp'):")
+        mods = [(f"+{n}", MODIFIERS.describe(n)) for n in MODIFIERS.names()]
+        for name, desc in mods:
+            print(f"{name:<{width}}  {desc}")
     if args.kind == "methods":
         for label, err in PLUGIN_ERRORS.items():
             print(f"(failed to load {label}: {err})")

@@ -37,6 +37,11 @@ def safe_name_part(text: str) -> str:
     return safe or "-"
 
 
+# Fields added after studies were already running, with the default that means "as before".
+LATER_FIELDS = {"modifiers": {}, "clip_start": True, "augment_params": {}, "select_from": 1, "nesterov": False,
+                "val_n_per_class": None, "val_attack_steps": 5, "init_from": None}
+
+
 @dataclass
 class JobConfig:
     """Everything that determines one training run (method × dataset × ratio × seed × budget).
@@ -54,11 +59,15 @@ class JobConfig:
     model: str = "small-cnn"
     model_params: dict = field(default_factory=dict)
     method_params: dict = field(default_factory=dict)
+    # Modifiers wrapping the method, in order: name → overrides, e.g. {"awp": {"gamma": "0.01"}}
+    # (ltbench/modifier.py). Left out of config.json when empty.
+    modifiers: dict = field(default_factory=dict)
     epochs: int = 5
     batch_size: int = 128
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    nesterov: bool = False  # Nesterov momentum (RobustLT's trainer uses it); left out of config.json when false
     lr_milestones: tuple = (0.75, 0.9375)
     profile: str = "exp"
     # Seed of the long-tailed split. None: the run's seed (each seed its own split, so the spread over
@@ -66,13 +75,32 @@ class JobConfig:
     # spread is training variance alone.
     split_seed: Optional[int] = None
     augment: Optional[str] = None  # None | "randaugment" | "autoaugment"
+    # Options of that policy (ltbench.data.augment.PolicyAugment): num_ops, magnitude (RandAugment,
+    # 2 and 9 by default), policy (AutoAugment, "cifar10"). Left out of config.json when empty.
+    augment_params: dict = field(default_factory=dict)
     eps: Optional[float] = None
     step: Optional[float] = None
     train_attack_steps: int = 10
+    # The training PGD's random start clipped to the image range [0, 1] (ltbench's choice); false: only
+    # to the ε-ball, as the AT-BSL authors' script does. Left out of config.json when true.
+    clip_start: bool = True
     eval_attacks: tuple = ("clean", "pgd20", "cw20")  # add "aa" for AutoAttack (slow on a CPU: opt-in)
     aa_n_per_class: Optional[int] = None  # AutoAttack on a balanced subset of N per class; None = all
     select_best: Optional[str] = None  # e.g. "pgd20": keep the epoch most robust on a test subset (REAT recipe)
     select_n_per_class: int = 100  # size of that fixed, balanced, seeded subset, per class
+    # First epoch (1-based) that select_best may choose (AT-BSL's script: 75); earlier epochs are not
+    # evaluated for selection. Left out of config.json when 1.
+    select_from: int = 1
+    # Validation split (ltbench/data/validation.py): images per class held out of the long-tailed
+    # training set and measured every epoch (per-class clean and PGD accuracy, losses), for methods
+    # that learn from per-class feedback (CFA, WAT). None: the method's default (0, none, for most
+    # methods: their jobs are unchanged); 0: none. Left out of config.json when None.
+    val_n_per_class: Optional[int] = None
+    # Iterations of that per-epoch validation PGD (CE, uniform start, step 2.5·ε/K); cheap on purpose.
+    val_attack_steps: int = 5
+    # A finished job's folder whose evaluated weights initialise this job's model (fine-tuning, FRL);
+    # optimiser and schedule start fresh. Left out of config.json when None.
+    init_from: Optional[str] = None
     eval_batch_size: int = 250  # fastest on CPU; the GPU path may raise it
     device: str = "auto"
     compile: bool = False
@@ -126,6 +154,21 @@ class JobConfig:
                 raise LtbenchError(f"{key} must be a table of KEY = VALUE, got {getattr(self, key)!r}")
         if self.label is not None and not isinstance(self.label, str):
             raise LtbenchError(f"label must be a string, got {self.label!r}")
+        unknown = set(self.augment_params) - {"num_ops", "magnitude", "policy"}
+        if unknown or (self.augment_params and not self.augment):
+            raise LtbenchError(f"augment_params {self.augment_params} need augment set and take num_ops, magnitude, "
+                               f"policy only")
+        if isinstance(self.select_from, bool) or not isinstance(self.select_from, int) or self.select_from < 1:
+            raise LtbenchError(f"select_from must be an epoch number ≥ 1, got {self.select_from!r}")
+        if not isinstance(self.modifiers, dict) or not all(isinstance(v, dict) for v in self.modifiers.values()):
+            raise LtbenchError(f"modifiers must map modifier names to parameter tables, got {self.modifiers!r}")
+        if self.val_n_per_class is not None and (isinstance(self.val_n_per_class, bool)
+                                                 or not isinstance(self.val_n_per_class, int) or self.val_n_per_class < 0):
+            raise LtbenchError(f"val_n_per_class must be a non-negative integer, got {self.val_n_per_class!r}")
+        if isinstance(self.val_attack_steps, bool) or not isinstance(self.val_attack_steps, int) or self.val_attack_steps < 1:
+            raise LtbenchError(f"val_attack_steps must be a positive integer, got {self.val_attack_steps!r}")
+        if self.init_from is not None and not isinstance(self.init_from, str):
+            raise LtbenchError(f"init_from must be a job folder, got {self.init_from!r}")
         return self
 
     @property
@@ -145,6 +188,10 @@ class JobConfig:
         for k, v in d.items():
             if isinstance(v, tuple):
                 d[k] = list(v)
+        # Fields added later are left out at their defaults: such configs are written exactly as before.
+        for key, default in LATER_FIELDS.items():
+            if d[key] == default:
+                del d[key]
         return d
 
     @classmethod

@@ -11,7 +11,19 @@ method's name. Every hook's default is PGD-AT (Madry et al., ICLR 2018):
 * :meth:`Method.observe` / :meth:`Method.on_epoch_end` — statistics kept on the device and turned
   into next epoch's state; :class:`EpochStats` brings what the engine itself counted (the
   adversarial examples' predicted classes, REAT's RBL input); state round-trips through
-  ``state_dict``/``load_state_dict``.
+  ``state_dict``/``load_state_dict``;
+* :meth:`Method.attack_budget` — this batch's training ε and step, scalars or one per sample
+  (RobustLT's class-wise ε); the evaluation always uses the job's ε, never this budget;
+* :meth:`Method.attacks` — whether this step attacks at all (TAET's first stage does not: the
+  step is then a standard step, clean forward and backward only);
+* :meth:`Method.perturb_weights` / :meth:`Method.restore_weights` — a weight perturbation in
+  place around the optimiser step (AWP);
+* :meth:`Method.eval_weights` — weights to evaluate instead of the trained ones (CFA's FAWA
+  average); ``val_n_per_class`` / :meth:`Method.needs_validation` / ``val_before_training`` — the
+  validation split a method holds out by default and hears about in ``EpochStats.val`` (CFA, WAT, FRL).
+
+A *modifier* (:class:`Modifier`, ``@register_modifier``) wraps any method and overrides some of
+these hooks: ``reat +robustlt`` is REAT with RobustLT's budgets, ``at-bsl +awp`` AT-BSL with AWP.
 
 Hyper-parameters are a dataclass ``Config`` nested in the class, with the paper's defaults.
 Variants and ablations are boolean fields of that dataclass (``reat.tail=false``), or a registered
@@ -30,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ltbench.attacks.pgd import Budget, uniform_start
 from ltbench.errors import LtbenchError
 
 
@@ -46,14 +59,21 @@ class BatchContext:
     """
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, class_counts: torch.Tensor,
-                 eps: float, epoch: int = 0):
+                 eps: float, epoch: int = 0, *, step: Optional[float] = None, epochs: Optional[int] = None):
         self.model = model
         self.x = x
         self.y = y
         self.class_counts = class_counts
         self.num_classes = class_counts.numel()
+        # ε and step of this batch's attack: the job's until the engine applies the method's
+        # ``attack_budget`` (then possibly (B,) tensors); ``job_eps``/``job_step`` stay the job's,
+        # the budget the evaluation uses.
         self.eps = eps
-        self.epoch = epoch
+        self.step = step
+        self.job_eps = eps
+        self.job_step = step
+        self.epoch = epoch  # 0-based
+        self.epochs = epochs  # the job's number of epochs (None outside a job)
         self._clean_logits: Optional[torch.Tensor] = None
 
     @property
@@ -66,9 +86,19 @@ class BatchContext:
 
 @dataclass
 class EpochStats:
-    """What the engine counted during one training epoch, as tensors on the training device."""
+    """What the engine counted during one training epoch, as tensors on the training device.
+
+    ``train_adv_acc`` is per class the share of the epoch's training AEs classified correctly (the
+    AEs' logits from the outer loss, as the model was at each step; the true per-class accuracy,
+    not a share of the whole set). ``val`` is the epoch-end measurement on the validation split
+    (:class:`ltbench.engine.validation.ValidationStats`), None when the job holds none out.
+    ``model`` is the model being trained, for methods that keep a weight average (read it, do not
+    change it)."""
 
     adv_pred_counts: torch.Tensor  # C: adversarial training examples predicted as each class
+    train_adv_acc: Optional[torch.Tensor] = None  # C: robust accuracy on the epoch's training AEs
+    val: Optional[Any] = None  # ValidationStats, or None without a validation split
+    model: Optional[nn.Module] = None
 
 
 class Method:
@@ -76,6 +106,16 @@ class Method:
 
     Config: type = NoConfig
     registered_name: str = "?"
+    # Images per class a job of this method holds out for validation when the job leaves
+    # ``val_n_per_class`` unset (JobConfig); 0: none, the default, so most methods' jobs keep the
+    # whole long-tailed training set.
+    val_n_per_class: int = 0
+    # True: the engine also measures the validation split before the first epoch of a fresh run and
+    # hands it to ``on_epoch_end(-1, stats)`` (FRL adapts its first epoch to the initial model).
+    val_before_training: bool = False
+    # A modifier's settings for this method where its authors set them apart (modifier name → fields),
+    # e.g. TRADES-AWP's γ and warm-up; --set and inline flags override them.
+    modifier_defaults: dict = {}
 
     def __init__(self, config: Any, num_classes: int, class_counts: torch.Tensor):
         self.config = config
@@ -84,8 +124,21 @@ class Method:
 
     # --- inner maximisation -------------------------------------------------------------
     def attack_start(self, x: torch.Tensor, ctx: BatchContext) -> torch.Tensor:
-        """Initial perturbation δ₀: uniform in the ε-ball (Madry et al. 2018)."""
-        return torch.empty_like(x).uniform_(-ctx.eps, ctx.eps)
+        """Initial perturbation δ₀: uniform in the ε-ball (Madry et al. 2018), per sample when the
+        budget is."""
+        return uniform_start(x, ctx.eps)
+
+    def attack_budget(self, eps: float, step: float, ctx: BatchContext) -> tuple[Budget, Budget]:
+        """(ε, step) of this batch's attack, from the job's. Default: the job's, unchanged. A (B,)
+        tensor gives each sample its own; it is this batch's training budget only (the engine
+        stores it in ``ctx.eps``/``ctx.step``; the evaluation uses the job's ε)."""
+        return eps, step
+
+    def attacks(self, ctx: BatchContext) -> bool:
+        """Whether this step computes adversarial examples. False: no attack (and no attack cost):
+        ``train_loss`` gets ``x_adv = x``, so the default loss makes a standard step. Decided from
+        Python values (``ctx.epoch``, ``ctx.epochs``), never from tensors."""
+        return True
 
     def attack_loss(self, logits_adv: torch.Tensor, y: torch.Tensor, ctx: BatchContext) -> torch.Tensor:
         """Loss the attack ascends; summed over the batch so its scale is per sample."""
@@ -100,6 +153,26 @@ class Method:
 
     def build_head(self, in_features: int, num_classes: int, class_counts: torch.Tensor) -> Optional[nn.Module]:
         """A replacement classifier head, or None to keep the model's linear head."""
+        return None
+
+    def perturb_weights(self, model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
+                        ctx: BatchContext) -> Any:
+        """Called after the attack, before the outer loss: perturb ``model``'s weights in place and
+        return what :meth:`restore_weights` needs to undo it after the optimiser step (AWP), or
+        None (the default) for no perturbation."""
+        return None
+
+    def restore_weights(self, model: nn.Module, handle: Any) -> None:
+        """Undo :meth:`perturb_weights` after the optimiser step; ``handle`` is what it returned."""
+
+    def needs_validation(self) -> bool:
+        """Whether a job of this method cannot run without a validation split (checked when the job
+        starts, before it trains). Default: when the method holds images out by default."""
+        return self.val_n_per_class > 0
+
+    def eval_weights(self) -> Optional[dict]:
+        """Weights (a model state dict) to evaluate, select and hand to ``--init-from`` in place of
+        the trained model's, or None (the default): the trained model. CFA's FAWA average."""
         return None
 
     # --- state ---------------------------------------------------------------------------
@@ -176,14 +249,21 @@ def _coerce(raw: Any, default: Any, name: str) -> Any:
         raise LtbenchError(f"{name}={raw!r} is not a valid {type(default).__name__}") from None
 
 
-def build_method(name: str, overrides: dict[str, Any], num_classes: int, class_counts: torch.Tensor) -> Method:
-    """Instantiate a registered method with its Config built from ``overrides``."""
+def build_method(name: str, overrides: dict[str, Any], num_classes: int, class_counts: torch.Tensor,
+                 modifiers: Optional[dict[str, dict]] = None) -> Method:
+    """Instantiate a registered method with its Config built from ``overrides``, wrapped by the
+    registered ``modifiers`` (name → overrides, in order; :mod:`ltbench.modifier`)."""
     from ltbench.registry import METHODS, load_methods
 
     load_methods()
     cls = METHODS.get(name)
     config = parse_overrides(name, cls.Config, overrides)
-    return cls(config, num_classes, class_counts)
+    method = cls(config, num_classes, class_counts)
+    if modifiers:
+        from ltbench.modifier import wrap_modifiers
+
+        method = wrap_modifiers(method, modifiers)
+    return method
 
 
 def parse_method_spec(spec: str) -> tuple[str, dict[str, str]]:

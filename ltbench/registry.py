@@ -89,10 +89,12 @@ class Registry(Generic[T]):
 
 
 METHODS: Registry = Registry("method")
+MODIFIERS: Registry = Registry("modifier")  # ltbench.modifier.Modifier subclasses: `--methods 'reat +awp'`
 DATASETS: Registry = Registry("dataset")
 MODELS: Registry = Registry("model")
 
 register_method = METHODS.register
+register_modifier = MODIFIERS.register
 register_dataset = DATASETS.register
 register_model = MODELS.register
 

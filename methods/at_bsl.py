@@ -1,5 +1,5 @@
-"""AT-BSL: Yue, Zhang, Sun, Li, "Revisiting Adversarial Training under Long-Tailed Distributions",
-CVPR 2024.
+"""AT-BSL: Yue, Mou, Wang, Zhao, "Revisiting Adversarial Training under Long-Tailed Distributions",
+CVPR 2024 (NISPLab/AT-BSL).
 
 PGD-AT whose outer loss is the Balanced Softmax Loss (Ren et al., NeurIPS 2020):
 
@@ -7,7 +7,7 @@ PGD-AT whose outer loss is the Balanced Softmax Loss (Ren et al., NeurIPS 2020):
 
 i.e. cross-entropy on the adversarial logits plus the log class prior; the inner maximisation is plain
 CE on the unadjusted logits, and inference uses the unadjusted logits. The start is 0.001·N(0, I),
-as in the authors' release. The paper's strongest results add RandAugment or AutoAugment: that is a
+as in the authors' release (which does not clip it to [0, 1]: ``JobConfig.clip_start = false``). The paper's strongest results add RandAugment or AutoAugment: that is a
 data option (``JobConfig.augment``), which the ``at-bsl`` preset turns on, not part of this class.
 """
 from dataclasses import dataclass

@@ -34,6 +34,8 @@ class TRADES(Method):
     """TRADES (Zhang et al., ICML 2019): CE(clean) + β·KL(clean ‖ adversarial), KL ascended by PGD."""
 
     Config = TRADESConfig
+    # TRADES-AWP as Wu et al. (NeurIPS 2020) ran it: γ = 0.005, AWP from epoch 10 (1-based) on.
+    modifier_defaults = {"awp": {"gamma": 0.005, "warmup": 9}}
 
     def attack_start(self, x, ctx):
         return small_normal_start(x, self.config.start_std)

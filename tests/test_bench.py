@@ -9,7 +9,7 @@ import torch
 
 from ltbench import bench
 from ltbench.cli import main as cli_main
-from ltbench.registry import METHODS, load_methods
+from ltbench.registry import METHODS, MODIFIERS, load_methods
 
 TINY = ["bench", "--model", "small-cnn", "--set", "model.width=4", "--batch-size", "8", "--steps", "2",
         "--iters", "2", "--warmup", "0", "--tail-batch", "16", "--tail-iters", "1", "--device", "cpu", "--quiet"]
@@ -24,8 +24,8 @@ def record(tmp_path_factory):
 
 def test_json_has_every_registered_method_and_the_reference_rows(record):
     rec, _ = record
-    names = load_methods().names()
-    assert {"pgd-at", "trades"} <= set(names)
+    names = load_methods().names() + [f"pgd-at+{m}" for m in MODIFIERS.names()]
+    assert {"pgd-at", "trades", "taet", "pgd-at+awp", "pgd-at+robustlt"} <= set(names)
     assert set(rec["settings"]["methods"]) == set(names)
     for row in ["standard", "attack iteration", *names]:
         t = rec["step_s"][row]
@@ -118,8 +118,11 @@ def test_train_step_makes_no_host_sync_it_could_avoid():
 
     dev = torch.device("cuda")
     counts = torch.tensor([50.0, 30, 20, 12, 8, 5, 3, 2, 2, 1], device=dev)
-    for name in METHODS.names():
-        method = build_method(name, {}, 10, counts).to(dev)
+    from ltbench.modifier import parse_spec
+
+    for spec in [*METHODS.names(), "pgd-at +awp", "pgd-at +robustlt", "taet +robustlt +awp"]:
+        p = parse_spec(spec)
+        method = build_method(p.name, p.overrides, 10, counts, p.modifiers).to(dev)
         model = build_model("small-cnn", 10, 3, (0.5,) * 3, (0.5,) * 3, width=4)
         head = method.build_head(model.feature_dim, 10, counts)
         if head is not None:

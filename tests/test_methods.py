@@ -256,7 +256,7 @@ def test_config_is_documented_dataclass(name):
     cls = METHODS.get(name)
     assert dataclasses.is_dataclass(cls.Config)
     assert cls.__doc__ and cls.__doc__.strip()
-    if name in {"pgd-at", "trades", "mart", "cb-at", "at-bsl", "robal", "reat", "reat-official"}:
+    if name in {"pgd-at", "trades", "mart", "cb-at", "at-bsl", "robal", "reat", "reat-official", "taet"}:
         module_doc = __import__(cls.__module__, fromlist=["_"]).__doc__
         assert module_doc and any(str(year) in module_doc for year in range(2015, 2026))
     parse_overrides(name, cls.Config, {})  # defaults construct

@@ -9,7 +9,7 @@ SMALL = {"small-cnn": {"width": 4}, "resnet18": {"width": 4}, "preact-resnet18":
 
 
 def test_registry_has_the_zoo():
-    assert {"small-cnn", "resnet18", "preact-resnet18", "wrn-34-10"} <= set(MODELS.names())
+    assert {"small-cnn", "resnet18", "preact-resnet18", "wrn-34-10", "wrn-28-10"} <= set(MODELS.names())
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -41,6 +41,10 @@ def test_full_size_models_have_their_published_size():
     assert 11.0e6 < n < 11.3e6  # ResNet-18 (CIFAR stem): 11.17 M parameters
     n = sum(p.numel() for p in build_model("wrn-34-10", 10, 3, (0.5,), (0.5,)).parameters())
     assert 46.0e6 < n < 46.3e6  # WRN-34-10: 46.16 M parameters
+    model = build_model("wrn-28-10", 10, 3, (0.5,), (0.5,))
+    n = sum(p.numel() for p in model.parameters())
+    assert 36.4e6 < n < 36.6e6  # WRN-28-10: 36.48 M parameters
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) == 1 + 12 * 2 + 3  # stem, 12 blocks, shortcuts
 
 
 def test_unknown_model_lists_known():

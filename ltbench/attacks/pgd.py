@@ -6,6 +6,9 @@ pluggable (cross-entropy, CW margin, or a training method's own inner loss), so 
 evaluation share this one implementation:
 
 * :func:`pgd_perturb` — the last iterate; what adversarial training uses (the inner maximisation).
+  Its ε and step may be per-sample budgets (a tensor of shape (B,), broadcast over the image), for
+  training methods whose budget depends on the class (RobustLT's adaptive ε); a float keeps the
+  scalar path exactly as it was.
 * :func:`pgd_search` — for evaluation: per sample, the first iterate the model misclassifies (the
   worst-case bookkeeping of Croce & Hein's APGD, ICML 2020), else the last one. A sample counts as
   broken if *any* iterate breaks it, so on a fixed seed more steps can never give a weaker attack.
@@ -14,7 +17,7 @@ evaluation share this one implementation:
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import torch
 from torch import nn
@@ -29,14 +32,61 @@ def _start(x: torch.Tensor, eps: float, start: Optional[StartFn]) -> torch.Tenso
     return project(x, x + delta, eps) if eps > 0 else x.clone()
 
 
-def pgd_perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step: float, steps: int,
-                loss_fn: LossFn = ce_loss, start: Optional[StartFn] = None) -> torch.Tensor:
+Budget = Union[float, torch.Tensor]
+
+
+def per_sample(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-sample budget (B,) shaped (B, 1, …) to broadcast against ``like`` (B, …), in its dtype."""
+    return value.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+
+def uniform_start(x: torch.Tensor, eps: Budget) -> torch.Tensor:
+    """δ₀ uniform in the ε-ball: for a float ε exactly the draw PGD-AT always made; for a per-sample
+    ε (B,) a uniform draw in [−1, 1] scaled by each sample's ε."""
+    if isinstance(eps, torch.Tensor):
+        return torch.empty_like(x).uniform_(-1.0, 1.0).mul_(per_sample(eps, x))
+    return torch.empty_like(x).uniform_(-eps, eps)
+
+
+def _pgd_per_sample(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, step: Budget,
+                    steps: int, loss_fn: LossFn, start: Optional[StartFn], clip_start: bool = True) -> torch.Tensor:
+    """:func:`pgd_perturb` with per-sample ε (and step): the same iteration, the bounds and the step
+    broadcast per sample. No host sync (a zero ε projects onto x itself, no branch needed)."""
+    e = per_sample(eps, x)
+    s = per_sample(step, x) if isinstance(step, torch.Tensor) else step
+    delta = uniform_start(x, eps) if start is None else start(x)
+    lo, hi = (x - e).clamp_(0.0, 1.0), (x + e).clamp_(0.0, 1.0)
+    x_adv = torch.clamp(x + delta, lo, hi) if clip_start else x + torch.clamp(delta, -e, e)
+    amp = autocast_for(x.device)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        with amp:
+            logits = model(x_adv)
+        loss = loss_fn(logits, y)
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        x_adv = torch.clamp(x_adv.detach().addcmul_(grad.sign_(), s) if isinstance(s, torch.Tensor)
+                            else x_adv.detach().add_(grad.sign_(), alpha=s), lo, hi)
+    return x_adv.detach()
+
+
+def pgd_perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Budget, step: Budget, steps: int,
+                loss_fn: LossFn = ce_loss, start: Optional[StartFn] = None, clip_start: bool = True) -> torch.Tensor:
     """Run ``steps`` PGD iterations from ``x + start(x)`` (uniform in the ε-ball by default).
 
     Returns the last iterate. The model's mode is left alone (callers choose it); only the input
-    gradient is computed.
+    gradient is computed. ``eps`` (and ``step``) may be a (B,) tensor: one budget per sample.
+    ``clip_start=False`` keeps the start inside the ε-ball but not inside [0, 1] (the first forward
+    pass may see pixels outside the image range, as in the AT-BSL authors' script); the
+    iterates are clipped to [0, 1] either way.
     """
-    x_adv = _start(x, eps, start)
+    if isinstance(eps, torch.Tensor) or isinstance(step, torch.Tensor):
+        eps = eps if isinstance(eps, torch.Tensor) else torch.full((len(x),), float(eps), device=x.device)
+        return _pgd_per_sample(model, x, y, eps, step, steps, loss_fn, start, clip_start)
+    if clip_start:
+        x_adv = _start(x, eps, start)
+    else:
+        delta = torch.empty_like(x).uniform_(-eps, eps) if start is None else start(x)
+        x_adv = x + delta.clamp_(-eps, eps)
     amp = autocast_for(x.device)
     # The projection onto B_ε(x) ∩ [0, 1] as one clamp between precomputed bounds: three
     # elementwise ops per iteration instead of eight (same numbers as ``project``).

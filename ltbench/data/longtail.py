@@ -79,6 +79,10 @@ class LongTailSplit:
     # Where ``seed`` came from: "run seed" (each run seed its own split) or "split_seed" (one split
     # shared by all run seeds of a study); None when not known (a split made outside a job).
     seed_source: Optional[str] = field(default=None)
+    # The validation split (ltbench/data/validation.py), when the job holds one out: n_per_class,
+    # max_fraction, indices (into the full training set, a sorted subset of ``indices``), counts
+    # and the capped classes. ``indices``/``counts`` above stay the whole long-tailed split.
+    validation: Optional[dict] = field(default=None)
 
     def __post_init__(self) -> None:
         self.indices = torch.as_tensor(self.indices, dtype=torch.int64).reshape(-1)
@@ -91,10 +95,18 @@ class LongTailSplit:
     def num_classes(self) -> int:
         return len(self.counts)
 
+    @property
+    def train_counts(self) -> list[int]:
+        """Per-class images trained on: ``counts`` less the validation split's, if there is one."""
+        if self.validation is None:
+            return list(self.counts)
+        return [n - k for n, k in zip(self.counts, self.validation["counts"])]
+
     def to_dict(self) -> dict:
         return {"dataset": self.dataset, "ratio": self.ratio, "profile": self.profile,
                 "seed": self.seed, "seed_source": self.seed_source, "counts": self.counts, "num_images": sum(self.counts),
-                "indices": self.indices.tolist()}
+                "indices": self.indices.tolist(),
+                **({"validation": self.validation} if self.validation is not None else {})}
 
     def save(self, path: str | Path) -> Path:
         """Write the split as JSON, atomically."""
@@ -110,7 +122,7 @@ class LongTailSplit:
             d = json.loads(path.read_text())
             split = cls(indices=torch.tensor(d["indices"], dtype=torch.int64), counts=d["counts"],
                         ratio=float(d["ratio"]), profile=str(d["profile"]), seed=int(d["seed"]),
-                        dataset=d.get("dataset"), seed_source=d.get("seed_source"))
+                        dataset=d.get("dataset"), seed_source=d.get("seed_source"), validation=d.get("validation"))
         except LtbenchError as exc:
             raise LtbenchError(f"malformed split file {path}: {exc}") from None
         except (OSError, ValueError, KeyError, TypeError) as exc:

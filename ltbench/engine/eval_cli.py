@@ -98,7 +98,7 @@ def load_job_model(job_dir: Path, ckpt: Path, device: torch.device, methods_dirs
     saved = job_dir / "lt_indices.json"
     raw, split = load_split(info, cfg.ratio, cfg.profile, cfg.lt_split_seed,
                             split=LongTailSplit.load(saved) if saved.exists() else None)
-    counts = list(split.counts)
+    counts = split.train_counts  # without the validation split's images, if the job held some out
     _, model = build_job_model(cfg, info, torch.tensor(counts, dtype=torch.float32))
     try:
         state = load_checkpoint(ckpt, map_location="cpu")

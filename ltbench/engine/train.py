@@ -5,11 +5,13 @@ on a method's name. Per batch: augment on the device → PGD with the method's s
 in eval mode) → the method's outer loss (train mode) → SGD step. Statistics (loss, accuracy, the
 histogram of labels predicted on the training AEs) accumulate in device tensors that are read once
 per epoch — and, when a progress listener is given, at most once a second for the running loss and
-accuracy (:meth:`Trainer.report_batch`) — so the step itself has no host sync. Every epoch ends with an atomic checkpoint, from which a
-re-run resumes exactly.
+accuracy (:meth:`Trainer.report_batch`) — so the step itself has no host sync. A job with a validation
+split (``val_n_per_class``, :mod:`ltbench.engine.validation`) measures it at each epoch's end for the
+method. Every epoch ends with an atomic checkpoint, from which a re-run resumes exactly.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -26,6 +28,8 @@ from ltbench.data import DeviceAugment, LongTailSplit, PolicyAugment, get_datase
 from ltbench.engine.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ltbench.attacks import build_attack
 from ltbench.engine.evaluate import balanced_subset, eval_batch_size, predict, run_evaluation
+from ltbench.data.validation import hold_out, MAX_FRACTION
+from ltbench.engine import validation
 from ltbench.env import environment, resolve_device
 from ltbench.errors import LtbenchError
 from ltbench.io import append_jsonl, quarantine, read_jsonl_records, save_torch, write_json, write_text
@@ -38,6 +42,7 @@ Progress = Callable[["str | dict"], None]  # see ltbench.progress
 SPLIT_FILE = "lt_indices.json"
 METRICS_FILE = "metrics.jsonl"
 BEST = "best.pt"
+EVAL_WEIGHTS = "eval_weights.pt"  # the weights evaluated when the method supplies its own (CFA's FAWA)
 
 
 class TrainingDiverged(LtbenchError):
@@ -49,7 +54,8 @@ class TrainingDiverged(LtbenchError):
 
 
 def make_optimizer(model: nn.Module, cfg: JobConfig, steps_per_epoch: int):
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                          nesterov=cfg.nesterov)
     milestones = sorted({max(1, round(f * cfg.epochs)) for f in cfg.lr_milestones if round(f * cfg.epochs) < cfg.epochs})
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
     return opt, sched
@@ -76,38 +82,56 @@ class EpochAccumulator:
         self.loss_sum = torch.zeros((), device=device)
         self.correct = torch.zeros((), device=device)
         self.pred_hist = torch.zeros(num_classes, device=device)
+        self.correct_per_class = torch.zeros(num_classes, device=device)  # AEs classified right, per true class
 
     @torch.no_grad()
     def update(self, loss: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor) -> None:
         pred = logits_adv.argmax(1)
         self.loss_sum += loss.detach().float() * len(y)
-        self.correct += (pred == y).sum()
+        hit = pred == y
+        self.correct += hit.sum()
         # index_add_, not bincount: CUDA's bincount reads the maximum back to the host.
         self.pred_hist.index_add_(0, pred, torch.ones_like(pred, dtype=self.pred_hist.dtype))
+        self.correct_per_class.index_add_(0, y, hit.to(self.correct_per_class.dtype))
 
 
 def adversarial_examples(model: nn.Module, forward_model: nn.Module, method: Method, x: torch.Tensor,
-                         y: torch.Tensor, ctx: BatchContext, *, eps: float, step: float, steps: int) -> torch.Tensor:
+                         y: torch.Tensor, ctx: BatchContext, *, eps: float, step: float, steps: int,
+                         clip_start: bool = True) -> torch.Tensor:
     """Inner maximisation with the method's start and loss: eval mode, parameters frozen, so each PGD
     iteration is one forward pass plus a backward pass for the input gradient only."""
     with attack_mode(model):
         return pgd_perturb(forward_model, x, y, eps=eps, step=step, steps=steps,
                            loss_fn=lambda logits, yy: method.attack_loss(logits, yy, ctx),
-                           start=lambda xx: method.attack_start(xx, ctx))
+                           start=lambda xx: method.attack_start(xx, ctx), clip_start=clip_start)
 
 
 def train_step(model: nn.Module, forward_model: nn.Module, method: Method, optimizer: torch.optim.Optimizer,
                x: torch.Tensor, y: torch.Tensor, ctx: BatchContext, acc: Optional[EpochAccumulator] = None, *,
-               eps: float, step: float, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+               eps: float, step: float, steps: int, clip_start: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """One adversarial-training step, free of host syncs: PGD → the method's outer loss under autocast
     (bf16 on CUDA; parameters and BatchNorm statistics stay fp32) → SGD step → ``observe`` and the
-    device accumulators. ``ltbench bench`` times exactly this function. Returns (loss, adversarial logits)."""
-    x_adv = adversarial_examples(model, forward_model, method, x, y, ctx, eps=eps, step=step, steps=steps)
+    device accumulators. ``ltbench bench`` times exactly this function. Returns (loss, adversarial logits).
+
+    The method's hooks shape it: ``attacks(ctx)`` False skips PGD (``x_adv = x``: a standard step);
+    ``attack_budget`` gives the attack's ε and step (``eps``/``step`` are the job's; per-sample
+    budgets are for this attack only); ``perturb_weights`` perturbs the weights after the attack and
+    ``restore_weights`` undoes it after the SGD step (AWP)."""
+    if method.attacks(ctx):
+        eps, step = method.attack_budget(eps, step, ctx)
+        ctx.eps, ctx.step = eps, step
+        x_adv = adversarial_examples(model, forward_model, method, x, y, ctx, eps=eps, step=step, steps=steps,
+                                     clip_start=clip_start)
+    else:
+        x_adv = x
+    perturbation = method.perturb_weights(forward_model, x, x_adv, y, ctx)
     with autocast_for(x.device):
         loss, logits_adv = method.train_loss(forward_model, x, x_adv, y, ctx)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
+    if perturbation is not None:
+        method.restore_weights(forward_model, perturbation)
     with torch.no_grad():
         logits_adv = logits_adv.detach().float()
         method.observe(logits_adv, y, ctx)
@@ -118,7 +142,7 @@ def train_step(model: nn.Module, forward_model: nn.Module, method: Method, optim
 
 def build_job_model(cfg: JobConfig, info, class_counts: torch.Tensor) -> tuple[Method, nn.Module]:
     """The job's method and model, the model carrying the method's head if it has one."""
-    method = build_method(cfg.method, cfg.method_params, info.num_classes, class_counts)
+    method = build_method(cfg.method, cfg.method_params, info.num_classes, class_counts, cfg.modifiers)
     model = build_model(cfg.model, info.num_classes, info.image_shape[0], info.mean, info.std, **cfg.model_params)
     head = method.build_head(model.feature_dim, info.num_classes, class_counts)
     if head is not None:
@@ -136,6 +160,47 @@ def result_header(cfg: JobConfig, device: torch.device, class_names: list[str], 
                     "test_size": int(test_size)},
         "attack": {"eps": eps, "step": step, "train_steps": cfg.train_attack_steps},
     }
+
+
+def method_chain(method: Method) -> list[Method]:
+    """The method and, for a modifier, the methods it wraps, outermost first."""
+    chain = [method]
+    while getattr(chain[-1], "inner", None) is not None:
+        chain.append(chain[-1].inner)
+    return chain
+
+
+def method_eval_weights(method: Method) -> Optional[dict]:
+    """The method's :meth:`~ltbench.method.Method.eval_weights`, looked up through its modifiers
+    (``cfa +awp``: AWP does not override the hook, so the wrapped CFA's average counts)."""
+    for m in method_chain(method):
+        weights = m.eval_weights()
+        if weights is not None:
+            return weights
+    return None
+
+
+def load_job_weights(job_dir: Path, cfg: Optional[JobConfig] = None) -> dict:
+    """The weights a finished job evaluated (``--init-from``): ``best.pt`` when it selected an epoch,
+    the method's own (``eval_weights.pt``, CFA's FAWA average) when it had them, else the model of
+    its last checkpoint. With ``cfg``, the job's dataset and model must be the same."""
+    result_path = job_dir / "result.json"
+    if not result_path.exists():
+        raise LtbenchError(f"init_from {job_dir}: no result.json there (not a finished job)")
+    result = json.loads(result_path.read_text())
+    if cfg is not None:
+        src = result.get("config", {})
+        for key in ("dataset", "model", "model_params"):
+            if src.get(key) != getattr(cfg, key):
+                raise LtbenchError(f"init_from {job_dir}: its {key} is {src.get(key)!r}, this job's {getattr(cfg, key)!r}")
+    if (result.get("selection") or {}).get("epoch") is not None:
+        return load_checkpoint(job_dir / BEST)
+    if result.get("evaluated_weights"):
+        return load_checkpoint(job_dir / result["evaluated_weights"])
+    state = load_checkpoint(job_dir / CHECKPOINT)
+    if state is None:
+        raise LtbenchError(f"init_from {job_dir}: no {CHECKPOINT} there")
+    return state["model"]
 
 
 class Trainer:
@@ -168,18 +233,38 @@ class Trainer:
         self.class_counts = list(split.counts)
         self.x_test, self.y_test = raw.x_test, raw.y_test
         dev = self.device
+        self.val_n = (cfg.val_n_per_class if cfg.val_n_per_class is not None
+                      else validation.default_n_per_class(cfg.method, cfg.modifiers))
+        self.x_val = self.y_val = None
+        if self.val_n:
+            x_all, y_all = raw.x_train, raw.y_train
+            train_pos, val_pos = self.validation_split(y_all)
+            raw.x_train, raw.y_train = x_all[train_pos], y_all[train_pos]
+            self.x_val, self.y_val = x_all[val_pos].to(dev), y_all[val_pos].to(dev)
+            self.class_counts = torch.bincount(raw.y_train, minlength=self.info.num_classes).tolist()
+        elif split.validation is not None:
+            raise LtbenchError(f"the saved split {saved} holds a validation split but the job asks for none")
         # The whole long-tailed training set lives on the device as uint8.
         self.x_train = raw.x_train.to(dev)
         self.y_train = raw.y_train.to(dev)
         self.augment = DeviceAugment(self.info.crop_padding, self.info.flip)
-        self.policy = PolicyAugment(cfg.augment) if cfg.augment else None
+        self.policy = PolicyAugment(cfg.augment, **cfg.augment_params) if cfg.augment else None
 
         torch.manual_seed(cfg.seed)
         counts = torch.tensor(self.class_counts, dtype=torch.float32, device=dev)
         method, model = build_job_model(cfg, self.info, counts)
         self.method: Method = method.to(dev)
+        if not self.val_n and any(m.needs_validation() for m in method_chain(method)):
+            raise LtbenchError(f"{cfg.label or cfg.method} needs a validation split: leave val_n_per_class unset "
+                               f"or set it above 0")
         # channels_last is faster on CUDA and, measured for the small CNN, on the CPU too.
         self.model = model.to(dev, memory_format=torch.channels_last)
+        if cfg.init_from:  # fine-tuning: another job's evaluated weights; optimiser and schedule fresh
+            try:
+                self.model.load_state_dict(load_job_weights(Path(cfg.init_from), cfg))
+            except RuntimeError as exc:  # another method's head, another architecture
+                raise LtbenchError(f"init_from {cfg.init_from}: its weights do not fit this model "
+                                   f"({str(exc).splitlines()[0]})") from None
         if dev.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.forward_model = compile_model(self.model) if cfg.compile else self.model
@@ -193,6 +278,35 @@ class Trainer:
         if cfg.select_best:
             self.select_attack = build_attack(cfg.select_best, self.eps, self.step, seed=cfg.seed)
             self.select_idx = balanced_subset(self.y_test, cfg.select_n_per_class, cfg.seed)
+
+    def validation_split(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions (in the long-tailed training set) of the training and the validation images:
+        those of the saved split when it has them, else a fresh seeded hold-out recorded in
+        ``self.split.validation`` (saved with the split). Classes capped are said in the log."""
+        split, n = self.split, self.val_n
+        saved = split.validation
+        if saved is not None:
+            if int(saved["n_per_class"]) != n:
+                raise LtbenchError(f"the saved split holds {saved['n_per_class']} validation images per class, "
+                                   f"the job asks for {n}")
+            val_idx = torch.tensor(saved["indices"], dtype=torch.int64)
+            val_pos = torch.searchsorted(split.indices, val_idx).clamp_max(len(split.indices) - 1)
+            if not torch.equal(split.indices[val_pos], val_idx):
+                raise LtbenchError("the saved split's validation indices are not images of its long-tailed split")
+            keep = torch.ones(len(y), dtype=torch.bool)
+            keep[val_pos] = False
+            train_pos = torch.nonzero(keep).flatten()
+        else:
+            h = hold_out(y, n, split.seed, self.info.num_classes)
+            train_pos, val_pos = h.train_pos, h.val_pos
+            split.validation = {"n_per_class": n, "max_fraction": MAX_FRACTION,
+                                "indices": split.indices[val_pos].tolist(), "counts": h.val_counts,
+                                "capped": h.capped}
+        v = split.validation
+        if v["capped"]:
+            self.progress(f"validation: {n} images per class asked, classes {v['capped']} capped to "
+                          f"{[v['counts'][c] for c in v['capped']]} (at most {MAX_FRACTION:.0%} of a class)")
+        return train_pos, val_pos
 
     # --- checkpointing -----------------------------------------------------------------
     def state(self, epoch: int, log: Optional[dict] = None) -> dict:
@@ -311,12 +425,14 @@ class Trainer:
         for b in range(self.steps_per_epoch):
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             x, y = self.batch(idx)
-            ctx = BatchContext(self.forward_model, x, y, counts, self.eps, epoch)
+            ctx = BatchContext(self.forward_model, x, y, counts, self.eps, epoch, step=self.step, epochs=cfg.epochs)
             train_step(self.model, self.forward_model, self.method, self.optimizer, x, y, ctx, acc,
-                       eps=self.eps, step=self.step, steps=cfg.train_attack_steps)
+                       eps=self.eps, step=self.step, steps=cfg.train_attack_steps, clip_start=cfg.clip_start)
             if self.reporting and (b % 10 == 0 or b == self.steps_per_epoch - 1):
                 self.report_batch(epoch, b, acc, t0)
-        self.method.on_epoch_end(epoch, EpochStats(acc.pred_hist))
+        train_adv_acc = acc.correct_per_class / self.method.class_counts.clamp_min(1.0)
+        val = self.validate(epoch) if self.val_n else None
+        self.method.on_epoch_end(epoch, EpochStats(acc.pred_hist, train_adv_acc, val, self.model))
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         n = len(self.y_train)
@@ -332,6 +448,8 @@ class Trainer:
             "time_s": elapsed,
             "images_per_s": n / elapsed,
             "adv_pred_hist": pred_hist.long().tolist(),
+            "train_adv_acc_per_class": train_adv_acc.tolist(),
+            **({"val": val.record()} if val is not None else {}),
         }
 
     # --- progress ----------------------------------------------------------------------
@@ -358,18 +476,37 @@ class Trainer:
                                     correct / seen, seen / max(now - t0, 1e-9), per_batch * (total - done_batches),
                                     done_batches / total))
 
+    def validation_record(self) -> dict:
+        """What ``result.json`` says of the validation split: images per class, counts, capped classes, attack."""
+        v = self.split.validation
+        return {"n_per_class": v["n_per_class"], "max_fraction": v["max_fraction"], "counts": v["counts"],
+                "capped": v["capped"], "attack": {"name": "pgd", "steps": self.cfg.val_attack_steps, "eps": self.eps,
+                                                  "step": validation.attack_step(self.eps, self.cfg.val_attack_steps)}}
+
+    def validate(self, epoch: int) -> "validation.ValidationStats":
+        """The epoch-end measurement on the validation split (seeded per job and epoch)."""
+        return validation.measure(self.model, self.x_val, self.y_val, self.info.num_classes, eps=self.eps,
+                                  steps=self.cfg.val_attack_steps,
+                                  batch_size=eval_batch_size(self.cfg.eval_batch_size, self.device),
+                                  seed=self.cfg.seed * 100_003 + validation.SEED_OFFSET + epoch)
+
     def fit(self) -> None:
         start = self.resume()
         self._t_fit, self._last_read = time.perf_counter(), -math.inf
+        if start == 0 and self.val_n and validation.before_training(self.cfg.method, self.cfg.modifiers):
+            # the initial model measured (FRL): its state then goes into the first checkpoint
+            zeros = torch.zeros(self.info.num_classes, device=self.device)
+            self.method.on_epoch_end(-1, EpochStats(zeros, None, self.validate(-1), self.model))
         for epoch in range(start, self.cfg.epochs):
             record = self.train_epoch(epoch)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
-            if self.cfg.select_best:
-                record["select_acc"] = self.selection_accuracy()
-                if self.best["acc"] is None or record["select_acc"] > self.best["acc"]:
-                    save_torch(self.job_dir / BEST, self.model.state_dict())
-                    self.best = {"epoch": epoch + 1, "acc": record["select_acc"]}
+            if self.cfg.select_best and epoch + 1 >= self.cfg.select_from:
+                with self.evaluated_model():
+                    record["select_acc"] = self.selection_accuracy()
+                    if self.best["acc"] is None or record["select_acc"] > self.best["acc"]:
+                        save_torch(self.job_dir / BEST, self.model.state_dict())
+                        self.best = {"epoch": epoch + 1, "acc": record["select_acc"]}
             # The checkpoint first, then its log line: the log never claims an epoch the checkpoint lacks.
             save_checkpoint(self.job_dir / CHECKPOINT, self.state(epoch + 1, record))
             append_jsonl(self.job_dir / METRICS_FILE, record)
@@ -378,6 +515,31 @@ class Trainer:
                 elapsed = time.perf_counter() - self._t_fit
                 eta = elapsed / (epoch + 1 - start) * (self.cfg.epochs - epoch - 1)
                 self.progress(epoch_message(record, self.cfg.epochs, done, eta))
+
+    @contextlib.contextmanager
+    def evaluated_model(self):
+        """Inside, ``self.model`` holds the weights the method wants evaluated (CFA's FAWA average),
+        when it has any; the trained weights are back afterwards."""
+        weights = method_eval_weights(self.method)
+        if weights is None:
+            yield
+            return
+        trained = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(weights)
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(trained)
+
+    def load_eval_weights(self) -> Optional[str]:
+        """Put the method's evaluated weights (if any) in the model for good and save them to
+        :data:`EVAL_WEIGHTS`; returns that file name, or None."""
+        weights = method_eval_weights(self.method)
+        if weights is None:
+            return None
+        self.model.load_state_dict(weights)
+        save_torch(self.job_dir / EVAL_WEIGHTS, self.model.state_dict())
+        return EVAL_WEIGHTS
 
     def selection_accuracy(self) -> float:
         """Accuracy under ``select_best`` on the selection subset. Its random starts draw from a
@@ -399,7 +561,10 @@ class Trainer:
             raise LtbenchError(f"{self.job_dir / BEST} is damaged ({type(exc).__name__}); delete it and "
                                f"{CHECKPOINT} to start the job over") from None
         self.model.load_state_dict(weights)
-        return {"attack": self.cfg.select_best, "n_per_class": self.cfg.select_n_per_class, **self.best}
+        record = {"attack": self.cfg.select_best, "n_per_class": self.cfg.select_n_per_class, **self.best}
+        if self.cfg.select_from != 1:
+            record["from_epoch"] = self.cfg.select_from
+        return record
 
     def evaluate(self) -> dict:
         """Everything the evaluation writes to ``result.json``: metrics under the job's attacks,
@@ -422,6 +587,7 @@ def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) 
     trainer.fit()
     train_s = time.perf_counter() - t0
     selection = trainer.load_best()
+    own_weights = trainer.load_eval_weights() if selection is None else None
     t0 = time.perf_counter()
     evaluation = trainer.evaluate()  # metrics, checks, warnings, evaluation settings
     result = {
@@ -429,6 +595,9 @@ def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) 
                         trainer.eps, trainer.step),
         "method_config": trainer.method.config_dict(),  # defaults resolved: tells reat from reat-official
         "selection": selection,  # which epoch's model was evaluated (None: the last)
+        # the method's own weights were evaluated (CFA's FAWA average), saved in this file
+        **({"evaluated_weights": own_weights} if own_weights else {}),
+        **({"validation": trainer.validation_record()} if trainer.val_n else {}),
         "timing": {"train_s": train_s, "eval_s": time.perf_counter() - t0},
         **evaluation,
     }

@@ -1,4 +1,5 @@
-"""WideResNet-34-10 (Zagoruyko & Komodakis, BMVC 2016), the standard robust-training model."""
+"""WideResNets (Zagoruyko & Komodakis, BMVC 2016): WRN-34-10, the standard robust-training model, and
+WRN-28-10, RobustLT's default."""
 from torch import nn
 
 from ltbench.models.base import LTModel
@@ -24,5 +25,13 @@ def wrn_body(in_channels: int, depth: int, widen: int):
 def wrn_34_10(num_classes: int, in_channels: int = 3, mean=(0.5,), std=(0.5,), depth: int = 34,
               widen: int = 10) -> LTModel:
     """WideResNet-34-10 (Zagoruyko & Komodakis 2016), pre-activation blocks."""
+    body, dim = wrn_body(in_channels, depth, widen)
+    return LTModel(body, dim, num_classes, mean, std)
+
+
+@register_model("wrn-28-10")
+def wrn_28_10(num_classes: int, in_channels: int = 3, mean=(0.5,), std=(0.5,), depth: int = 28,
+              widen: int = 10) -> LTModel:
+    """WideResNet-28-10 (Zagoruyko & Komodakis 2016), pre-activation blocks (RobustLT's default model)."""
     body, dim = wrn_body(in_channels, depth, widen)
     return LTModel(body, dim, num_classes, mean, std)

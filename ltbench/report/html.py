@@ -110,7 +110,7 @@ def config_summary(studies: list[Study]) -> tuple[list, list]:
         return [], []
     keys = list(dict.fromkeys(k for c in cfgs for k in c))
     common, varying = [], []
-    grid = {"method", "dataset", "ratio", "seed", "method_params"}
+    grid = {"method", "dataset", "ratio", "seed", "method_params", "modifiers"}
     for k in keys:
         values = list(dict.fromkeys(_show(c.get(k)) for c in cfgs))
         if len(values) == 1:

@@ -27,7 +27,8 @@ def add_arguments(p):
                    help="a TOML file describing the study, with the keys of a preset (it may start from one with "
                         "preset = \"NAME\"); read after --preset; flags override it")
     g.add_argument("--methods", nargs="+", help="method names (see `ltbench list methods`); an ablation is the name with its flags in "
-                        "one argument, e.g. 'reat --no-tail' (job folder reat+no-tail__…); 'all' = every "
+                        "one argument, e.g. 'reat --no-tail' (job folder reat+no-tail__…); a modifier is +NAME, e.g. "
+                        "'reat +robustlt' or 'at-bsl +awp' (job folder at-bsl+awp__…); 'all' = every "
                         "registered method (default: pgd-at)")
     g.add_argument("--datasets", nargs="+", help="dataset names (see `ltbench list datasets`; default: fmnist)")
     g.add_argument("--ratios", nargs="+", type=float, help="imbalance ratios in (0, 1] (0.01 = 100:1; default: 0.01)")
@@ -49,15 +50,26 @@ def add_arguments(p):
                         "not the last one")
     g.add_argument("--compile", action="store_const", const=True, default=None,
                    help="torch.compile the model (worth it on GPUs for long runs; default: off)")
+    g.add_argument("--no-clip-start", dest="clip_start", action="store_const", const=False, default=None,
+                   help="training PGD: clip the random start to the ε-ball only, not to the image range [0, 1] "
+                        "(as the AT-BSL authors' script does; default: clipped to both)")
     g.add_argument("--profile", choices=["exp", "step"],
                    help="long-tail profile of the training set: exp (class c keeps n_max · ratio^(c/(C−1)) images) "
                         "or step (the first half of the classes n_max, the rest n_max · ratio) (default: exp)")
     g.add_argument("--split-seed", type=int, metavar="N",
                    help="draw the long-tailed split with seed N for every run seed (default: each run seed "
                         "draws its own split), so the spread over seeds is training variance alone")
+    g.add_argument("--val-n-per-class", type=int, metavar="N",
+                   help="hold N images per class (at most 20%% of a class) out of the long-tailed training set and "
+                        "measure them every epoch (default: the method's: 0 for most, CFA 100, WAT and FRL 300)")
+    g.add_argument("--val-attack-steps", type=int, metavar="K", help="iterations of that validation PGD (default 5)")
+    g.add_argument("--init-from", metavar="JOB_DIR",
+                   help="start each job from the weights this finished job evaluated (fine-tuning, e.g. FRL); "
+                        "{dataset}, {ratio} and {seed} are filled in per job, e.g. "
+                        "results/s/trades__{dataset}__r{ratio:g}__s{seed}")
     g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: auto)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="method or model parameter, e.g. reat.tail_weight=0.5 or model.width=32")
+                   help="method, modifier or model parameter, e.g. reat.tail_weight=0.5, awp.gamma=0.005 or model.width=32")
     g.add_argument("--methods-dir", action="append", default=[], metavar="DIR",
                    help="also load methods from the .py files in DIR")
     g.add_argument("--out", help="study folder (default: results/<preset or config file name, or 'study'>)")
@@ -99,8 +111,9 @@ def _default(field: str):
 
 
 FIELDS = {"model": "model", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "eps": "eps",
-          "step": "step", "train_attack_steps": "train_attack_steps", "augment": "augment", "compile": "compile", "select_best": "select_best",
-          "profile": "profile", "split_seed": "split_seed", "device": "device"}
+          "step": "step", "train_attack_steps": "train_attack_steps", "augment": "augment", "compile": "compile", "select_best": "select_best", "clip_start": "clip_start",
+          "profile": "profile", "split_seed": "split_seed", "device": "device",
+          "val_n_per_class": "val_n_per_class", "val_attack_steps": "val_attack_steps", "init_from": "init_from"}
 GRID_KEYS = ("methods", "datasets", "ratios", "seeds")
 
 
@@ -142,10 +155,16 @@ def study_spec(args) -> dict:
     for arg, field in FIELDS.items():
         if getattr(args, arg, None) is not None:
             spec[field] = getattr(args, arg)
+            for fields in spec.get("per_method", {}).values():  # a flag beats the preset's per-method value too
+                fields.pop(field, None)
     if getattr(args, "attacks", None):
         spec["eval_attacks"] = args.attacks
     method_params, model_params = parse_sets(getattr(args, "set", []) or [])
     spec.setdefault("method_params", {})
+    if getattr(args, "methods", None) is not None and ALL_METHODS not in spec["methods"]:
+        # --methods replaced the preset's: its parameters for methods and modifiers no longer run go too.
+        used = _owners(spec["methods"])
+        spec["method_params"] = {k: v for k, v in spec["method_params"].items() if k in used}
     for m, params in method_params.items():
         spec["method_params"].setdefault(m, {}).update(params)
     spec.setdefault("model_params", {}).update(model_params)
@@ -171,6 +190,15 @@ def study_name(args) -> str:
 ALL_METHODS = "all"
 
 
+def _owners(methods: list[str]) -> set[str]:
+    """What ``--set OWNER.KEY=VALUE`` may name for these ``--methods`` arguments: each argument as
+    written, its method's name and its modifiers' names."""
+    from ltbench.modifier import parse_spec
+
+    parsed = [parse_spec(m) for m in methods]
+    return set(methods) | {p.name for p in parsed} | {k for p in parsed for k in p.modifiers}
+
+
 def expand_methods(methods: list[str], methods_dirs=()) -> list[str]:
     """``all`` → every registered method, in registration order (a method added later joins a
     preset that says ``all``); other entries kept; duplicates dropped, first place kept."""
@@ -188,19 +216,24 @@ def expand_methods(methods: list[str], methods_dirs=()) -> list[str]:
 
 def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
     """Every job of the grid, validated (unknown names and bad values raise LtbenchError)."""
-    from ltbench.method import parse_method_spec
+    from ltbench.modifier import parse_spec
     from ltbench.runner.study import check_names
 
-    base_fields = {k: v for k, v in spec.items() if k not in (*GRID_KEYS, "out", "method_params")}
+    base_fields = {k: v for k, v in spec.items() if k not in (*GRID_KEYS, "out", "method_params", "per_method")}
+    per_method = spec.get("per_method", {})  # a preset's settings for some methods: name or full spec → fields
     spec = {**spec, "methods": expand_methods(spec["methods"], methods_dirs)}
-    unknown = set(spec["method_params"]) - set(spec["methods"]) - {parse_method_spec(m)[0] for m in spec["methods"]}
+    parsed = {m: parse_spec(m) for m in spec["methods"]}
+    unknown = set(spec["method_params"]) - _owners(spec["methods"])
     if unknown:
-        raise LtbenchError(f"--set names method(s) not in this study: {', '.join(sorted(unknown))}")
+        raise LtbenchError(f"--set names method(s) or modifier(s) not in this study: {', '.join(sorted(unknown))}")
     jobs = []
     for m in spec["methods"]:
-        # "reat --no-tail" is the reat method with tail=false, labelled "reat+no-tail" in the study.
-        name, flags = parse_method_spec(m)
-        label = "+".join([name] + [f.lstrip("-") for f in m.split()[1:]]) if flags else None
+        # "reat --no-tail" is the reat method with tail=false, labelled "reat+no-tail" in the study;
+        # "reat +awp" is reat wrapped by the awp modifier, labelled "reat+awp".
+        p = parsed[m]
+        name, flags, label = p.name, p.overrides, p.label
+        modifiers = {k: {**v, **spec["method_params"].get(k, {})} for k, v in p.modifiers.items()}
+        fields = {**base_fields, **per_method.get(name, {}), **per_method.get(m, {})}
         for d in spec["datasets"]:
             for r in spec["ratios"]:
                 for s in spec["seeds"]:
@@ -209,8 +242,10 @@ def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
                     except (TypeError, ValueError):
                         raise LtbenchError(f"bad ratio {r!r} or seed {s!r}") from None
                     params = {**flags, **spec["method_params"].get(name, {}), **spec["method_params"].get(m, {})}
-                    cfg = JobConfig.from_dict({**base_fields, "method": name, "label": label, "dataset": d,
-                                               "ratio": ratio, "seed": seed, "method_params": params})
+                    init = {"init_from": job_init_from(fields["init_from"], d, ratio, seed)} if fields.get("init_from") else {}
+                    cfg = JobConfig.from_dict({**fields, **init, "method": name, "label": label, "dataset": d,
+                                               "ratio": ratio, "seed": seed, "method_params": params,
+                                               "modifiers": modifiers})
                     jobs.append(cfg.validate())
     names = [j.job_name for j in jobs]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -218,6 +253,18 @@ def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
         raise LtbenchError(f"the grid names the same job twice: {', '.join(dupes)}")
     check_names(jobs, methods_dirs)
     return jobs
+
+
+def job_init_from(template: str, dataset: str, ratio: float, seed: int) -> str:
+    """``--init-from`` for one job: ``{dataset}``, ``{ratio}`` and ``{seed}`` filled in (one source
+    job per seed: ``results/s/trades__{dataset}__r{ratio:g}__s{seed}``), made absolute so
+    ``config.json`` names it wherever the job runs."""
+    try:
+        path = str(template).format(dataset=dataset, ratio=ratio, seed=seed)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise LtbenchError(f"init_from {template!r}: only {{dataset}}, {{ratio}} and {{seed}} may be filled in "
+                           f"({type(exc).__name__}: {exc})") from None
+    return str(Path(path).resolve())
 
 
 def make_executor(args, spec: dict):

@@ -27,7 +27,7 @@ from typing import Iterator, Optional
 from ltbench.config import JobConfig
 from ltbench.errors import LtbenchError
 from ltbench.io import quarantine, read_json_object, remove_stale_temps, write_json
-from ltbench.registry import DATASETS, METHODS, MODELS, load_all
+from ltbench.registry import DATASETS, METHODS, MODELS, MODIFIERS, load_all
 from ltbench.runner import job as J
 from ltbench.validation import check_jobs
 
@@ -49,8 +49,10 @@ def check_names(jobs: list, methods_dirs=()) -> None:
         METHODS.get(job.method)
         DATASETS.get(job.dataset)
         MODELS.get(job.model)
-    for job in jobs:  # method parameters are type-checked against each method's Config
+    for job in jobs:  # method and modifier parameters are type-checked against each Config
         parse_overrides(job.method, METHODS.get(job.method).Config, job.method_params)
+        for name, params in job.modifiers.items():
+            parse_overrides(name, MODIFIERS.get(name).Config, params)
     check_jobs(jobs)  # model parameters: against the factory, then built on the meta device
     _check_attacks(jobs)
 
