@@ -257,14 +257,15 @@ def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
 
 def job_init_from(template: str, dataset: str, ratio: float, seed: int) -> str:
     """``--init-from`` for one job: ``{dataset}``, ``{ratio}`` and ``{seed}`` filled in (one source
-    job per seed: ``results/s/trades__{dataset}__r{ratio:g}__s{seed}``), made absolute so
-    ``config.json`` names it wherever the job runs."""
+    job per seed: ``results/s/trades__{dataset}__r{ratio:g}__s{seed}``). Kept as written: a relative
+    path is relative to the folder ``ltbench run`` is started in, so a study committed with a
+    relative path (the ``fmnist-lt`` preset's FRL jobs) has the same ``config.json`` in every clone."""
     try:
         path = str(template).format(dataset=dataset, ratio=ratio, seed=seed)
     except (KeyError, IndexError, ValueError) as exc:
         raise LtbenchError(f"init_from {template!r}: only {{dataset}}, {{ratio}} and {{seed}} may be filled in "
                            f"({type(exc).__name__}: {exc})") from None
-    return str(Path(path).resolve())
+    return path
 
 
 def make_executor(args, spec: dict):
