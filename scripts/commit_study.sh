@@ -20,9 +20,13 @@ done
 for tables in summary.csv summary.md summary.tex per_class.csv jobs.csv training.csv adv_predictions.csv paired.csv paired.md cost.csv; do
   [ -f "$study/$tables" ] && git add -f "$study/$tables"
 done
+if [ -n "$(git diff --cached --name-only -- . ":(exclude)$study")" ]; then
+  echo "other changes are staged; commit or unstage them first" >&2
+  exit 1
+fi
 if git diff --cached --quiet -- "$study"; then
   echo "nothing new in $study (${#done_jobs[@]} finished jobs committed)"
 else
-  git commit -q -m "${msg:-$study: ${#done_jobs[@]} finished jobs (small files only)}" -- "$study"
+  git commit -q -m "${msg:-$study: ${#done_jobs[@]} finished jobs (small files only)}"
   echo "committed $study: ${#done_jobs[@]} finished jobs"
 fi
