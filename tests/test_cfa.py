@@ -13,7 +13,7 @@ from ltbench.engine.validation import ValidationStats
 from ltbench.errors import LtbenchError
 from ltbench.method import BatchContext, EpochStats, build_method
 from methods.cfa import worst_class
-from test_methods import C, COUNTS, _batch, _model_for, _states_equal, no_host_reads, tiny_job
+from test_methods import C, COUNTS, _batch, _model_for, _states_equal, no_host_reads, straight_and_resumed, tiny_job
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -157,21 +157,7 @@ def test_init_from_needs_a_finished_compatible_job(tmp_path):
 
 def test_cfa_resume_is_exact(tmp_path, monkeypatch):
     cfg = _cfa_job()
-    Trainer(cfg, tmp_path / "straight").fit()
-    original = Trainer.train_epoch
-
-    def killed_in_third_epoch(self, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", killed_in_third_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(cfg, tmp_path / "resumed").fit()
-    monkeypatch.setattr(Trainer, "train_epoch", original)
-    Trainer(cfg, tmp_path / "resumed").fit()
-    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
-    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    a, b = straight_and_resumed(cfg, tmp_path, monkeypatch, kill_epoch=2)
     assert a["epoch"] == b["epoch"] == 3
     assert _states_equal(a["model"], b["model"]) and _states_equal(a["method"], b["method"])
     assert any(k.startswith("fawa.") for k in a["method"])

@@ -91,6 +91,26 @@ def _batch(n: int = 40):
     return torch.rand(n, 1, 8, 8, generator=g), torch.arange(n) % C  # every class, tail included
 
 
+def straight_and_resumed(cfg, tmp_path, monkeypatch, kill_epoch: int) -> tuple[dict, dict]:
+    """Train ``cfg`` straight through, and again interrupted at the start of ``kill_epoch`` (0-based)
+    then resumed; returns both final checkpoints."""
+    Trainer(cfg, tmp_path / "straight").fit()
+    original = Trainer.train_epoch
+
+    def killed(self, epoch):
+        if epoch == kill_epoch:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", killed)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, tmp_path / "resumed").fit()
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    Trainer(cfg, tmp_path / "resumed").fit()
+    return (torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True),
+            torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True))
+
+
 def _states_equal(a, b) -> bool:
     if isinstance(a, torch.Tensor):
         return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a.cpu(), b.cpu())

@@ -21,7 +21,7 @@ from ltbench.runner.cli import build_jobs
 from methods.awp import AWP
 from methods.robustlt import class_budget_factors, ramp
 from methods.taet import harl_loss
-from test_methods import C, COUNTS, _batch, _model_for, _states_equal, no_host_reads, tiny_job
+from test_methods import C, COUNTS, _batch, _model_for, _states_equal, no_host_reads, straight_and_resumed, tiny_job
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -342,21 +342,7 @@ def test_hooks_have_no_host_reads(spec):
 @pytest.mark.parametrize("method, modifiers", [("pgd-at", {"robustlt": {}, "awp": {}}), ("taet", {})])
 def test_resume_is_exact_with_hooks(tmp_path, monkeypatch, method, modifiers):
     cfg = tiny_job(method, epochs=3, modifiers=modifiers, method_params={"stage1": "0.34"} if method == "taet" else {})
-    Trainer(cfg, tmp_path / "straight").fit()
-    original = Trainer.train_epoch
-
-    def killed_in_third_epoch(self, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", killed_in_third_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(cfg, tmp_path / "resumed").fit()
-    monkeypatch.setattr(Trainer, "train_epoch", original)
-    Trainer(cfg, tmp_path / "resumed").fit()
-    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
-    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    a, b = straight_and_resumed(cfg, tmp_path, monkeypatch, kill_epoch=2)
     assert a["epoch"] == b["epoch"] == 3
     assert _states_equal(a["model"], b["model"]) and _states_equal(a["method"], b["method"])
 

@@ -11,7 +11,7 @@ from ltbench.engine.train import Trainer, run_job
 from ltbench.engine.validation import ValidationStats
 from ltbench.errors import LtbenchError
 from ltbench.method import BatchContext, EpochStats, build_method
-from test_methods import C, COUNTS, _batch, _model_for, _states_equal, no_host_reads, tiny_job
+from test_methods import C, COUNTS, _batch, _model_for, _states_equal, no_host_reads, straight_and_resumed, tiny_job
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -155,21 +155,7 @@ def test_methods_need_the_validation_split_in_a_job():
 @pytest.mark.parametrize("name", ["wat", "frl"])
 def test_resume_is_exact(name, tmp_path, monkeypatch):
     cfg = tiny_job(name, epochs=3, val_attack_steps=1)
-    Trainer(cfg, tmp_path / "straight").fit()
-    original = Trainer.train_epoch
-
-    def killed_in_third_epoch(self, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", killed_in_third_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(cfg, tmp_path / "resumed").fit()
-    monkeypatch.setattr(Trainer, "train_epoch", original)
-    Trainer(cfg, tmp_path / "resumed").fit()
-    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
-    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    a, b = straight_and_resumed(cfg, tmp_path, monkeypatch, kill_epoch=2)
     assert a["epoch"] == b["epoch"] == 3
     assert _states_equal(a["model"], b["model"]) and _states_equal(a["method"], b["method"])
     moved = a["method"]["weights"] if name == "wat" else a["method"]["lmbda"]
