@@ -193,7 +193,7 @@ def evaluate(model: nn.Module, dataset: str = "fmnist", attacks: Sequence[str] =
     from ltbench.data import get_dataset, load_raw
     from ltbench.engine.evaluate import balanced_subset, run_evaluation
     from ltbench.env import resolve_device
-    from ltbench.registry import load_all
+    from ltbench.plugins import load_all
 
     if not isinstance(model, nn.Module):
         raise LtbenchError(f"evaluate needs a torch.nn.Module, got {type(model).__name__}")

@@ -240,7 +240,8 @@ def build_rows(args, device: torch.device) -> tuple[list[Row], dict]:
     from ltbench.method import BatchContext, build_method, parse_overrides
     from ltbench.modifier import parse_spec
     from ltbench.models import build_model
-    from ltbench.registry import METHODS, MODIFIERS, load_all
+    from ltbench.plugins import load_all
+    from ltbench.registry import METHODS, MODIFIERS
 
     load_all(args.methods_dir)
     info = get_dataset(args.dataset)

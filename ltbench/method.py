@@ -253,7 +253,8 @@ def build_method(name: str, overrides: dict[str, Any], num_classes: int, class_c
                  modifiers: Optional[dict[str, dict]] = None) -> Method:
     """Instantiate a registered method with its Config built from ``overrides``, wrapped by the
     registered ``modifiers`` (name → overrides, in order; :mod:`ltbench.modifier`)."""
-    from ltbench.registry import METHODS, load_methods
+    from ltbench.plugins import load_methods
+    from ltbench.registry import METHODS
 
     load_methods()
     cls = METHODS.get(name)

@@ -9,7 +9,8 @@ import torch
 
 from ltbench import bench
 from ltbench.cli import main as cli_main
-from ltbench.registry import METHODS, MODIFIERS, load_methods
+from ltbench.plugins import load_methods
+from ltbench.registry import METHODS, MODIFIERS
 
 TINY = ["bench", "--model", "small-cnn", "--set", "model.width=4", "--batch-size", "8", "--steps", "2",
         "--iters", "2", "--warmup", "0", "--tail-batch", "16", "--tail-iters", "1", "--device", "cpu", "--quiet"]

@@ -379,17 +379,17 @@ class Evil(Method):
 
 @pytest.fixture
 def isolated_registry():
-    from ltbench import registry
+    from ltbench import plugins, registry
 
-    registry.load_all()
-    items, errors, dirs = dict(registry.METHODS._items), dict(registry.PLUGIN_ERRORS), set(registry._loaded_dirs)
-    yield registry
+    plugins.load_all()
+    items, errors, dirs = dict(registry.METHODS._items), dict(plugins.PLUGIN_ERRORS), set(plugins._loaded_dirs)
+    yield plugins
     registry.METHODS._items.clear()
     registry.METHODS._items.update(items)
-    registry.PLUGIN_ERRORS.clear()
-    registry.PLUGIN_ERRORS.update(errors)
-    registry._loaded_dirs.clear()
-    registry._loaded_dirs.update(dirs)
+    plugins.PLUGIN_ERRORS.clear()
+    plugins.PLUGIN_ERRORS.update(errors)
+    plugins._loaded_dirs.clear()
+    plugins._loaded_dirs.update(dirs)
 
 
 def test_job_folders_stay_inside_the_study(isolated_registry, tmp_path):

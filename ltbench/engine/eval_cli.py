@@ -83,7 +83,7 @@ def load_job_model(job_dir: Path, ckpt: Path, device: torch.device, methods_dirs
     from ltbench.engine.checkpoint import load_checkpoint
     from ltbench.engine.train import build_job_model
     from ltbench.io import read_json_object
-    from ltbench.registry import load_all
+    from ltbench.plugins import load_all
 
     load_all(list(methods_dirs))
     raw_cfg = read_json_object(job_dir / "config.json")

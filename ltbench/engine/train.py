@@ -36,7 +36,7 @@ from ltbench.io import append_jsonl, quarantine, read_jsonl_records, save_torch,
 from ltbench.method import BatchContext, EpochStats, Method, build_method
 from ltbench.models import build_model
 from ltbench.progress import batch_message, epoch_message
-from ltbench.registry import load_all
+from ltbench.plugins import load_all
 
 Progress = Callable[["str | dict"], None]  # see ltbench.progress
 SPLIT_FILE = "lt_indices.json"

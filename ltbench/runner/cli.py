@@ -202,7 +202,8 @@ def _owners(methods: list[str]) -> set[str]:
 def expand_methods(methods: list[str], methods_dirs=()) -> list[str]:
     """``all`` → every registered method, in registration order (a method added later joins a
     preset that says ``all``); other entries kept; duplicates dropped, first place kept."""
-    from ltbench.registry import METHODS, load_all
+    from ltbench.plugins import load_all
+    from ltbench.registry import METHODS
 
     out: list[str] = []
     for m in methods:

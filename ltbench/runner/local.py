@@ -86,7 +86,7 @@ def _worker_main(conn, threads: Optional[int], methods_dirs: list[str]) -> None:
     import torch
 
     from ltbench.config import JobConfig
-    from ltbench.registry import load_all
+    from ltbench.plugins import load_all
 
     if threads:
         torch.set_num_threads(threads)

@@ -76,7 +76,7 @@ class SlurmTask:
         import torch
 
         from ltbench.config import JobConfig
-        from ltbench.registry import load_all
+        from ltbench.plugins import load_all
 
         cpus = os.environ.get("SLURM_CPUS_PER_TASK")
         if cpus and cpus.isdigit():

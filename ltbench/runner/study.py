@@ -27,7 +27,8 @@ from typing import Iterator, Optional
 from ltbench.config import JobConfig
 from ltbench.errors import LtbenchError
 from ltbench.io import quarantine, read_json_object, remove_stale_temps, write_json
-from ltbench.registry import DATASETS, METHODS, MODELS, MODIFIERS, load_all
+from ltbench.plugins import load_all
+from ltbench.registry import DATASETS, METHODS, MODELS, MODIFIERS
 from ltbench.runner import job as J
 from ltbench.validation import check_jobs
 
