@@ -180,8 +180,9 @@ class JobConfig:
     def job_name(self) -> str:
         """The job's folder name, ``METHOD__DATASET__rRATIO__sSEED``, built from sanitised parts
         (:func:`safe_name_part`), so that no configuration can name a folder outside the study."""
-        return (f"{safe_name_part(self.label or self.method)}__{safe_name_part(self.dataset)}"
-                f"__r{self.ratio:g}__s{self.seed}")
+        from ltbench.study_folder import job_name
+
+        return job_name(safe_name_part(self.label or self.method), safe_name_part(self.dataset), self.ratio, self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -170,8 +170,8 @@ def test_damaged_file_is_never_taken_as_valid(reference, unfinished, tmp_path, c
     if name == "study.json":
         assert code == 2 and err.startswith(f"ltbench status: error: {path} is damaged (not JSON") \
             and err.count("\n") == 1, err
-    else:
-        assert code == 0 and "Traceback" not in err, err
+    else:  # exit status 1 when a job has failed (a failed.json, damaged or not, is a failure record)
+        assert code == (1 if name == "failed.json" else 0) and "Traceback" not in err, err
         state = job_status(job, EPOCHS)
         assert state.state != "done"  # nothing damaged is taken as a finished result
         if name == "result.json":

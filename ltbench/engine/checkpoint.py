@@ -8,7 +8,7 @@ import torch
 
 from ltbench.io import save_torch
 
-CHECKPOINT = "checkpoint.pt"
+from ltbench.study_folder import CHECKPOINT  # noqa: F401  (the file name, for callers)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from ltbench import study_folder as F
 from ltbench.errors import LtbenchError
 
 
@@ -70,8 +71,8 @@ def locate(path: str | Path) -> tuple[Path, Path]:
         raise LtbenchError(f"{path} does not exist")
     if not ckpt.is_file():
         raise LtbenchError(f"no checkpoint in {job_dir} (expected {ckpt.name})")
-    if not (job_dir / "config.json").is_file():
-        raise LtbenchError(f"no config.json next to {ckpt}: ltbench eval needs the job folder "
+    if not (job_dir / F.CONFIG).is_file():
+        raise LtbenchError(f"no {F.CONFIG} next to {ckpt}: ltbench eval needs the job folder "
                            f"that `ltbench run` wrote")
     return job_dir, ckpt
 
@@ -82,20 +83,19 @@ def load_job_model(job_dir: Path, ckpt: Path, device: torch.device, methods_dirs
     from ltbench.data import LongTailSplit, get_dataset, load_split
     from ltbench.engine.checkpoint import load_checkpoint
     from ltbench.engine.train import build_job_model
-    from ltbench.io import read_json_object
     from ltbench.plugins import load_all
 
     load_all(list(methods_dirs))
-    raw_cfg = read_json_object(job_dir / "config.json")
+    raw_cfg = F.read_config(job_dir)
     if raw_cfg is None:
-        raise LtbenchError(f"{job_dir / 'config.json'} is damaged (not a JSON object); ltbench eval needs it "
+        raise LtbenchError(f"{job_dir / F.CONFIG} is damaged (not a JSON object); ltbench eval needs it "
                            f"to rebuild the model")
     try:
         cfg = JobConfig.from_dict(raw_cfg).validate()
     except TypeError as exc:
-        raise LtbenchError(f"{job_dir / 'config.json'} is not a job configuration ({exc})") from None
+        raise LtbenchError(f"{job_dir / F.CONFIG} is not a job configuration ({exc})") from None
     info = get_dataset(cfg.dataset)
-    saved = job_dir / "lt_indices.json"
+    saved = job_dir / F.SPLIT
     raw, split = load_split(info, cfg.ratio, cfg.profile, cfg.lt_split_seed,
                             split=LongTailSplit.load(saved) if saved.exists() else None)
     counts = split.train_counts  # without the validation split's images, if the job held some out
@@ -121,7 +121,7 @@ def main(args) -> int:
     from ltbench.engine.evaluate import run_evaluation
     from ltbench.engine.train import result_header
     from ltbench.env import resolve_device
-    from ltbench.io import read_json_object, write_json
+    from ltbench.io import read_json_object
     from ltbench.metrics import masking_warnings
 
     if args.model_factory:
@@ -146,9 +146,9 @@ def main(args) -> int:
 
     progress = None if args.quiet else LinePrinter(sys.stderr)
 
-    out = Path(args.out) if args.out else job_dir / "result.json"
+    out = Path(args.out) if args.out else job_dir / F.RESULT
     if out.is_dir() or (args.out and not out.suffix):
-        out = out / "result.json"
+        out = out / F.RESULT
     previous = None
     if out.is_file() and not args.out:
         previous = read_json_object(out)
@@ -189,7 +189,7 @@ def main(args) -> int:
         result = {**previous, **result, "metrics": metrics, "checks": checks, "evaluation": settings,
                   "timing": {**previous.get("timing", {}), "eval_s": eval_s},
                   "warnings": masking_warnings(metrics, checks) + aa_warnings}
-    write_json(out, result)
+    result = F.write_result_file(out, result)
     print_summary(result)
     print(f"result written to {out.resolve()}")
     return 0
@@ -199,7 +199,6 @@ def main_factory(args) -> int:
     """``ltbench eval --model-factory M:F [--weights W] --out FILE``: any model, per class."""
     from ltbench.api import evaluate, model_from_factory
     from ltbench.env import environment, resolve_device
-    from ltbench.io import write_json
     from ltbench.progress import LinePrinter
 
     if args.path:
@@ -224,8 +223,8 @@ def main_factory(args) -> int:
               "timing": {"eval_s": time.perf_counter() - t0}, **ev.raw}
     out = Path(args.out)
     if out.is_dir() or not out.suffix:
-        out = out / "result.json"
-    write_json(out, result)
+        out = out / F.RESULT
+    result = F.write_result_file(out, result)
     print_summary(result)
     print(f"result written to {out.resolve()}")
     return 0

@@ -119,6 +119,8 @@ GRID_KEYS = ("methods", "datasets", "ratios", "seeds")
 
 def parse_sets(items: list[str]) -> tuple[dict, dict]:
     """``method.key=value`` → method params per method; ``model.key=value`` → model params."""
+    from ltbench.method import coerce_value
+
     method_params: dict[str, dict] = {}
     model_params: dict = {}
     for item in items:
@@ -127,19 +129,10 @@ def parse_sets(items: list[str]) -> tuple[dict, dict]:
         if not sep or not owner or not dot or not name:
             raise LtbenchError(f"--set expects METHOD.KEY=VALUE or model.KEY=VALUE, got {item!r}")
         if owner == "model":
-            model_params[name] = _literal(value)
+            model_params[name] = coerce_value(value)
         else:
             method_params.setdefault(owner, {})[name] = value
     return method_params, model_params
-
-
-def _literal(value: str):
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
 
 
 def study_spec(args) -> dict:
@@ -427,8 +420,9 @@ def report(study, jobs: list[JobConfig], outcomes: dict[str, dict], quiet: bool 
     """Print the results (per-class tables for a small study, else one line per job); exit status."""
     from ltbench.runner import job as J
     from ltbench.runner.display import describe
+    from ltbench.study_folder import Outcome
 
-    bad = [n for n, o in outcomes.items() if o["outcome"] in (J.FAILED_NOW, J.FAILED_BEFORE, "interrupted")]
+    bad = [n for n, o in outcomes.items() if o["outcome"] in (Outcome.FAILED_NOW, Outcome.FAILED_BEFORE, Outcome.INTERRUPTED)]
     unfinished = [cfg.job_name for cfg in jobs if cfg.job_name not in outcomes]
     results = {}
     for cfg in jobs:

@@ -34,25 +34,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from ltbench.io import quarantine, read_json_object, read_jsonl_records, remove_stale_temps, write_json, write_text
+from ltbench.io import quarantine, read_json_object, remove_stale_temps, write_json, write_text
+from ltbench.study_folder import (CONFIG, ERROR, FAILED, LOCK, LOG, METRICS, PROGRESS, PROGRESS_JSON, RESULT,  # noqa: F401
+                                  RUNNING, Outcome, epochs_done, read_result)
 
-LOCK = ".lock"
-RESULT = "result.json"
-FAILED = "failed.json"
-ERROR = "error.txt"
-RUNNING = "running.json"
-PROGRESS = "progress.txt"
-PROGRESS_JSON = "progress.json"
-LOG = "log.txt"
-CONFIG = "config.json"
-METRICS = "metrics.jsonl"
-
-# Outcomes of one call of execute_job.
-FINISHED = "finished"          # trained (or resumed) and evaluated now
-ALREADY_DONE = "done"          # result.json existed
-FAILED_NOW = "failed"          # raised now; failed.json written
-FAILED_BEFORE = "failed-before"  # failed.json existed and retry_failed was False
-BUSY = "busy"                  # another process holds the job's lock
+# Outcomes of one call of execute_job (ltbench.study_folder.Outcome).
+FINISHED = Outcome.FINISHED
+ALREADY_DONE = Outcome.ALREADY_DONE
+FAILED_NOW = Outcome.FAILED_NOW
+FAILED_BEFORE = Outcome.FAILED_BEFORE
+BUSY = Outcome.BUSY
 
 PROGRESS_INTERVAL_S = 2.0
 
@@ -299,27 +290,6 @@ def _log(job_dir: Path, line: str) -> None:
             f.write(line + "\n")
     except OSError:
         pass
-
-
-def read_result(job_dir: Path) -> Optional[dict]:
-    """The job's ``result.json`` if it reads as a result (a JSON object with a ``metrics`` object), else None."""
-    result = read_json_object(Path(job_dir) / RESULT)
-    if result is None or not isinstance(result.get("metrics"), dict):
-        return None
-    return result
-
-
-def epochs_done(job_dir: Path) -> int:
-    """Epochs logged in ``metrics.jsonl`` in order from the first (0, 1, 2, …); damaged lines end the count.
-
-    The engine writes an epoch's checkpoint before its log line, so this never counts an epoch
-    whose checkpoint is missing."""
-    n = 0
-    for record in read_jsonl_records(Path(job_dir) / METRICS):
-        if record.get("epoch") != n:
-            break
-        n += 1
-    return n
 
 
 def read_failure(job_dir: Path) -> dict:

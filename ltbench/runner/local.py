@@ -20,8 +20,9 @@ from typing import Optional
 
 from ltbench.runner import job as J
 from ltbench.runner.display import Display
+from ltbench.study_folder import Outcome
 
-INTERRUPTED = "interrupted"
+INTERRUPTED = Outcome.INTERRUPTED
 
 
 @dataclass

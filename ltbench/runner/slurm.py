@@ -28,8 +28,9 @@ from typing import Optional
 from ltbench.errors import LtbenchError
 from ltbench.runner import job as J
 from ltbench.runner.display import Display
+from ltbench.study_folder import SUBMITTED, Outcome
 
-INTERRUPTED = "interrupted"
+INTERRUPTED = Outcome.INTERRUPTED
 POLL_S = 2.0
 
 
@@ -109,9 +110,6 @@ def squeue_states(array_id: str) -> Optional[dict[str, str]]:
         if jid:
             states[jid] = state
     return states
-
-
-SUBMITTED = "slurm.json"  # in a job folder: the Slurm task id it was last submitted as
 
 
 def queued_in_slurm(job_dirs: list[Path]) -> dict[str, str]:

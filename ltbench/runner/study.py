@@ -5,9 +5,8 @@ grid (the merged preset and flags), and every job's full configuration by job na
 with more methods/ratios/seeds adds jobs to the same study; re-running with a *different*
 configuration for an existing job is refused (its checkpoint and results would not match).
 
-A job folder (``JobConfig.job_name``, e.g. ``reat__cifar10__r0.01__s0``) holds ``config.json``,
-``lt_indices.json``, ``metrics.jsonl``, ``checkpoint.pt``, ``log.txt``, and ``result.json`` once the
-job finished — or ``failed.json`` + ``error.txt`` when it failed. See :mod:`ltbench.runner.job`.
+A job folder (``JobConfig.job_name``, e.g. ``reat__cifar10__r0.01__s0``) holds the files that
+:mod:`ltbench.study_folder` names; :mod:`ltbench.runner.job` runs one.
 
 Every file is read as untrusted (README "Reliability"): a ``study.json`` that is not a JSON object
 of job configurations is a one-line error for ``status`` and is moved aside and rewritten by
@@ -30,15 +29,14 @@ from ltbench.io import quarantine, read_json_object, remove_stale_temps, write_j
 from ltbench.plugins import load_all
 from ltbench.registry import DATASETS, METHODS, MODELS, MODIFIERS
 from ltbench.runner import job as J
+from ltbench.study_folder import STUDY as STUDY_FILE, STUDY_LOCK, JobState
 from ltbench.validation import check_jobs
 
-STUDY_FILE = "study.json"
-STUDY_LOCK = ".study.lock"
 # Fields that may differ between runs of the same job without changing its results' meaning.
 IGNORED_FIELDS = ("device",)
 
 # Job states shown by `ltbench status`.
-DONE, RUNNING, FAILED, PENDING = "done", "running", "failed", "pending"
+DONE, RUNNING, FAILED, PENDING = JobState.DONE, JobState.RUNNING, JobState.FAILED, JobState.PENDING
 
 
 def check_names(jobs: list, methods_dirs=()) -> None:
