@@ -37,7 +37,7 @@ def safe_name_part(text: str) -> str:
     return safe or "-"
 
 
-# Fields added after studies were already running, with the default that means "as before".
+# Fields a stored configuration may lack, each with the default that keeps that configuration's meaning.
 LATER_FIELDS = {"modifiers": {}, "clip_start": True, "augment_params": {}, "select_from": 1, "nesterov": False,
                 "val_n_per_class": None, "val_attack_steps": 5, "init_from": None}
 

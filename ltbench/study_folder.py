@@ -13,6 +13,7 @@ Every other module names a study's files through this one (DESIGN.md "The study 
         result.json                     written last, atomically: the job is done
         failed.json  error.txt          the failure record and its traceback
         running.json  progress.txt  progress.json  log.txt  .lock  slurm.json
+        aa_state.json                   AutoAttack's finished chunks (state_file_name)
 
 A job's state (:class:`JobState`) is read from these files; a run of a job ends with an
 :class:`Outcome`. Both are ``str`` enums: they compare equal to, and serialise as, their strings.
@@ -53,6 +54,13 @@ LOCK = ".lock"
 SUBMITTED = "slurm.json"  # the Slurm task id the job was last submitted as
 
 ERROR_FILES = (FAILED, ERROR)
+
+
+def state_file_name(attack: str) -> str:
+    """Where an AutoAttack run keeps its progress in the job folder: ``aa`` → ``aa_state.json``."""
+    return attack.replace("@", "_at_").replace("/", "_") + "_state.json"
+
+
 # Files whose presence makes a folder a job folder, whatever its name.
 JOB_FILES = (RESULT, CONFIG, METRICS, SPLIT) + ERROR_FILES
 

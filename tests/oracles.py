@@ -8,7 +8,7 @@ from methods.reat import first_tail_class
 
 
 def tail_loss_loop(features: torch.Tensor, labels: torch.Tensor, class_counts: torch.Tensor) -> torch.Tensor:
-    """REAT's TAIL term, per pair (DESIGN.md "REAT, precisely"), as a Python loop over anchors.
+    """REAT's TAIL term, per pair (DESIGN.md "REAT"), as a Python loop over anchors.
 
     For every tail anchor i and every sample j: s_ij · (w_yi + w_yj) · KL(p_i ‖ q_j) with
     p_i = softmax(f_i) detached, q_j = softmax(f_j), s_ij = −1 for the same class else +1,

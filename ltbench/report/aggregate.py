@@ -176,8 +176,13 @@ class Job:
 
 
 @dataclass
-class Study:
-    """A study folder: its ``study.json`` (``spec``, may be empty) and its jobs, in grid order."""
+class StudyView:
+    """What the report read of a study folder at one moment: its ``study.json`` (``spec``, may be
+    empty or absent) and a :class:`Job` record per job, in grid order.
+
+    A read-only view: :class:`ltbench.runner.study.Study` is the study itself (it creates and
+    extends ``study.json`` under the study lock, and gives each job's configuration and state);
+    this view also reads folders without a ``study.json`` and jobs' results, curves and errors."""
 
     path: Path
     label: str
@@ -313,7 +318,7 @@ def expected_job_names(spec: dict) -> list[str]:
     return []
 
 
-def load_study(path: str | Path, label: Optional[str] = None) -> Study:
+def load_study(path: str | Path, label: Optional[str] = None) -> StudyView:
     """Read a study folder: ``study.json`` if present, every job folder, and the announced jobs
     that have no folder yet (*pending*). Raises :class:`LtbenchError` if ``path`` is not a study."""
     path = Path(path)
@@ -339,7 +344,7 @@ def load_study(path: str | Path, label: Optional[str] = None) -> Study:
                                                 config=dict(configs.get(n) or {}), detail="not started")
             for n in dict.fromkeys(expected)]
     jobs += list(found.values())
-    return Study(path=path, label=label, spec=spec, jobs=jobs)
+    return StudyView(path=path, label=label, spec=spec, jobs=jobs)
 
 
 def study_labels(paths: list[Path]) -> list[str]:
@@ -357,7 +362,7 @@ def study_labels(paths: list[Path]) -> list[str]:
 # Tables
 
 
-def method_order(studies: list[Study]) -> list[str]:
+def method_order(studies: list[StudyView]) -> list[str]:
     """Methods in the order the study grids list them, then the rest alphabetically."""
     order: list[str] = []
     for st in studies:
@@ -369,7 +374,7 @@ def method_order(studies: list[Study]) -> list[str]:
     return [m for m in dict.fromkeys(order) if m in seen]
 
 
-def per_class_table(studies: list[Study]) -> pd.DataFrame:
+def per_class_table(studies: list[StudyView]) -> pd.DataFrame:
     """The tidy table: one row per finished job × attack × class.
 
     Columns: study, job, method, dataset, ratio, seed, attack, class_index, class_name,
@@ -408,7 +413,7 @@ def _num(value) -> float:
         return math.nan
 
 
-def job_table(studies: list[Study]) -> pd.DataFrame:
+def job_table(studies: list[StudyView]) -> pd.DataFrame:
     """One row per finished job × attack: overall, head, medium, tail, worst, per_class_std, n."""
     rows = []
     for st in studies:
@@ -423,7 +428,7 @@ def job_table(studies: list[Study]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def curves_table(studies: list[Study]) -> pd.DataFrame:
+def curves_table(studies: list[StudyView]) -> pd.DataFrame:
     """One row per job × epoch of ``metrics.jsonl`` (finished, running and failed jobs alike)."""
     rows = []
     for st in studies:
@@ -439,7 +444,7 @@ def curves_table(studies: list[Study]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def adv_prediction_table(studies: list[Study]) -> pd.DataFrame:
+def adv_prediction_table(studies: list[StudyView]) -> pd.DataFrame:
     """Labels predicted on the training AEs: one row per job × epoch × class.
 
     Columns: study, job, method, dataset, ratio, seed, epoch, class_index, count, fraction (of
@@ -708,7 +713,7 @@ class Tables:
     cost: pd.DataFrame = field(default_factory=pd.DataFrame)    # ltbench.report.paired.cost_table
 
 
-def build_tables(studies: list[Study]) -> Tables:
+def build_tables(studies: list[StudyView]) -> Tables:
     """All tables of :mod:`ltbench.report.aggregate` for one or more studies."""
     from ltbench.report.paired import cost_table, paired_table
 
