@@ -97,16 +97,16 @@ def load_model(job_dir: str | Path, device: str = "cpu", best: bool = True) -> L
     (``best.pt``); with ``best`` and a method that evaluates its own weights (CFA's FAWA average,
     ``eval_weights.pt``), those; otherwise the last checkpoint's.
     """
-    from ltbench import study_folder as F
+    from ltbench import study_folder as sf
     from ltbench.engine.eval_cli import load_job_model, locate
     from ltbench.env import resolve_device
 
     job_dir = Path(job_dir)
-    best_file = job_dir / F.BEST
+    best_file = job_dir / sf.BEST
     job_dir, ckpt = locate(job_dir)
     epoch = None
-    selection = (F.read_result(job_dir) or {}).get("selection")
-    own_file = job_dir / F.EVAL_WEIGHTS
+    selection = (sf.read_result(job_dir) or {}).get("selection")
+    own_file = job_dir / sf.EVAL_WEIGHTS
     weights = (best_file if best and best_file.is_file() else own_file if best and own_file.is_file() else ckpt)
     dev = resolve_device(device)
     cfg, info, raw, counts, model = load_job_model(job_dir, weights, dev)

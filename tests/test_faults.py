@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from ltbench import study_folder as sf
 from ltbench.cli import main as cli_main
 from runner_helpers import ROOT, result_core, write_tiny_fmnist
 
@@ -518,7 +519,7 @@ def test_full_disk_in_the_failure_handler_still_ends_the_job_clearly(data, tmp_p
     make_study(root)
     monkeypatch.setattr(ltbench.engine.train, "run_job", _full_disk)
     monkeypatch.setattr(J, "write_text", _full_disk)
-    monkeypatch.setattr(J, "write_json", lambda path, obj: (_full_disk() if Path(path).name == J.FAILED
+    monkeypatch.setattr(J, "write_json", lambda path, obj: (_full_disk() if Path(path).name == sf.FAILED
                                                               else Path(path).write_text(json.dumps(obj))))
     outcome = execute(root)
     assert outcome["outcome"] == "failed"

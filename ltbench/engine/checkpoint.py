@@ -8,8 +8,6 @@ import torch
 
 from ltbench.io import save_torch
 
-from ltbench.study_folder import CHECKPOINT  # noqa: F401  (the file name, for callers)
-
 
 def save_checkpoint(path: Path, state: dict) -> None:
     save_torch(path, state)

@@ -37,7 +37,7 @@ from ltbench.method import BatchContext, EpochStats, Method, build_method
 from ltbench.models import build_model
 from ltbench.progress import batch_message, epoch_message
 from ltbench.plugins import load_all
-from ltbench import study_folder as F
+from ltbench import study_folder as sf
 from ltbench.study_folder import BEST, CHECKPOINT, EVAL_WEIGHTS, METRICS, SPLIT
 
 Progress = Callable[["str | dict"], None]  # see ltbench.progress
@@ -196,10 +196,10 @@ def load_job_weights(job_dir: Path, cfg: Optional[JobConfig] = None) -> dict:
     """The weights a finished job evaluated (``--init-from``): ``best.pt`` when it selected an epoch,
     the method's own (``eval_weights.pt``, CFA's FAWA average) when it had them, else the model of
     its last checkpoint. With ``cfg``, the job's dataset and model must be the same."""
-    result_path = job_dir / F.RESULT
+    result_path = job_dir / sf.RESULT
     if not result_path.exists():
-        raise LtbenchError(f"init_from {job_dir}: no {F.RESULT} there (not a finished job)")
-    result = F.read_any(result_path)
+        raise LtbenchError(f"init_from {job_dir}: no {sf.RESULT} there (not a finished job)")
+    result = sf.read_any(result_path)
     if cfg is not None:
         src = result.get("config", {})
         for key in ("dataset", "model", "model_params"):
@@ -516,7 +516,7 @@ class Trainer:
                         self.best = {"epoch": epoch + 1, "acc": record["select_acc"]}
             # The checkpoint first, then its log line: the log never claims an epoch the checkpoint lacks.
             save_checkpoint(self.job_dir / CHECKPOINT, self.state(epoch + 1, record))
-            F.append_metrics(self.job_dir, record)
+            sf.append_metrics(self.job_dir, record)
             if self.reporting:
                 done = (epoch + 1) / self.cfg.epochs
                 elapsed = time.perf_counter() - self._t_fit
@@ -587,7 +587,7 @@ def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) 
     job_dir = Path(job_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(cfg, job_dir, progress)
-    F.write_config(job_dir, cfg.to_dict())
+    sf.write_config(job_dir, cfg.to_dict())
     if not (job_dir / SPLIT).exists():
         trainer.split.save(job_dir / SPLIT)
     t0 = time.perf_counter()
@@ -608,4 +608,4 @@ def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) 
         "timing": {"train_s": train_s, "eval_s": time.perf_counter() - t0},
         **evaluation,
     }
-    return F.write_result(job_dir, result)
+    return sf.write_result(job_dir, result)

@@ -33,7 +33,7 @@ from typing import Any, Iterable, Optional
 
 import pandas as pd
 
-from ltbench import study_folder as F
+from ltbench import study_folder as sf
 from ltbench.errors import LtbenchError
 from ltbench.io import write_text
 from ltbench.study_folder import ERROR_FILES, STUDY as STUDY_FILE, JobState, is_job_dir, parse_job_name  # noqa: F401
@@ -248,17 +248,17 @@ def read_job(job_dir: Path, study: str = "", config: Optional[dict] = None) -> J
     has no ``config.json`` yet). A ``result.json`` that cannot be parsed makes the job *failed*."""
     job = Job(name=job_dir.name, path=job_dir, status=JobState.RUNNING, study=study,
               config=dict(config) if isinstance(config, dict) else {})
-    loaded = F.read_config(job_dir)  # None when missing or damaged: the study.json copy stays
+    loaded = sf.read_config(job_dir)  # None when missing or damaged: the study.json copy stays
     if loaded is not None:
         job.config = loaded
-    job.metrics.extend(F.read_metrics(job_dir))  # a torn last line, a damaged file: skipped
-    if (job_dir / F.RESULT).is_file():
+    job.metrics.extend(sf.read_metrics(job_dir))  # a torn last line, a damaged file: skipped
+    if (job_dir / sf.RESULT).is_file():
         try:
-            job.result, job.status = F.load_result(job_dir), JobState.DONE
+            job.result, job.status = sf.load_result(job_dir), JobState.DONE
             return job
         except ValueError as exc:
-            job.status, job.error = JobState.FAILED, f"{F.RESULT} is unreadable: {exc}"
-    job.split_counts = F.read_split_counts(job_dir)
+            job.status, job.error = JobState.FAILED, f"{sf.RESULT} is unreadable: {exc}"
+    job.split_counts = sf.read_split_counts(job_dir)
     error = read_error(job_dir)
     if error is not None and not _locked(job_dir):
         job.status = JobState.FAILED
@@ -296,7 +296,7 @@ def expected_job_names(spec: dict) -> list[str]:
                 return cfg[key]
         cfg = cfg.get("config", cfg)
         try:
-            return F.job_name(cfg.get('label') or cfg['method'], cfg['dataset'], cfg['ratio'], cfg['seed'])
+            return sf.job_name(cfg.get('label') or cfg['method'], cfg['dataset'], cfg['ratio'], cfg['seed'])
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -311,7 +311,7 @@ def expected_job_names(spec: dict) -> list[str]:
     for grid in (spec, spec.get("grid"), spec.get("spec")):
         if isinstance(grid, dict) and all(isinstance(grid.get(k), list) for k in ("methods", "datasets", "ratios", "seeds")):
             try:
-                return [F.job_name(m, d, r, s) for m in grid["methods"] for d in grid["datasets"]
+                return [sf.job_name(m, d, r, s) for m in grid["methods"] for d in grid["datasets"]
                         for r in grid["ratios"] for s in grid["seeds"]]
             except (TypeError, ValueError):
                 return []

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ltbench.config import JobConfig
 from ltbench.errors import LtbenchError
+from ltbench import study_folder as sf
 
 
 def add_arguments(p):
@@ -370,13 +371,13 @@ def main(args) -> int:
         name = cfg.job_name
         state = study.status(name)
         if name in queued and state.state != DONE:  # an earlier --no-wait submission will run it
-            outcomes[name] = {"job": name, "outcome": J.BUSY, "error": f"queued in Slurm as {queued[name]}"}
+            outcomes[name] = {"job": name, "outcome": sf.Outcome.BUSY, "error": f"queued in Slurm as {queued[name]}"}
         elif state.state == DONE:
-            outcomes[name] = {"job": name, "outcome": J.ALREADY_DONE}
+            outcomes[name] = {"job": name, "outcome": sf.Outcome.ALREADY_DONE}
         elif state.state == FAILED and not args.retry_failed:
-            outcomes[name] = {"job": name, "outcome": J.FAILED_BEFORE, **J.read_failure(study.job_dir(name))}
+            outcomes[name] = {"job": name, "outcome": sf.Outcome.FAILED_BEFORE, **J.read_failure(study.job_dir(name))}
         elif state.state == RUNNING:
-            outcomes[name] = {"job": name, "outcome": J.BUSY}
+            outcomes[name] = {"job": name, "outcome": sf.Outcome.BUSY}
         else:
             queue.append(name)
 
@@ -385,12 +386,12 @@ def main(args) -> int:
     queue.sort(key=lambda n: seed_of[n])
     quiet = bool(getattr(args, "quiet", False))
     say = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
-    counts = [f"{n} {label}" for k, label in ((J.ALREADY_DONE, "already done"), (J.FAILED_BEFORE, "failed before"),
-                                              (J.BUSY, "running elsewhere"))
+    counts = [f"{n} {label}" for k, label in ((sf.Outcome.ALREADY_DONE, "already done"), (sf.Outcome.FAILED_BEFORE, "failed before"),
+                                              (sf.Outcome.BUSY, "running elsewhere"))
               if (n := sum(o["outcome"] == k for o in outcomes.values()))]
     say(f"study {out} ({len(jobs)} job{'s' * (len(jobs) != 1)}): " + ", ".join([f"{len(queue)} to run", *counts]))
     for name, o in outcomes.items():
-        if o["outcome"] in (J.FAILED_BEFORE, J.BUSY):
+        if o["outcome"] in (sf.Outcome.FAILED_BEFORE, sf.Outcome.BUSY):
             say(f"  {name}: {describe(o)}")
 
     if queue:
@@ -418,7 +419,6 @@ def main(args) -> int:
 
 def report(study, jobs: list[JobConfig], outcomes: dict[str, dict], quiet: bool = False) -> int:
     """Print the results (per-class tables for a small study, else one line per job); exit status."""
-    from ltbench.runner import job as J
     from ltbench.runner.display import describe
     from ltbench.study_folder import Outcome
 
@@ -426,7 +426,7 @@ def report(study, jobs: list[JobConfig], outcomes: dict[str, dict], quiet: bool 
     unfinished = [cfg.job_name for cfg in jobs if cfg.job_name not in outcomes]
     results = {}
     for cfg in jobs:
-        result = J.read_result(study.job_dir(cfg.job_name))  # None when missing or damaged
+        result = sf.read_result(study.job_dir(cfg.job_name))  # None when missing or damaged
         if result is not None:
             results[cfg.job_name] = result
     if not quiet:
@@ -440,11 +440,11 @@ def report(study, jobs: list[JobConfig], outcomes: dict[str, dict], quiet: bool 
         if bad:
             print(f"\n{len(bad)} job(s) did not finish:")
             for name in bad:
-                where = study.job_dir(name) / (J.ERROR if (study.job_dir(name) / J.ERROR).exists() else J.LOG)
+                where = study.job_dir(name) / (sf.ERROR if (study.job_dir(name) / sf.ERROR).exists() else sf.LOG)
                 print(f"  {name}: {describe(outcomes[name])}\n    see {where}")
-            if any(outcomes[n]["outcome"] in (J.FAILED_NOW, J.FAILED_BEFORE) for n in bad):
+            if any(outcomes[n]["outcome"] in (sf.Outcome.FAILED_NOW, sf.Outcome.FAILED_BEFORE) for n in bad):
                 print("  (--retry-failed reruns the failed ones; interrupted ones resume on any re-run)")
-        busy = [n for n, o in outcomes.items() if o["outcome"] == J.BUSY and n not in results]
+        busy = [n for n, o in outcomes.items() if o["outcome"] == sf.Outcome.BUSY and n not in results]
         if busy:
             print(f"\n{len(busy)} job(s) are running elsewhere; `ltbench status {study.root}` follows them")
         print(f"\nresults written to {study.root.resolve()}  ({len(results)}/{len(jobs)} jobs done)")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ltbench import study_folder as F
+from ltbench import study_folder as sf
 
 # Images per second of one PGD-10 adversarial-training step, from results/bench (method PGD-AT).
 BENCH_IMAGES_PER_S = {
@@ -53,14 +53,14 @@ def past_timings(root: Path) -> list[dict]:
     if not Path(root).is_dir():
         return out
     for d in sorted(Path(root).iterdir()):
-        epochs = F.read_metrics(d) if d.is_dir() else []
+        epochs = sf.read_metrics(d) if d.is_dir() else []
         times = [e["time_s"] for e in epochs if isinstance(e.get("time_s"), (int, float))]
         if not times:
             continue
-        cfg = F.read_config(d)
+        cfg = sf.read_config(d)
         if cfg is None:
             continue
-        timing = (F.read_result(d) or {}).get("timing")
+        timing = (sf.read_result(d) or {}).get("timing")
         eval_s = timing.get("eval_s") if isinstance(timing, dict) else None
         out.append({"config": cfg, "epoch_s": sum(times) / len(times), "eval_s": eval_s})
     return out

@@ -21,6 +21,7 @@ from typing import Optional
 from ltbench.runner import job as J
 from ltbench.runner.display import Display
 from ltbench.study_folder import Outcome
+from ltbench import study_folder as sf
 
 INTERRUPTED = Outcome.INTERRUPTED
 
@@ -111,7 +112,7 @@ def _worker_main(conn, threads: Optional[int], methods_dirs: list[str]) -> None:
         outcome = J.execute_job(Path(job_dir), cfg, progress=lambda m: send(("progress", m)),
                                 retry_failed=retry)
         send(("done", outcome))
-        if outcome["outcome"] == J.FAILED_NOW:
+        if outcome["outcome"] == sf.Outcome.FAILED_NOW:
             return  # a fresh worker takes the next job (no GPU memory or state left from the failure)
 
 
@@ -201,7 +202,7 @@ class LocalExecutor:
                     outcomes[payload["job"]] = payload
                     display.ended(w.slot.name, payload["job"], payload)
                     w.job = None
-                    w.retiring = payload["outcome"] == J.FAILED_NOW
+                    w.retiring = payload["outcome"] == sf.Outcome.FAILED_NOW
         except (EOFError, OSError):
             pass
 

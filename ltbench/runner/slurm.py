@@ -29,6 +29,7 @@ from ltbench.errors import LtbenchError
 from ltbench.runner import job as J
 from ltbench.runner.display import Display
 from ltbench.study_folder import SUBMITTED, Outcome
+from ltbench import study_folder as sf
 
 INTERRUPTED = Outcome.INTERRUPTED
 POLL_S = 2.0
@@ -247,16 +248,16 @@ class SlurmExecutor:
             except Exception as exc:  # UncompletedJobError (timed out, not requeued), …
                 first = str(exc).strip().splitlines()
                 reason = first[0] if first else type(exc).__name__
-                if J.read_result(study.job_dir(name)) is not None:
-                    return {"job": name, "outcome": J.FINISHED}
+                if sf.read_result(study.job_dir(name)) is not None:
+                    return {"job": name, "outcome": sf.Outcome.FINISHED}
                 return {"job": name, "outcome": INTERRUPTED,
                         "error": f"Slurm task {job.job_id} ended without finishing: {reason[:200]} "
                                  f"(see {job.paths.stderr})"}
         job_dir = study.job_dir(name)
-        if J.read_result(job_dir) is not None:
-            return {"job": name, "outcome": J.FINISHED}
-        if (job_dir / J.FAILED).exists():
-            return {"job": name, "outcome": J.FAILED_NOW, **J.read_failure(job_dir)}
+        if sf.read_result(job_dir) is not None:
+            return {"job": name, "outcome": sf.Outcome.FINISHED}
+        if (job_dir / sf.FAILED).exists():
+            return {"job": name, "outcome": sf.Outcome.FAILED_NOW, **J.read_failure(job_dir)}
         return {"job": name, "outcome": INTERRUPTED,
                 "error": f"Slurm task {job.job_id} left the queue without a result (cancelled, node failure "
                          f"or time limit; see {job.paths.stderr})"}
@@ -268,12 +269,12 @@ def read_progress(job_dir: Path):
     import json
 
     try:
-        msg = json.loads((job_dir / J.PROGRESS_JSON).read_text())
+        msg = json.loads((job_dir / sf.PROGRESS_JSON).read_text())
         if isinstance(msg, dict) and "text" in msg:
             return msg
     except (OSError, ValueError):
         pass
     try:
-        return (job_dir / J.PROGRESS).read_text().strip() or None
+        return (job_dir / sf.PROGRESS).read_text().strip() or None
     except OSError:
         return None
