@@ -20,10 +20,9 @@ from typing import Optional
 
 from ltbench.runner import job as J
 from ltbench.runner.display import Display
-from ltbench.study_folder import Outcome
 from ltbench import study_folder as sf
 
-INTERRUPTED = Outcome.INTERRUPTED
+INTERRUPTED = sf.Outcome.INTERRUPTED
 
 
 @dataclass

@@ -28,10 +28,9 @@ from typing import Optional
 from ltbench.errors import LtbenchError
 from ltbench.runner import job as J
 from ltbench.runner.display import Display
-from ltbench.study_folder import SUBMITTED, Outcome
 from ltbench import study_folder as sf
 
-INTERRUPTED = Outcome.INTERRUPTED
+INTERRUPTED = sf.Outcome.INTERRUPTED
 POLL_S = 2.0
 
 
@@ -123,7 +122,7 @@ def queued_in_slurm(job_dirs: list[Path]) -> dict[str, str]:
     submitted = {}
     for d in job_dirs:
         try:
-            submitted[d.name] = json.loads((d / SUBMITTED).read_text())["job_id"]
+            submitted[d.name] = json.loads((d / sf.SUBMITTED).read_text())["job_id"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
     if not submitted or shutil.which("squeue") is None:
@@ -192,7 +191,7 @@ class SlurmExecutor:
         from ltbench.io import write_json
 
         for job, name in zip(jobs, names):
-            write_json(study.job_dir(name) / SUBMITTED, {"job_id": job.job_id, "submitted": J.now_iso(),
+            write_json(study.job_dir(name) / sf.SUBMITTED, {"job_id": job.job_id, "submitted": J.now_iso(),
                                                          "folder": str(folder)})
         return jobs
 
