@@ -67,7 +67,7 @@ def load_study(path: str | Path) -> StudyResults:
     st = _load(path)
     t = build_tables([st])
     status = pd.DataFrame([{"job": j.name, "method": j.method, "dataset": j.dataset, "ratio": j.ratio,
-                            "seed": j.seed, "status": j.status} for j in st.jobs],
+                            "seed": j.seed, "status": str(j.status)} for j in st.jobs],
                           columns=["job", "method", "dataset", "ratio", "seed", "status"])
     return StudyResults(Path(path), st.label, t.jobs, t.per_class, t.summary, t.curves, t.paired, t.cost,
                         status, list(t.methods))

@@ -434,7 +434,7 @@ def curves_table(studies: list[StudyView]) -> pd.DataFrame:
     for st in studies:
         for job in st.jobs:
             for rec in job.metrics:
-                rows.append({"study": st.label, "job": job.name, "status": job.status, "method": job.method,
+                rows.append({"study": st.label, "job": job.name, "status": str(job.status), "method": job.method,
                              "dataset": job.dataset, "ratio": job.ratio, "seed": job.seed,
                              "epoch": int(rec.get("epoch", 0)),
                              **{k: _num(rec.get(k)) for k in ("loss", "train_adv_acc", "lr", "time_s",
