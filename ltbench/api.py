@@ -67,7 +67,7 @@ def load_study(path: str | Path) -> StudyResults:
     st = _load(path)
     t = build_tables([st])
     status = pd.DataFrame([{"job": j.name, "method": j.method, "dataset": j.dataset, "ratio": j.ratio,
-                            "seed": j.seed, "status": j.status} for j in st.jobs],
+                            "seed": j.seed, "status": str(j.status)} for j in st.jobs],
                           columns=["job", "method", "dataset", "ratio", "seed", "status"])
     return StudyResults(Path(path), st.label, t.jobs, t.per_class, t.summary, t.curves, t.paired, t.cost,
                         status, list(t.methods))
@@ -97,23 +97,16 @@ def load_model(job_dir: str | Path, device: str = "cpu", best: bool = True) -> L
     (``best.pt``); with ``best`` and a method that evaluates its own weights (CFA's FAWA average,
     ``eval_weights.pt``), those; otherwise the last checkpoint's.
     """
-    import json
-
+    from ltbench import study_folder as sf
     from ltbench.engine.eval_cli import load_job_model, locate
     from ltbench.env import resolve_device
 
     job_dir = Path(job_dir)
-    best_file = job_dir / "best.pt"
+    best_file = job_dir / sf.BEST
     job_dir, ckpt = locate(job_dir)
     epoch = None
-    result = job_dir / "result.json"
-    selection = None
-    if result.is_file():
-        try:
-            selection = json.loads(result.read_text()).get("selection")
-        except ValueError:
-            selection = None
-    own_file = job_dir / "eval_weights.pt"
+    selection = (sf.read_result(job_dir) or {}).get("selection")
+    own_file = job_dir / sf.EVAL_WEIGHTS
     weights = (best_file if best and best_file.is_file() else own_file if best and own_file.is_file() else ckpt)
     dev = resolve_device(device)
     cfg, info, raw, counts, model = load_job_model(job_dir, weights, dev)
@@ -193,7 +186,7 @@ def evaluate(model: nn.Module, dataset: str = "fmnist", attacks: Sequence[str] =
     from ltbench.data import get_dataset, load_raw
     from ltbench.engine.evaluate import balanced_subset, run_evaluation
     from ltbench.env import resolve_device
-    from ltbench.registry import load_all
+    from ltbench.plugins import load_all
 
     if not isinstance(model, nn.Module):
         raise LtbenchError(f"evaluate needs a torch.nn.Module, got {type(model).__name__}")

@@ -14,7 +14,7 @@ side by side, in interleaved rounds so that a change of machine load hits every 
   registered modifier on PGD-AT (``pgd-at+awp``, ``pgd-at+robustlt``). Steps are timed as late in
   training (no ``ctx.epochs``): TAET in its adversarial stage, AWP past its warm-up, RobustLT's
   budgets at full size;
-* **TAIL** — REAT's feature-space loss (``methods.reat.TailLoss``, built once as REAT builds it),
+* **TAIL** — REAT's feature-space loss (the ``tail_loss`` of the registered REAT method, as it trains),
   forward + backward on random features of the model's width, vectorised against a per-anchor
   Python loop that computes the same number (checked, value and gradient). Its cost grows with
   the number of tail anchors in the batch, so it is measured twice: with balanced labels (a
@@ -100,54 +100,51 @@ def load_average() -> Optional[list[float]]:
         return None
 
 
-# --- the reference TAIL loop ----------------------------------------------------------------
-def first_tail_class(num_classes: int) -> int:
-    """REAT's tail classes are ⌊C/3⌋·2+1 … C−1 (C=10: 7, 8, 9)."""
-    return (num_classes // 3) * 2 + 1
+# --- TAIL: REAT's vectorised loss against the per-anchor loop -------------------------------
+def tail_loss_loop(tail_loss, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """REAT's TAIL term, per pair (DESIGN.md), written the obvious way: a Python loop over anchors,
+    with the pair weights G of REAT's own ``tail_loss`` (G[a, b] = s_ab·(w_a + w_b), rows of
+    non-tail classes zero).
 
-
-def tail_loss_loop(features: torch.Tensor, labels: torch.Tensor, class_counts: torch.Tensor) -> torch.Tensor:
-    """REAT's TAIL term, per pair (DESIGN.md), written the obvious way: a Python loop over anchors.
-
-    For every tail anchor i and every sample j: s_ij · (w_yi + w_yj) · KL(p_i ‖ q_j) with
-    p_i = softmax(f_i) detached, q_j = softmax(f_j), s_ij = −1 for the same class else +1,
-    w_c = sqrt(1 / prior_c); averaged over the batch, then over the anchors (0 without anchors).
-    The reference for timing and for checking the vectorised ``methods.reat.TailLoss``.
+    For every tail anchor i and every sample j: G[y_i, y_j] · KL(p_i ‖ q_j) with p_i = softmax(f_i)
+    detached and q_j = softmax(f_j); averaged over the batch, then over the anchors (0 without
+    anchors), times REAT's λ. The per-anchor form the vectorised loss is timed against.
     """
-    f = features if features.dtype == torch.float64 else features.float()
-    counts = class_counts.to(f.device, f.dtype)
-    w = (counts.sum() / counts).sqrt()
-    first_tail = first_tail_class(counts.numel())
+    G = tail_loss.pair_weights
+    f = features if features.dtype == G.dtype else features.to(G.dtype)
+    is_tail = G.abs().sum(1) > 0
     log_q = F.log_softmax(f, dim=1)
     terms = []
     for i in range(len(labels)):
         yi = int(labels[i])  # a host sync per sample: what a per-anchor loop costs
-        if yi < first_tail:
+        if not bool(is_tail[yi]):
             continue
         log_p = F.log_softmax(f[i].detach(), dim=0)
         kl = (log_p.exp() * (log_p - log_q)).sum(1)
-        sign = torch.where(labels == yi, -1.0, 1.0).to(f.dtype)
-        terms.append((sign * (w[yi] + w[labels]) * kl).mean())
+        terms.append((G[yi, labels] * kl).mean())
     if not terms:
         return features.sum() * 0.0
-    return torch.stack(terms).mean()
+    return tail_loss.weight * torch.stack(terms).mean()
 
 
-def find_tail_loss_class():
-    """``methods.reat.TailLoss`` if the REAT method is installed, else None."""
-    try:
-        from methods.reat import TailLoss
-    except ImportError:
+def reat_tail_loss(class_counts: torch.Tensor, device: torch.device):
+    """The TAIL loss of the registered REAT method (per pair, as the paper), built by REAT itself;
+    None when no method ``reat`` is registered."""
+    from ltbench.method import build_method
+    from ltbench.registry import METHODS
+
+    if "reat" not in METHODS:
         return None
-    return TailLoss
+    method = build_method("reat", {"per_pair": True}, class_counts.numel(), class_counts.float()).to(device)
+    return getattr(method, "tail_loss", None)
 
 
 def bench_tail(num_classes: int, feature_dim: int, class_counts: torch.Tensor, batch: int, iters: int,
                device: torch.device, seed: int, labels_from: str) -> dict:
     """Forward + backward of TAIL, vectorised vs the per-anchor loop, on random features."""
-    TailLoss = find_tail_loss_class()
-    if TailLoss is None:
-        return {"available": False, "reason": "methods.reat.TailLoss not found"}
+    tail_loss = reat_tail_loss(class_counts.to(device), device)
+    if tail_loss is None:
+        return {"available": False, "reason": "no method reat with a TAIL loss is registered"}
     g = torch.Generator().manual_seed(seed)
     if labels_from == "balanced":
         labels = torch.randint(0, num_classes, (batch,), generator=g)
@@ -155,7 +152,6 @@ def bench_tail(num_classes: int, feature_dim: int, class_counts: torch.Tensor, b
         labels = torch.multinomial(class_counts.float().cpu(), batch, replacement=True, generator=g)
     labels = labels.to(device)
     feats = torch.randn(batch, feature_dim, generator=g).to(device)
-    counts = class_counts.to(device)
 
     def run(fn):
         f = feats.detach().requires_grad_(True)
@@ -163,9 +159,8 @@ def bench_tail(num_classes: int, feature_dim: int, class_counts: torch.Tensor, b
         (grad,) = torch.autograd.grad(loss, f)
         return loss.detach(), grad
 
-    tail_loss = TailLoss(counts.float(), per_pair=True).to(device)  # built once, as REAT builds it
     vec = lambda f: tail_loss(f, labels)  # noqa: E731
-    loop = lambda f: tail_loss_loop(f, labels, counts)  # noqa: E731
+    loop = lambda f: tail_loss_loop(tail_loss, f, labels)  # noqa: E731
     (lv, gv), (ll, gl) = run(vec), run(loop)  # warm-up, and the agreement check
     scale = max(float(ll.abs()), 1e-12)
     agree = {"loss_vectorised": float(lv), "loss_loop": float(ll),
@@ -177,9 +172,9 @@ def bench_tail(num_classes: int, feature_dim: int, class_counts: torch.Tensor, b
     for _ in range(iters):  # alternating blocks of TAIL_BLOCK back-to-back calls (timeit's rule)
         t_vec += [timed(lambda: run(vec), device) for _ in range(TAIL_BLOCK)]
         t_loop += [timed(lambda: run(loop), device) for _ in range(TAIL_BLOCK)]
-    first_tail = first_tail_class(num_classes)
+    is_tail = tail_loss.pair_weights.abs().sum(1) > 0
     out = {"available": True, "batch": batch, "feature_dim": feature_dim, "labels": labels_from,
-           "tail_anchors": int((labels >= first_tail).sum()),
+           "tail_anchors": int(is_tail[labels].sum()),
            "vectorised_s": summary(t_vec), "loop_s": summary(t_loop), "agreement": agree}
     # Calls of a millisecond: the fastest of the repeats is the cost (Python's timeit rule); a
     # median on a shared machine measures the scheduler (a woken thread can wait a time slice).
@@ -236,11 +231,12 @@ def build_rows(args, device: torch.device) -> tuple[list[Row], dict]:
     """The timed rows (standard, attack iteration, one per method) and a description of the setup."""
     from ltbench.attacks.base import attack_mode, autocast_for
     from ltbench.data import DeviceAugment, get_dataset, long_tail_counts
-    from ltbench.engine.train import EpochAccumulator, compile_model, train_step
+    from ltbench.engine.train import EpochAccumulator, compile_model, prepare_batch, train_step
     from ltbench.method import BatchContext, build_method, parse_overrides
     from ltbench.modifier import parse_spec
     from ltbench.models import build_model
-    from ltbench.registry import METHODS, MODIFIERS, load_all
+    from ltbench.plugins import load_all
+    from ltbench.registry import METHODS, MODIFIERS
 
     load_all(args.methods_dir)
     info = get_dataset(args.dataset)
@@ -268,10 +264,9 @@ def build_rows(args, device: torch.device) -> tuple[list[Row], dict]:
     aug_gen = torch.Generator(device=device).manual_seed(args.seed + 1)
     idx_gen = torch.Generator(device=device).manual_seed(args.seed + 2)
 
-    def batch():  # Trainer.batch, on the synthetic set
+    def batch():  # the engine's batch preparation, on the synthetic set
         idx = torch.randint(0, pool, (B,), generator=idx_gen, device=device)
-        x = augment(x_u8[idx].float().div_(255), generator=aug_gen)
-        return x.contiguous(memory_format=torch.channels_last), y_all[idx]
+        return prepare_batch(x_u8, y_all, idx, augment, aug_gen, device)
 
     from ltbench.runner.cli import parse_sets
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
-from ltbench.registry import DATASETS, METHODS, MODELS, MODIFIERS, PLUGIN_ERRORS, load_all
+from ltbench.plugins import PLUGIN_ERRORS, load_all
+from ltbench.registry import DATASETS, METHODS, MODELS, MODIFIERS
 
 KINDS = ("methods", "datasets", "models", "presets")
 MODEL_FIXED = {"num_classes", "in_channels", "mean", "std"}  # given by the dataset, not settable

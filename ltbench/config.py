@@ -37,7 +37,7 @@ def safe_name_part(text: str) -> str:
     return safe or "-"
 
 
-# Fields added after studies were already running, with the default that means "as before".
+# Fields a stored configuration may lack, each with the default that keeps that configuration's meaning.
 LATER_FIELDS = {"modifiers": {}, "clip_start": True, "augment_params": {}, "select_from": 1, "nesterov": False,
                 "val_n_per_class": None, "val_attack_steps": 5, "init_from": None}
 
@@ -180,8 +180,9 @@ class JobConfig:
     def job_name(self) -> str:
         """The job's folder name, ``METHOD__DATASET__rRATIO__sSEED``, built from sanitised parts
         (:func:`safe_name_part`), so that no configuration can name a folder outside the study."""
-        return (f"{safe_name_part(self.label or self.method)}__{safe_name_part(self.dataset)}"
-                f"__r{self.ratio:g}__s{self.seed}")
+        from ltbench.study_folder import job_name
+
+        return job_name(safe_name_part(self.label or self.method), safe_name_part(self.dataset), self.ratio, self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -212,7 +212,7 @@ def parse_overrides(method: str, config_cls: type, overrides: dict[str, Any]) ->
         if key not in fields:
             known = ", ".join(fields) or "(none)"
             raise LtbenchError(f"method {method!r} has no parameter {key!r}; its parameters: {known}")
-        kwargs[key] = _coerce(raw, getattr(defaults, key), f"{method}.{key}")
+        kwargs[key] = coerce_value(raw, getattr(defaults, key), f"{method}.{key}")
     try:
         config = config_cls(**kwargs)
     except (TypeError, ValueError) as exc:  # a Config's own __post_init__ check
@@ -223,7 +223,24 @@ def parse_overrides(method: str, config_cls: type, overrides: dict[str, Any]) ->
     return config
 
 
-def _coerce(raw: Any, default: Any, name: str) -> Any:
+_GUESS = object()  # coerce_value without a default: the value's own type
+
+
+def coerce_value(raw: Any, default: Any = _GUESS, name: str = "") -> Any:
+    """A parameter value from the command line or a preset, the one coercion of ltbench.
+
+    A string becomes the type of ``default`` (bool accepts true/false/1/0/yes/no; ``None`` tries
+    a float, else keeps the string); without a default, an int, else a float, else the string.
+    A non-string (a preset's TOML value) is returned as is once its type fits ``default``."""
+    if default is _GUESS:
+        if not isinstance(raw, str):
+            return raw
+        for cast in (int, float):
+            try:
+                return cast(raw)
+            except ValueError:
+                pass
+        return raw
     if not isinstance(raw, str):
         from ltbench.validation import check_type
 
@@ -253,7 +270,8 @@ def build_method(name: str, overrides: dict[str, Any], num_classes: int, class_c
                  modifiers: Optional[dict[str, dict]] = None) -> Method:
     """Instantiate a registered method with its Config built from ``overrides``, wrapped by the
     registered ``modifiers`` (name → overrides, in order; :mod:`ltbench.modifier`)."""
-    from ltbench.registry import METHODS, load_methods
+    from ltbench.plugins import load_methods
+    from ltbench.registry import METHODS
 
     load_methods()
     cls = METHODS.get(name)

@@ -105,7 +105,8 @@ def wrap_modifiers(method: Method, modifiers: dict[str, dict]) -> Method:
 
     A method may carry its authors' settings for a modifier in ``modifier_defaults`` (TRADES:
     ``{"awp": {"gamma": 0.005, "warmup": 9}}``, as TRADES-AWP was run); overrides win over them."""
-    from ltbench.registry import MODIFIERS, load_methods
+    from ltbench.plugins import load_methods
+    from ltbench.registry import MODIFIERS
 
     load_methods()
     defaults = getattr(method, "modifier_defaults", {})

@@ -5,20 +5,13 @@ Every pluggable piece registers itself with a decorator::
     @register_method("pgd-at")
     class PGDAT(Method): ...
 
-Looking up an unknown name raises :class:`LtbenchError` listing the known ones. Methods are
-discovered from three places (see :func:`load_methods`): the top-level ``methods`` package, folders
-given by ``--methods-dir`` / ``$LTBENCH_METHODS``, and the ``ltbench.methods`` entry-point group.
+Looking up an unknown name raises :class:`LtbenchError` listing the known ones. This module
+imports no plugin, dataset or model: :mod:`ltbench.plugins` discovers and imports them, called by
+the entry points that need them (the CLI, the runner, the engine's job loader).
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
-import pkgutil
 import re
-import sys
-import warnings
-from pathlib import Path
 from typing import Callable, Generic, Iterator, TypeVar
 
 from ltbench.errors import LtbenchError
@@ -97,69 +90,3 @@ register_method = METHODS.register
 register_modifier = MODIFIERS.register
 register_dataset = DATASETS.register
 register_model = MODELS.register
-
-# Plugins that failed to import: name → one-line reason. Reported by `ltbench list methods`.
-PLUGIN_ERRORS: dict[str, str] = {}
-_loaded_dirs: set[str] = set()
-_builtin_loaded = False
-
-
-def _import_module_safely(label: str, importer: Callable[[], object]) -> None:
-    try:
-        importer()
-    except Exception as exc:  # a broken plugin must not take the other methods down
-        PLUGIN_ERRORS[label] = f"{type(exc).__name__}: {exc}"
-        warnings.warn(f"method plugin {label} failed to import: {type(exc).__name__}: {exc}", stacklevel=2)
-
-
-def _load_dir(folder: Path) -> None:
-    key = str(folder.resolve())
-    if key in _loaded_dirs:
-        return
-    if not folder.is_dir():
-        raise LtbenchError(f"methods directory {folder} does not exist")
-    _loaded_dirs.add(key)
-    for file in sorted(folder.glob("*.py")):
-        if file.name.startswith("_"):
-            continue
-        mod_name = f"ltbench_plugin_{abs(hash(key)) % 10**8}_{file.stem}"
-
-        def importer(file=file, mod_name=mod_name):
-            spec = importlib.util.spec_from_file_location(mod_name, file)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[mod_name] = module
-            spec.loader.exec_module(module)
-
-        _import_module_safely(str(file), importer)
-
-
-def load_methods(extra_dirs: list[str | Path] | None = None) -> Registry:
-    """Import every method: built-ins, extra folders, ``$LTBENCH_METHODS`` and entry points."""
-    global _builtin_loaded
-    if not _builtin_loaded:
-        _builtin_loaded = True
-        import methods as builtin
-
-        for info in pkgutil.iter_modules(builtin.__path__):
-            if not info.name.startswith("_"):
-                _import_module_safely(f"methods.{info.name}",
-                                      lambda n=info.name: importlib.import_module(f"methods.{n}"))
-        from importlib.metadata import entry_points
-
-        for ep in entry_points(group="ltbench.methods"):
-            _import_module_safely(f"entry point {ep.name} ({ep.value})", ep.load)
-    dirs = [Path(d) for d in (extra_dirs or [])]
-    env = os.environ.get("LTBENCH_METHODS")
-    if env:
-        dirs += [Path(p) for p in env.split(os.pathsep) if p]
-    for d in dirs:
-        _load_dir(d)
-    return METHODS
-
-
-def load_all(extra_dirs: list[str | Path] | None = None) -> None:
-    """Import every registry's members (datasets, models and methods)."""
-    import ltbench.data  # noqa: F401  (registers datasets)
-    import ltbench.models  # noqa: F401  (registers models)
-
-    load_methods(extra_dirs)

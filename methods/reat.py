@@ -1,5 +1,5 @@
 """REAT: Li, Xu, Zhang, "Alleviating the Effect of Data Imbalance on Adversarial Training",
-arXiv 2307.10205 (2023). Implemented as DESIGN.md ("REAT, precisely") defines it.
+arXiv 2307.10205 (2023). Implemented as DESIGN.md ("REAT") defines it.
 
 Two switchable parts, with N_i the training count of class i and C classes:
 
@@ -157,7 +157,7 @@ def tail_loss(features: torch.Tensor, labels: torch.Tensor, class_counts: torch.
 
 @dataclass
 class REATConfig:
-    """REAT (Li, Xu, Zhang 2023; DESIGN.md "REAT, precisely"): switches for RBL, TAIL and the
+    """REAT (Li, Xu, Zhang 2023; DESIGN.md "REAT"): switches for RBL, TAIL and the
     Balanced Softmax outer loss, the TAIL weight λ (1), and TAIL's reduction (per pair = paper)."""
 
     rbl: bool = True
@@ -212,7 +212,7 @@ class REAT(Method):
     def state_dict(self):
         return {"rbl_weights": self.rbl_w.clone()}
 
-    def load_state_dict(self, state):  # checkpoints before 2026-11-26 also hold "ae_counts" (zeros)
+    def load_state_dict(self, state):  # a checkpoint may also hold "ae_counts" (zeros, not read)
         self.rbl_w = state["rbl_weights"].to(self.class_counts.device, torch.float32).clone()
 
 

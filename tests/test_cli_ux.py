@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ltbench.cli import build_parser, main as cli_main
+from ltbench import study_folder as sf
 from runner_helpers import ROOT, TINY_ARGS
 
 CONTROL = ("\r", "\x1b")
@@ -304,15 +305,14 @@ def test_tensorboard_missing_is_one_line(tmp_path, capsys, monkeypatch, tiny_fmn
 
 
 def test_slurm_display_reads_progress_numbers(tmp_path):
-    from ltbench.runner import job as J
     from ltbench.runner.slurm import read_progress
 
     assert read_progress(tmp_path) is None
-    (tmp_path / J.PROGRESS).write_text("eval pgd20 batch 3/8\n")
+    (tmp_path / sf.PROGRESS).write_text("eval pgd20 batch 3/8\n")
     assert read_progress(tmp_path) == "eval pgd20 batch 3/8"
-    (tmp_path / J.PROGRESS_JSON).write_text(json.dumps({"kind": "batch", "text": "epoch 1/2", "done": 0.25}))
+    (tmp_path / sf.PROGRESS_JSON).write_text(json.dumps({"kind": "batch", "text": "epoch 1/2", "done": 0.25}))
     assert read_progress(tmp_path)["done"] == 0.25
-    (tmp_path / J.PROGRESS_JSON).write_text("{torn")
+    (tmp_path / sf.PROGRESS_JSON).write_text("{torn")
     assert read_progress(tmp_path) == "eval pgd20 batch 3/8"
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from ltbench import study_folder as sf
 from ltbench.cli import main as cli_main
 from runner_helpers import ROOT, result_core, write_tiny_fmnist
 
@@ -379,17 +380,17 @@ class Evil(Method):
 
 @pytest.fixture
 def isolated_registry():
-    from ltbench import registry
+    from ltbench import plugins, registry
 
-    registry.load_all()
-    items, errors, dirs = dict(registry.METHODS._items), dict(registry.PLUGIN_ERRORS), set(registry._loaded_dirs)
-    yield registry
+    plugins.load_all()
+    items, errors, dirs = dict(registry.METHODS._items), dict(plugins.PLUGIN_ERRORS), set(plugins._loaded_dirs)
+    yield plugins
     registry.METHODS._items.clear()
     registry.METHODS._items.update(items)
-    registry.PLUGIN_ERRORS.clear()
-    registry.PLUGIN_ERRORS.update(errors)
-    registry._loaded_dirs.clear()
-    registry._loaded_dirs.update(dirs)
+    plugins.PLUGIN_ERRORS.clear()
+    plugins.PLUGIN_ERRORS.update(errors)
+    plugins._loaded_dirs.clear()
+    plugins._loaded_dirs.update(dirs)
 
 
 def test_job_folders_stay_inside_the_study(isolated_registry, tmp_path):
@@ -518,7 +519,7 @@ def test_full_disk_in_the_failure_handler_still_ends_the_job_clearly(data, tmp_p
     make_study(root)
     monkeypatch.setattr(ltbench.engine.train, "run_job", _full_disk)
     monkeypatch.setattr(J, "write_text", _full_disk)
-    monkeypatch.setattr(J, "write_json", lambda path, obj: (_full_disk() if Path(path).name == J.FAILED
+    monkeypatch.setattr(J, "write_json", lambda path, obj: (_full_disk() if Path(path).name == sf.FAILED
                                                               else Path(path).write_text(json.dumps(obj))))
     outcome = execute(root)
     assert outcome["outcome"] == "failed"

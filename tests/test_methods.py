@@ -17,7 +17,8 @@ from ltbench.engine.train import EpochAccumulator, Trainer, run_job, train_step
 from ltbench.errors import LtbenchError
 from ltbench.method import BatchContext, EpochStats, Method, build_method, parse_method_spec, parse_overrides
 from ltbench.models import build_model
-from ltbench.registry import DATASETS, METHODS, load_methods, register_dataset
+from ltbench.plugins import load_methods
+from ltbench.registry import DATASETS, METHODS, register_dataset
 from methods.reat import rbl_weights, tail_loss
 
 

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from ltbench import registry
+from ltbench import plugins, registry
 from ltbench.cli import main as cli_main
 from ltbench.engine.train import run_job, train_step
 from ltbench.method import BatchContext, build_method
 from ltbench.models import build_model
-from ltbench.registry import METHODS, PLUGIN_ERRORS, load_methods
+from ltbench.plugins import PLUGIN_ERRORS, load_methods
+from ltbench.registry import METHODS
 from test_methods import tiny_job
 
 
@@ -53,7 +54,7 @@ class LabelSmoothedAT(Method):
 def isolated_registry():
     """Whatever a test registers or records is forgotten afterwards."""
     items, errors, datasets = dict(METHODS._items), dict(PLUGIN_ERRORS), dict(registry.DATASETS._items)
-    dirs, builtin = set(registry._loaded_dirs), registry._builtin_loaded
+    dirs, builtin = set(plugins._loaded_dirs), plugins._builtin_loaded
     yield
     registry.DATASETS._items.clear()
     registry.DATASETS._items.update(datasets)
@@ -61,9 +62,9 @@ def isolated_registry():
     METHODS._items.update(items)
     PLUGIN_ERRORS.clear()
     PLUGIN_ERRORS.update(errors)
-    registry._loaded_dirs.clear()
-    registry._loaded_dirs.update(dirs)
-    registry._builtin_loaded = builtin
+    plugins._loaded_dirs.clear()
+    plugins._loaded_dirs.update(dirs)
+    plugins._builtin_loaded = builtin
 
 
 def _unique(prefix: str) -> str:
@@ -167,7 +168,7 @@ def test_entry_point_plugin_loads_and_runs(tmp_path, isolated_registry, monkeypa
         broken-ep = {pkg}_missing_module
         """))
     monkeypatch.syspath_prepend(str(site))
-    registry._builtin_loaded = False  # entry points are scanned once per process; scan again
+    plugins._builtin_loaded = False  # entry points are scanned once per process; scan again
     with pytest.warns(UserWarning, match="broken-ep"):
         load_methods()
     assert name in METHODS and BUILTINS <= set(METHODS.names())

@@ -520,7 +520,8 @@ def real_study(tmp_path_factory):
 
     from ltbench.config import JobConfig
     from ltbench.engine.train import run_job
-    from ltbench.registry import METHODS, load_all
+    from ltbench.plugins import load_all
+    from ltbench.registry import METHODS
 
     root = tmp_path_factory.mktemp("real")
     write_tiny_fmnist(root / "data")

@@ -22,17 +22,17 @@ def tiny(tmp_path, monkeypatch):
 
     The test methods this process loads from the plugin dir are unregistered afterwards.
     """
-    from ltbench import registry
+    from ltbench import plugins, registry
 
     write_tiny_fmnist(tmp_path / "data")
     monkeypatch.setenv("LTBENCH_DATA", str(tmp_path / "data"))
-    registry.load_all()  # built-ins first, so the snapshot holds them
-    items, dirs = dict(registry.METHODS._items), set(registry._loaded_dirs)
+    plugins.load_all()  # built-ins first, so the snapshot holds them
+    items, dirs = dict(registry.METHODS._items), set(plugins._loaded_dirs)
     yield tmp_path, write_plugin(tmp_path / "plugins")
     registry.METHODS._items.clear()
     registry.METHODS._items.update(items)
-    registry._loaded_dirs.clear()
-    registry._loaded_dirs.update(dirs)
+    plugins._loaded_dirs.clear()
+    plugins._loaded_dirs.update(dirs)
 
 
 def run(*args) -> int:

@@ -8,8 +8,6 @@ import torch
 
 from ltbench.io import save_torch
 
-CHECKPOINT = "checkpoint.pt"
-
 
 def save_checkpoint(path: Path, state: dict) -> None:
     save_torch(path, state)

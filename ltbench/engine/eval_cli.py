@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from ltbench import study_folder as sf
 from ltbench.errors import LtbenchError
 
 
@@ -59,19 +60,17 @@ def add_arguments(p):
 
 def locate(path: str | Path) -> tuple[Path, Path]:
     """(job folder, checkpoint file) for a job folder or a checkpoint file in one."""
-    from ltbench.engine.checkpoint import CHECKPOINT
-
     path = Path(path)
     if path.is_dir():
-        job_dir, ckpt = path, path / CHECKPOINT
+        job_dir, ckpt = path, path / sf.CHECKPOINT
     elif path.is_file():
         job_dir, ckpt = path.parent, path
     else:
         raise LtbenchError(f"{path} does not exist")
     if not ckpt.is_file():
         raise LtbenchError(f"no checkpoint in {job_dir} (expected {ckpt.name})")
-    if not (job_dir / "config.json").is_file():
-        raise LtbenchError(f"no config.json next to {ckpt}: ltbench eval needs the job folder "
+    if not (job_dir / sf.CONFIG).is_file():
+        raise LtbenchError(f"no {sf.CONFIG} next to {ckpt}: ltbench eval needs the job folder "
                            f"that `ltbench run` wrote")
     return job_dir, ckpt
 
@@ -82,20 +81,19 @@ def load_job_model(job_dir: Path, ckpt: Path, device: torch.device, methods_dirs
     from ltbench.data import LongTailSplit, get_dataset, load_split
     from ltbench.engine.checkpoint import load_checkpoint
     from ltbench.engine.train import build_job_model
-    from ltbench.io import read_json_object
-    from ltbench.registry import load_all
+    from ltbench.plugins import load_all
 
     load_all(list(methods_dirs))
-    raw_cfg = read_json_object(job_dir / "config.json")
+    raw_cfg = sf.read_config(job_dir)
     if raw_cfg is None:
-        raise LtbenchError(f"{job_dir / 'config.json'} is damaged (not a JSON object); ltbench eval needs it "
+        raise LtbenchError(f"{job_dir / sf.CONFIG} is damaged (not a JSON object); ltbench eval needs it "
                            f"to rebuild the model")
     try:
         cfg = JobConfig.from_dict(raw_cfg).validate()
     except TypeError as exc:
-        raise LtbenchError(f"{job_dir / 'config.json'} is not a job configuration ({exc})") from None
+        raise LtbenchError(f"{job_dir / sf.CONFIG} is not a job configuration ({exc})") from None
     info = get_dataset(cfg.dataset)
-    saved = job_dir / "lt_indices.json"
+    saved = job_dir / sf.SPLIT
     raw, split = load_split(info, cfg.ratio, cfg.profile, cfg.lt_split_seed,
                             split=LongTailSplit.load(saved) if saved.exists() else None)
     counts = split.train_counts  # without the validation split's images, if the job held some out
@@ -121,7 +119,7 @@ def main(args) -> int:
     from ltbench.engine.evaluate import run_evaluation
     from ltbench.engine.train import result_header
     from ltbench.env import resolve_device
-    from ltbench.io import read_json_object, write_json
+    from ltbench.io import read_json_object
     from ltbench.metrics import masking_warnings
 
     if args.model_factory:
@@ -146,9 +144,9 @@ def main(args) -> int:
 
     progress = None if args.quiet else LinePrinter(sys.stderr)
 
-    out = Path(args.out) if args.out else job_dir / "result.json"
+    out = Path(args.out) if args.out else job_dir / sf.RESULT
     if out.is_dir() or (args.out and not out.suffix):
-        out = out / "result.json"
+        out = out / sf.RESULT
     previous = None
     if out.is_file() and not args.out:
         previous = read_json_object(out)
@@ -189,7 +187,7 @@ def main(args) -> int:
         result = {**previous, **result, "metrics": metrics, "checks": checks, "evaluation": settings,
                   "timing": {**previous.get("timing", {}), "eval_s": eval_s},
                   "warnings": masking_warnings(metrics, checks) + aa_warnings}
-    write_json(out, result)
+    result = sf.write_result_file(out, result)
     print_summary(result)
     print(f"result written to {out.resolve()}")
     return 0
@@ -199,7 +197,6 @@ def main_factory(args) -> int:
     """``ltbench eval --model-factory M:F [--weights W] --out FILE``: any model, per class."""
     from ltbench.api import evaluate, model_from_factory
     from ltbench.env import environment, resolve_device
-    from ltbench.io import write_json
     from ltbench.progress import LinePrinter
 
     if args.path:
@@ -224,8 +221,8 @@ def main_factory(args) -> int:
               "timing": {"eval_s": time.perf_counter() - t0}, **ev.raw}
     out = Path(args.out)
     if out.is_dir() or not out.suffix:
-        out = out / "result.json"
-    write_json(out, result)
+        out = out / sf.RESULT
+    result = sf.write_result_file(out, result)
     print_summary(result)
     print(f"result written to {out.resolve()}")
     return 0

@@ -37,17 +37,13 @@ from torch import nn
 from ltbench.attacks import AutoAttack, build_attack, parse_attack_name, predict_labels
 from ltbench.io import read_json_object, write_json
 from ltbench.metrics import confusion_counts, masking_warnings, summarize
+from ltbench.study_folder import state_file_name
 
 Progress = Callable[[str], None]
 CPU_BATCH = 250  # fastest measured on 2 CPU cores for the small CNN
 CUDA_BATCH = 1024  # bf16 autocast on a GPU: large batches keep it busy
 CHECK_SAMPLES = 1000  # size of the gradient-masking check subset
 AA_CHUNK_BATCHES = 4  # AutoAttack progress is saved every 4 batches
-
-
-def state_file_name(attack: str) -> str:
-    """Where an AutoAttack run keeps its progress in the job folder: ``aa`` → ``aa_state.json``."""
-    return attack.replace("@", "_at_").replace("/", "_") + "_state.json"
 
 
 def eval_batch_size(requested: Optional[int], device: torch.device) -> int:

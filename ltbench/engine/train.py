@@ -25,24 +25,22 @@ from ltbench.attacks.base import attack_mode, autocast_for
 from ltbench.attacks.pgd import pgd_perturb
 from ltbench.config import JobConfig
 from ltbench.data import DeviceAugment, LongTailSplit, PolicyAugment, get_dataset, load_split
-from ltbench.engine.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ltbench.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ltbench.attacks import build_attack
 from ltbench.engine.evaluate import balanced_subset, eval_batch_size, predict, run_evaluation
 from ltbench.data.validation import hold_out, MAX_FRACTION
 from ltbench.engine import validation
 from ltbench.env import environment, resolve_device
 from ltbench.errors import LtbenchError
-from ltbench.io import append_jsonl, quarantine, read_jsonl_records, save_torch, write_json, write_text
+from ltbench.io import quarantine, read_jsonl_records, save_torch, write_text
 from ltbench.method import BatchContext, EpochStats, Method, build_method
 from ltbench.models import build_model
 from ltbench.progress import batch_message, epoch_message
-from ltbench.registry import load_all
+from ltbench.plugins import load_all
+from ltbench import study_folder as sf
+from ltbench.study_folder import BEST, CHECKPOINT, EVAL_WEIGHTS, METRICS, SPLIT
 
 Progress = Callable[["str | dict"], None]  # see ltbench.progress
-SPLIT_FILE = "lt_indices.json"
-METRICS_FILE = "metrics.jsonl"
-BEST = "best.pt"
-EVAL_WEIGHTS = "eval_weights.pt"  # the weights evaluated when the method supplies its own (CFA's FAWA)
 
 
 class TrainingDiverged(LtbenchError):
@@ -104,6 +102,20 @@ def adversarial_examples(model: nn.Module, forward_model: nn.Module, method: Met
         return pgd_perturb(forward_model, x, y, eps=eps, step=step, steps=steps,
                            loss_fn=lambda logits, yy: method.attack_loss(logits, yy, ctx),
                            start=lambda xx: method.attack_start(xx, ctx), clip_start=clip_start)
+
+
+def prepare_batch(x_u8: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, augment: DeviceAugment,
+                  aug_gen: torch.Generator, device: torch.device,
+                  policy: Optional[PolicyAugment] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training batch as the engine feeds it: the images ``idx`` gathered from the
+    device-resident uint8 set, the policy augmentation (on the CPU) if any, crop/flip on the
+    device, channels_last; and their labels."""
+    x = x_u8[idx]
+    if policy is not None:
+        x = policy(x.cpu()).to(device)
+    x = augment(x.float().div_(255), generator=aug_gen)
+    x = x.contiguous(memory_format=torch.channels_last)
+    return x, y[idx]
 
 
 def train_step(model: nn.Module, forward_model: nn.Module, method: Method, optimizer: torch.optim.Optimizer,
@@ -184,10 +196,10 @@ def load_job_weights(job_dir: Path, cfg: Optional[JobConfig] = None) -> dict:
     """The weights a finished job evaluated (``--init-from``): ``best.pt`` when it selected an epoch,
     the method's own (``eval_weights.pt``, CFA's FAWA average) when it had them, else the model of
     its last checkpoint. With ``cfg``, the job's dataset and model must be the same."""
-    result_path = job_dir / "result.json"
+    result_path = job_dir / sf.RESULT
     if not result_path.exists():
-        raise LtbenchError(f"init_from {job_dir}: no result.json there (not a finished job)")
-    result = json.loads(result_path.read_text())
+        raise LtbenchError(f"init_from {job_dir}: no {sf.RESULT} there (not a finished job)")
+    result = sf.read_any(result_path)
     if cfg is not None:
         src = result.get("config", {})
         for key in ("dataset", "model", "model_params"):
@@ -218,7 +230,7 @@ class Trainer:
         self.eps = cfg.eps if cfg.eps is not None else self.info.eps
         self.step = cfg.step if cfg.step is not None else self.info.step
 
-        saved = self.job_dir / SPLIT_FILE
+        saved = self.job_dir / SPLIT
         self.damaged: Optional[str] = None  # a resume file that did not read as what it claims
         saved_split = None
         if saved.exists():
@@ -344,7 +356,7 @@ class Trainer:
         that does not match the checkpoint) is never used: the resume files are moved aside
         (``NAME.corrupt-TIME``) and training starts over, which gives the same numbers as an
         uninterrupted run. A readable checkpoint that does not fit the model is a one-line error."""
-        ckpt, metrics = self.job_dir / CHECKPOINT, self.job_dir / METRICS_FILE
+        ckpt, metrics = self.job_dir / CHECKPOINT, self.job_dir / METRICS
         state, lines = None, []
         if self.damaged is None and ckpt.exists():
             state = self._read_checkpoint(ckpt)
@@ -400,19 +412,14 @@ class Trainer:
     def _start_over(self) -> None:
         """Move the resume files aside and train from the first epoch (the split is drawn again from its seed)."""
         kept = []
-        for name in (CHECKPOINT, METRICS_FILE, BEST):
+        for name in (CHECKPOINT, METRICS, BEST):
             if (self.job_dir / name).exists():
                 kept.append(quarantine(self.job_dir / name).name)
         print(f"warning: {self.damaged}; starting over; moved aside: {', '.join(kept) or 'nothing'}", flush=True)
 
     # --- training ----------------------------------------------------------------------
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.x_train[idx]
-        if self.policy is not None:
-            x = self.policy(x.cpu()).to(self.device)
-        x = self.augment(x.float().div_(255), generator=self.aug_gen)
-        x = x.contiguous(memory_format=torch.channels_last)
-        return x, self.y_train[idx]
+        return prepare_batch(self.x_train, self.y_train, idx, self.augment, self.aug_gen, self.device, self.policy)
 
     def train_epoch(self, epoch: int) -> dict:
         cfg, dev, C = self.cfg, self.device, self.info.num_classes
@@ -509,7 +516,7 @@ class Trainer:
                         self.best = {"epoch": epoch + 1, "acc": record["select_acc"]}
             # The checkpoint first, then its log line: the log never claims an epoch the checkpoint lacks.
             save_checkpoint(self.job_dir / CHECKPOINT, self.state(epoch + 1, record))
-            append_jsonl(self.job_dir / METRICS_FILE, record)
+            sf.append_metrics(self.job_dir, record)
             if self.reporting:
                 done = (epoch + 1) / self.cfg.epochs
                 elapsed = time.perf_counter() - self._t_fit
@@ -580,9 +587,9 @@ def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) 
     job_dir = Path(job_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(cfg, job_dir, progress)
-    write_json(job_dir / "config.json", cfg.to_dict())
-    if not (job_dir / SPLIT_FILE).exists():
-        trainer.split.save(job_dir / SPLIT_FILE)
+    sf.write_config(job_dir, cfg.to_dict())
+    if not (job_dir / SPLIT).exists():
+        trainer.split.save(job_dir / SPLIT)
     t0 = time.perf_counter()
     trainer.fit()
     train_s = time.perf_counter() - t0
@@ -601,5 +608,4 @@ def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) 
         "timing": {"train_s": train_s, "eval_s": time.perf_counter() - t0},
         **evaluation,
     }
-    write_json(job_dir / "result.json", result)
-    return result
+    return sf.write_result(job_dir, result)

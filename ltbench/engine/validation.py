@@ -77,7 +77,8 @@ def measure(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, num_classes: 
 
 
 def _classes(method: str, modifiers: dict) -> list:
-    from ltbench.registry import METHODS, MODIFIERS, load_methods
+    from ltbench.plugins import load_methods
+    from ltbench.registry import METHODS, MODIFIERS
 
     load_methods()
     return [METHODS.get(method), *(MODIFIERS.get(m) for m in modifiers or {})]

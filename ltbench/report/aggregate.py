@@ -1,7 +1,8 @@
 """Read a study folder into tidy pandas tables and summary tables (CSV, Parquet, Markdown, LaTeX).
 
 A study folder holds ``study.json`` (the grid; optional here) and one sub-folder per job, named
-``<method>__<dataset>__r<ratio>__s<seed>``. A job folder is in one of four states:
+``<method>__<dataset>__r<ratio>__s<seed>`` (:mod:`ltbench.study_folder` owns the names and the file
+formats). A job folder is in one of four states (:class:`~ltbench.study_folder.JobState`):
 
 * **done** — it has ``result.json`` (written atomically, last, by the engine);
 * **failed** — it has ``failed.json`` and/or ``error.txt`` (the runner's record of the error);
@@ -32,16 +33,10 @@ from typing import Any, Iterable, Optional
 
 import pandas as pd
 
+from ltbench import study_folder as sf
 from ltbench.errors import LtbenchError
-from ltbench.io import read_json_object, read_jsonl_records, write_text
-
-RESULT_FILE = "result.json"
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
-STUDY_FILE = "study.json"
-ERROR_FILES = ("failed.json", "error.txt")
-JOB_FILES = (RESULT_FILE, CONFIG_FILE, METRICS_FILE, "lt_indices.json") + ERROR_FILES
-JOB_NAME_RE = re.compile(r"^(?P<method>.+)__(?P<dataset>[^_].*?)__r(?P<ratio>[0-9.eE+-]+)__s(?P<seed>-?\d+)$")
+from ltbench.io import write_text
+from ltbench.study_folder import ERROR_FILES, STUDY as STUDY_FILE, JobState, is_job_dir, parse_job_name  # noqa: F401
 
 GROUPS = ("overall", "head", "medium", "tail", "worst")
 GROUP_LABELS = {"overall": "Overall", "head": "Head", "medium": "Medium", "tail": "Tail", "worst": "Worst"}
@@ -113,7 +108,7 @@ class Job:
 
     name: str
     path: Optional[Path]
-    status: str  # done | failed | running | pending
+    status: JobState
     config: dict = field(default_factory=dict)
     result: Optional[dict] = None
     metrics: list = field(default_factory=list)
@@ -126,9 +121,9 @@ class Job:
         for source in ((self.result or {}).get("config") or {}, self.config):
             if key in source and source[key] is not None:
                 return source[key]
-        m = JOB_NAME_RE.match(self.name)
-        if m and key in m.groupdict():
-            return m.group(key)
+        parts = parse_job_name(self.name)
+        if parts is not None and key in parts._fields:
+            return getattr(parts, key)
         return default
 
     @property
@@ -181,8 +176,13 @@ class Job:
 
 
 @dataclass
-class Study:
-    """A study folder: its ``study.json`` (``spec``, may be empty) and its jobs, in grid order."""
+class StudyView:
+    """What the report read of a study folder at one moment: its ``study.json`` (``spec``, may be
+    empty or absent) and a :class:`Job` record per job, in grid order.
+
+    A read-only view: :class:`ltbench.runner.study.Study` is the study itself (it creates and
+    extends ``study.json`` under the study lock, and gives each job's configuration and state);
+    this view also reads folders without a ``study.json`` and jobs' results, curves and errors."""
 
     path: Path
     label: str
@@ -194,10 +194,10 @@ class Study:
 
     @property
     def done(self) -> list:
-        return self.by_status("done")
+        return self.by_status(JobState.DONE)
 
     def counts(self) -> dict[str, int]:
-        return {s: len(self.by_status(s)) for s in ("done", "failed", "running", "pending")}
+        return {s.value: len(self.by_status(s)) for s in (JobState.DONE, JobState.FAILED, JobState.RUNNING, JobState.PENDING)}
 
 
 def _read_json(path: Path) -> Any:
@@ -243,50 +243,28 @@ def read_error(job_dir: Path) -> Optional[str]:
     return "\n\n".join(parts) if parts else None
 
 
-def is_job_dir(path: Path) -> bool:
-    """A sub-folder is a job folder if it is named like one or holds a job's files."""
-    return path.is_dir() and (bool(JOB_NAME_RE.match(path.name)) or any((path / f).exists() for f in JOB_FILES))
-
-
 def read_job(job_dir: Path, study: str = "", config: Optional[dict] = None) -> Job:
     """Read one job folder (``config``: its configuration from ``study.json``, used when the folder
     has no ``config.json`` yet). A ``result.json`` that cannot be parsed makes the job *failed*."""
-    job = Job(name=job_dir.name, path=job_dir, status="running", study=study,
+    job = Job(name=job_dir.name, path=job_dir, status=JobState.RUNNING, study=study,
               config=dict(config) if isinstance(config, dict) else {})
-    cfg_path = job_dir / CONFIG_FILE
-    if cfg_path.is_file():
-        loaded = read_json_object(cfg_path)  # None when damaged: the study.json copy stays
-        if loaded is not None:
-            job.config = loaded
-    metrics_path = job_dir / METRICS_FILE
-    if metrics_path.is_file():
-        # Lines that are not JSON objects (a torn last line, a damaged file) are skipped.
-        job.metrics.extend(r for r in read_jsonl_records(metrics_path) if isinstance(r.get("epoch"), int))
-    result_path = job_dir / RESULT_FILE
-    if result_path.is_file():
+    loaded = sf.read_config(job_dir)  # None when missing or damaged: the study.json copy stays
+    if loaded is not None:
+        job.config = loaded
+    job.metrics.extend(sf.read_metrics(job_dir))  # a torn last line, a damaged file: skipped
+    if (job_dir / sf.RESULT).is_file():
         try:
-            try:
-                result = _read_json(result_path)
-            except OSError as exc:
-                raise ValueError(exc.strerror or str(exc)) from None
-            if not isinstance(result, dict) or not isinstance(result.get("metrics"), dict):
-                raise ValueError("no 'metrics' object")
-            job.result, job.status = result, "done"
+            job.result, job.status = sf.load_result(job_dir), JobState.DONE
             return job
         except ValueError as exc:
-            job.status, job.error = "failed", f"{RESULT_FILE} is unreadable: {exc}"
-    split_path = job_dir / "lt_indices.json"
-    if split_path.is_file():
-        try:
-            job.split_counts = list(_read_json(split_path).get("counts") or []) or None
-        except (ValueError, AttributeError):
-            pass
+            job.status, job.error = JobState.FAILED, f"{sf.RESULT} is unreadable: {exc}"
+    job.split_counts = sf.read_split_counts(job_dir)
     error = read_error(job_dir)
     if error is not None and not _locked(job_dir):
-        job.status = "failed"
+        job.status = JobState.FAILED
         job.error = error if job.error is None else f"{job.error}\n\n{error}"
         return job
-    if job.status != "failed":
+    if job.status != JobState.FAILED:
         job.status, job.detail = _runner_status(job_dir, job.epochs)
     return job
 
@@ -302,7 +280,7 @@ def _runner_status(job_dir: Path, epochs: Optional[int]) -> tuple[str, str]:
     from ltbench.runner.study import job_status
 
     st = job_status(job_dir, epochs)
-    return (st.state if st.state in ("running", "pending") else "pending"), st.detail or "not started"
+    return (st.state if st.state in (JobState.RUNNING, JobState.PENDING) else JobState.PENDING), st.detail or "not started"
 
 
 def expected_job_names(spec: dict) -> list[str]:
@@ -318,7 +296,7 @@ def expected_job_names(spec: dict) -> list[str]:
                 return cfg[key]
         cfg = cfg.get("config", cfg)
         try:
-            return f"{cfg.get('label') or cfg['method']}__{cfg['dataset']}__r{float(cfg['ratio']):g}__s{int(cfg['seed'])}"
+            return sf.job_name(cfg.get('label') or cfg['method'], cfg['dataset'], cfg['ratio'], cfg['seed'])
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -333,14 +311,14 @@ def expected_job_names(spec: dict) -> list[str]:
     for grid in (spec, spec.get("grid"), spec.get("spec")):
         if isinstance(grid, dict) and all(isinstance(grid.get(k), list) for k in ("methods", "datasets", "ratios", "seeds")):
             try:
-                return [f"{m}__{d}__r{float(r):g}__s{int(s)}" for m in grid["methods"] for d in grid["datasets"]
+                return [sf.job_name(m, d, r, s) for m in grid["methods"] for d in grid["datasets"]
                         for r in grid["ratios"] for s in grid["seeds"]]
             except (TypeError, ValueError):
                 return []
     return []
 
 
-def load_study(path: str | Path, label: Optional[str] = None) -> Study:
+def load_study(path: str | Path, label: Optional[str] = None) -> StudyView:
     """Read a study folder: ``study.json`` if present, every job folder, and the announced jobs
     that have no folder yet (*pending*). Raises :class:`LtbenchError` if ``path`` is not a study."""
     path = Path(path)
@@ -362,11 +340,11 @@ def load_study(path: str | Path, label: Optional[str] = None) -> Study:
         raise LtbenchError(f"{path} is not a study folder: no {STUDY_FILE} and no job folders "
                            f"(named like reat__cifar10__r0.01__s0) in it")
     expected = expected_job_names(spec)
-    jobs = [found.pop(n) if n in found else Job(name=n, path=None, status="pending", study=label,
+    jobs = [found.pop(n) if n in found else Job(name=n, path=None, status=JobState.PENDING, study=label,
                                                 config=dict(configs.get(n) or {}), detail="not started")
             for n in dict.fromkeys(expected)]
     jobs += list(found.values())
-    return Study(path=path, label=label, spec=spec, jobs=jobs)
+    return StudyView(path=path, label=label, spec=spec, jobs=jobs)
 
 
 def study_labels(paths: list[Path]) -> list[str]:
@@ -384,7 +362,7 @@ def study_labels(paths: list[Path]) -> list[str]:
 # Tables
 
 
-def method_order(studies: list[Study]) -> list[str]:
+def method_order(studies: list[StudyView]) -> list[str]:
     """Methods in the order the study grids list them, then the rest alphabetically."""
     order: list[str] = []
     for st in studies:
@@ -396,7 +374,7 @@ def method_order(studies: list[Study]) -> list[str]:
     return [m for m in dict.fromkeys(order) if m in seen]
 
 
-def per_class_table(studies: list[Study]) -> pd.DataFrame:
+def per_class_table(studies: list[StudyView]) -> pd.DataFrame:
     """The tidy table: one row per finished job × attack × class.
 
     Columns: study, job, method, dataset, ratio, seed, attack, class_index, class_name,
@@ -435,7 +413,7 @@ def _num(value) -> float:
         return math.nan
 
 
-def job_table(studies: list[Study]) -> pd.DataFrame:
+def job_table(studies: list[StudyView]) -> pd.DataFrame:
     """One row per finished job × attack: overall, head, medium, tail, worst, per_class_std, n."""
     rows = []
     for st in studies:
@@ -450,13 +428,13 @@ def job_table(studies: list[Study]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def curves_table(studies: list[Study]) -> pd.DataFrame:
+def curves_table(studies: list[StudyView]) -> pd.DataFrame:
     """One row per job × epoch of ``metrics.jsonl`` (finished, running and failed jobs alike)."""
     rows = []
     for st in studies:
         for job in st.jobs:
             for rec in job.metrics:
-                rows.append({"study": st.label, "job": job.name, "status": job.status, "method": job.method,
+                rows.append({"study": st.label, "job": job.name, "status": str(job.status), "method": job.method,
                              "dataset": job.dataset, "ratio": job.ratio, "seed": job.seed,
                              "epoch": int(rec.get("epoch", 0)),
                              **{k: _num(rec.get(k)) for k in ("loss", "train_adv_acc", "lr", "time_s",
@@ -466,7 +444,7 @@ def curves_table(studies: list[Study]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def adv_prediction_table(studies: list[Study]) -> pd.DataFrame:
+def adv_prediction_table(studies: list[StudyView]) -> pd.DataFrame:
     """Labels predicted on the training AEs: one row per job × epoch × class.
 
     Columns: study, job, method, dataset, ratio, seed, epoch, class_index, count, fraction (of
@@ -735,7 +713,7 @@ class Tables:
     cost: pd.DataFrame = field(default_factory=pd.DataFrame)    # ltbench.report.paired.cost_table
 
 
-def build_tables(studies: list[Study]) -> Tables:
+def build_tables(studies: list[StudyView]) -> Tables:
     """All tables of :mod:`ltbench.report.aggregate` for one or more studies."""
     from ltbench.report.paired import cost_table, paired_table
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ltbench.config import JobConfig
 from ltbench.errors import LtbenchError
+from ltbench import study_folder as sf
 
 
 def add_arguments(p):
@@ -119,6 +120,8 @@ GRID_KEYS = ("methods", "datasets", "ratios", "seeds")
 
 def parse_sets(items: list[str]) -> tuple[dict, dict]:
     """``method.key=value`` → method params per method; ``model.key=value`` → model params."""
+    from ltbench.method import coerce_value
+
     method_params: dict[str, dict] = {}
     model_params: dict = {}
     for item in items:
@@ -127,19 +130,10 @@ def parse_sets(items: list[str]) -> tuple[dict, dict]:
         if not sep or not owner or not dot or not name:
             raise LtbenchError(f"--set expects METHOD.KEY=VALUE or model.KEY=VALUE, got {item!r}")
         if owner == "model":
-            model_params[name] = _literal(value)
+            model_params[name] = coerce_value(value)
         else:
             method_params.setdefault(owner, {})[name] = value
     return method_params, model_params
-
-
-def _literal(value: str):
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
 
 
 def study_spec(args) -> dict:
@@ -202,7 +196,8 @@ def _owners(methods: list[str]) -> set[str]:
 def expand_methods(methods: list[str], methods_dirs=()) -> list[str]:
     """``all`` → every registered method, in registration order (a method added later joins a
     preset that says ``all``); other entries kept; duplicates dropped, first place kept."""
-    from ltbench.registry import METHODS, load_all
+    from ltbench.plugins import load_all
+    from ltbench.registry import METHODS
 
     out: list[str] = []
     for m in methods:
@@ -376,13 +371,13 @@ def main(args) -> int:
         name = cfg.job_name
         state = study.status(name)
         if name in queued and state.state != DONE:  # an earlier --no-wait submission will run it
-            outcomes[name] = {"job": name, "outcome": J.BUSY, "error": f"queued in Slurm as {queued[name]}"}
+            outcomes[name] = {"job": name, "outcome": sf.Outcome.BUSY, "error": f"queued in Slurm as {queued[name]}"}
         elif state.state == DONE:
-            outcomes[name] = {"job": name, "outcome": J.ALREADY_DONE}
+            outcomes[name] = {"job": name, "outcome": sf.Outcome.ALREADY_DONE}
         elif state.state == FAILED and not args.retry_failed:
-            outcomes[name] = {"job": name, "outcome": J.FAILED_BEFORE, **J.read_failure(study.job_dir(name))}
+            outcomes[name] = {"job": name, "outcome": sf.Outcome.FAILED_BEFORE, **J.read_failure(study.job_dir(name))}
         elif state.state == RUNNING:
-            outcomes[name] = {"job": name, "outcome": J.BUSY}
+            outcomes[name] = {"job": name, "outcome": sf.Outcome.BUSY}
         else:
             queue.append(name)
 
@@ -391,12 +386,12 @@ def main(args) -> int:
     queue.sort(key=lambda n: seed_of[n])
     quiet = bool(getattr(args, "quiet", False))
     say = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
-    counts = [f"{n} {label}" for k, label in ((J.ALREADY_DONE, "already done"), (J.FAILED_BEFORE, "failed before"),
-                                              (J.BUSY, "running elsewhere"))
+    counts = [f"{n} {label}" for k, label in ((sf.Outcome.ALREADY_DONE, "already done"), (sf.Outcome.FAILED_BEFORE, "failed before"),
+                                              (sf.Outcome.BUSY, "running elsewhere"))
               if (n := sum(o["outcome"] == k for o in outcomes.values()))]
     say(f"study {out} ({len(jobs)} job{'s' * (len(jobs) != 1)}): " + ", ".join([f"{len(queue)} to run", *counts]))
     for name, o in outcomes.items():
-        if o["outcome"] in (J.FAILED_BEFORE, J.BUSY):
+        if o["outcome"] in (sf.Outcome.FAILED_BEFORE, sf.Outcome.BUSY):
             say(f"  {name}: {describe(o)}")
 
     if queue:
@@ -424,14 +419,14 @@ def main(args) -> int:
 
 def report(study, jobs: list[JobConfig], outcomes: dict[str, dict], quiet: bool = False) -> int:
     """Print the results (per-class tables for a small study, else one line per job); exit status."""
-    from ltbench.runner import job as J
     from ltbench.runner.display import describe
+    from ltbench.study_folder import Outcome
 
-    bad = [n for n, o in outcomes.items() if o["outcome"] in (J.FAILED_NOW, J.FAILED_BEFORE, "interrupted")]
+    bad = [n for n, o in outcomes.items() if o["outcome"] in (Outcome.FAILED_NOW, Outcome.FAILED_BEFORE, Outcome.INTERRUPTED)]
     unfinished = [cfg.job_name for cfg in jobs if cfg.job_name not in outcomes]
     results = {}
     for cfg in jobs:
-        result = J.read_result(study.job_dir(cfg.job_name))  # None when missing or damaged
+        result = sf.read_result(study.job_dir(cfg.job_name))  # None when missing or damaged
         if result is not None:
             results[cfg.job_name] = result
     if not quiet:
@@ -445,11 +440,11 @@ def report(study, jobs: list[JobConfig], outcomes: dict[str, dict], quiet: bool 
         if bad:
             print(f"\n{len(bad)} job(s) did not finish:")
             for name in bad:
-                where = study.job_dir(name) / (J.ERROR if (study.job_dir(name) / J.ERROR).exists() else J.LOG)
+                where = study.job_dir(name) / (sf.ERROR if (study.job_dir(name) / sf.ERROR).exists() else sf.LOG)
                 print(f"  {name}: {describe(outcomes[name])}\n    see {where}")
-            if any(outcomes[n]["outcome"] in (J.FAILED_NOW, J.FAILED_BEFORE) for n in bad):
+            if any(outcomes[n]["outcome"] in (sf.Outcome.FAILED_NOW, sf.Outcome.FAILED_BEFORE) for n in bad):
                 print("  (--retry-failed reruns the failed ones; interrupted ones resume on any re-run)")
-        busy = [n for n, o in outcomes.items() if o["outcome"] == J.BUSY and n not in results]
+        busy = [n for n, o in outcomes.items() if o["outcome"] == sf.Outcome.BUSY and n not in results]
         if busy:
             print(f"\n{len(busy)} job(s) are running elsewhere; `ltbench status {study.root}` follows them")
         print(f"\nresults written to {study.root.resolve()}  ({len(results)}/{len(jobs)} jobs done)")

@@ -12,15 +12,15 @@ import time
 from typing import Optional
 
 from ltbench.progress import fmt_duration, text
-from ltbench.runner import job as J
+from ltbench.study_folder import Outcome
 
 OUTCOME_TEXT = {
-    J.FINISHED: "finished",
-    J.ALREADY_DONE: "already done",
-    J.FAILED_NOW: "FAILED",
-    J.FAILED_BEFORE: "failed before (not rerun; --retry-failed reruns it)",
-    J.BUSY: "running elsewhere (another runner or Slurm), skipped",
-    "interrupted": "INTERRUPTED (resumes on the next run)",
+    Outcome.FINISHED: "finished",
+    Outcome.ALREADY_DONE: "already done",
+    Outcome.FAILED_NOW: "FAILED",
+    Outcome.FAILED_BEFORE: "failed before (not rerun; --retry-failed reruns it)",
+    Outcome.BUSY: "running elsewhere (another runner or Slurm), skipped",
+    Outcome.INTERRUPTED: "INTERRUPTED (resumes on the next run)",
 }
 
 
@@ -118,7 +118,7 @@ class Display:
     def ended(self, worker: str, job: str, outcome: dict) -> None:
         self.lines.pop(worker, None)
         self.count += 1
-        self.clock.end(worker, outcome.get("outcome") == J.FINISHED)
+        self.clock.end(worker, outcome.get("outcome") == Outcome.FINISHED)
         self.write(f"[{self.count}/{self.total}] {job}: {describe(outcome)}")
 
     def close(self) -> None:
@@ -174,7 +174,7 @@ class TtyDisplay(Display):
 
     def ended(self, worker: str, job: str, outcome: dict) -> None:
         self.count += 1
-        self.clock.end(worker, outcome.get("outcome") == J.FINISHED)
+        self.clock.end(worker, outcome.get("outcome") == Outcome.FINISHED)
         self.write(f"{job}: {describe(outcome)}")
         self.bar.update(1)
         self._eta()

@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ltbench.progress import fmt_duration
+from ltbench import study_folder as sf
 
 
 def plan(out: Path, jobs: list, retry_failed: bool = False) -> list[dict]:
     """One row per job: ``job``, ``action`` (run / resume / skip), ``why``, ``epochs_left``, ``estimate``."""
-    from ltbench.runner import job as J
     from ltbench.runner.estimate import estimate_job, past_timings
     from ltbench.runner.study import DONE, FAILED, RUNNING, job_status
 
@@ -23,7 +23,7 @@ def plan(out: Path, jobs: list, retry_failed: bool = False) -> list[dict]:
     for cfg in jobs:
         job_dir = out / cfg.job_name
         state = job_status(job_dir, cfg.epochs)
-        done_epochs = len(_lines(job_dir / J.METRICS))
+        done_epochs = len(_lines(job_dir / sf.METRICS))
         row = {"job": cfg.job_name, "epochs_left": max(0, cfg.epochs - done_epochs), "estimate": None}
         if state.state == DONE:
             row.update(action="skip", why="done")

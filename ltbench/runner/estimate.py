@@ -16,10 +16,12 @@ Otherwise the estimate is unknown (``?``). Reading only: nothing is written.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+
+from ltbench import study_folder as sf
+from ltbench.io import read_jsonl_records
 
 # Images per second of one PGD-10 adversarial-training step, from results/bench (method PGD-AT).
 BENCH_IMAGES_PER_S = {
@@ -45,13 +47,6 @@ class Estimate:
         return {"study": "", "similar": "≈", "default": "~"}.get(self.source, "")
 
 
-def _jsonl(path: Path) -> list[dict]:
-    try:
-        return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    except (OSError, ValueError):
-        return []
-
-
 def past_timings(root: Path) -> list[dict]:
     """For each job folder of the study with logged epochs: its config, mean epoch seconds and
     evaluation seconds (None when it has not been evaluated)."""
@@ -59,19 +54,15 @@ def past_timings(root: Path) -> list[dict]:
     if not Path(root).is_dir():
         return out
     for d in sorted(Path(root).iterdir()):
-        epochs = _jsonl(d / "metrics.jsonl") if d.is_dir() else []
+        epochs = read_jsonl_records(d / sf.METRICS) if d.is_dir() else []  # every record with a time_s
         times = [e["time_s"] for e in epochs if isinstance(e.get("time_s"), (int, float))]
         if not times:
             continue
-        try:
-            cfg = json.loads((d / "config.json").read_text())
-        except (OSError, ValueError):
+        cfg = sf.read_config(d)
+        if cfg is None:
             continue
-        eval_s = None
-        try:
-            eval_s = json.loads((d / "result.json").read_text()).get("timing", {}).get("eval_s")
-        except (OSError, ValueError, AttributeError):
-            pass
+        timing = (sf.read_result(d) or {}).get("timing")
+        eval_s = timing.get("eval_s") if isinstance(timing, dict) else None
         out.append({"config": cfg, "epoch_s": sum(times) / len(times), "eval_s": eval_s})
     return out
 

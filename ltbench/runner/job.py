@@ -34,25 +34,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from ltbench.io import quarantine, read_json_object, read_jsonl_records, remove_stale_temps, write_json, write_text
-
-LOCK = ".lock"
-RESULT = "result.json"
-FAILED = "failed.json"
-ERROR = "error.txt"
-RUNNING = "running.json"
-PROGRESS = "progress.txt"
-PROGRESS_JSON = "progress.json"
-LOG = "log.txt"
-CONFIG = "config.json"
-METRICS = "metrics.jsonl"
-
-# Outcomes of one call of execute_job.
-FINISHED = "finished"          # trained (or resumed) and evaluated now
-ALREADY_DONE = "done"          # result.json existed
-FAILED_NOW = "failed"          # raised now; failed.json written
-FAILED_BEFORE = "failed-before"  # failed.json existed and retry_failed was False
-BUSY = "busy"                  # another process holds the job's lock
+from ltbench.io import quarantine, read_json_object, remove_stale_temps, write_json, write_text
+from ltbench.study_folder import (ERROR, FAILED, LOCK, LOG, PROGRESS, PROGRESS_JSON, RESULT, RUNNING, Outcome,
+                                  epochs_done, read_result)
 
 PROGRESS_INTERVAL_S = 2.0
 
@@ -215,20 +199,20 @@ def execute_job(job_dir: Path, cfg, progress: Optional[Callable[[str], None]] = 
     """Run one job under its lock; never raises for a failure of the job itself.
 
     Returns ``{"job", "outcome", "error"?, "epoch"?}`` with ``outcome`` one of
-    :data:`FINISHED`, :data:`ALREADY_DONE`, :data:`FAILED_NOW`, :data:`FAILED_BEFORE`,
-    :data:`BUSY`. ``KeyboardInterrupt``/``SystemExit`` propagate, leaving the job resumable.
+    :data:`Outcome.FINISHED`, :data:`Outcome.ALREADY_DONE`, :data:`Outcome.FAILED_NOW`, :data:`Outcome.FAILED_BEFORE`,
+    :data:`Outcome.BUSY`. ``KeyboardInterrupt``/``SystemExit`` propagate, leaving the job resumable.
     """
     job_dir = Path(job_dir)
     name = job_dir.name
     lock = JobLock(job_dir)
     if not lock.acquire():
-        return {"job": name, "outcome": BUSY}
+        return {"job": name, "outcome": Outcome.BUSY}
     board = None  # TensorBoard logger (``ltbench run --tensorboard``)
     try:
         try:
             return _execute_locked(job_dir, cfg, progress, retry_failed)
         except Exception as exc:  # outside the job itself, e.g. a full disk writing running.json
-            return {"job": name, "outcome": FAILED_NOW, "error": f"{type(exc).__name__}: {exc}".strip(),
+            return {"job": name, "outcome": Outcome.FAILED_NOW, "error": f"{type(exc).__name__}: {exc}".strip(),
                     "epoch": None}
     finally:
         for transient in (RUNNING, PROGRESS, PROGRESS_JSON):
@@ -244,12 +228,12 @@ def _execute_locked(job_dir: Path, cfg, progress, retry_failed: bool) -> dict:
     remove_stale_temps(job_dir)  # left by a write that was killed; we hold the lock, no one else writes
     if (job_dir / RESULT).exists():
         if read_result(job_dir) is not None:
-            return {"job": name, "outcome": ALREADY_DONE}
+            return {"job": name, "outcome": Outcome.ALREADY_DONE}
         kept = quarantine(job_dir / RESULT)  # damaged: kept aside, the job runs again
         _log(job_dir, f"{now_iso()} {RESULT} is damaged: moved to {kept.name}; running the job again")
     if (job_dir / FAILED).exists():
         if not retry_failed:
-            return {"job": name, "outcome": FAILED_BEFORE, **read_failure(job_dir)}
+            return {"job": name, "outcome": Outcome.FAILED_BEFORE, **read_failure(job_dir)}
         for stale in (FAILED, ERROR):
             (job_dir / stale).unlink(missing_ok=True)
     write_json(job_dir / RUNNING, {"host": socket.gethostname(), "pid": os.getpid(),
@@ -272,13 +256,13 @@ def _execute_locked(job_dir: Path, cfg, progress, retry_failed: bool) -> dict:
     finally:
         if board is not None:
             board.close()
-    return {"job": name, "outcome": FINISHED}
+    return {"job": name, "outcome": Outcome.FINISHED}
 
 
 def _record_failure(exc: BaseException, job_dir: Path, epochs: int) -> dict:
     """Write ``error.txt`` and ``failed.json``; when the disk refuses them, the outcome says so."""
     record = failure_record(exc, job_dir, epochs)
-    outcome = {"job": job_dir.name, "outcome": FAILED_NOW, "error": record["error"], "epoch": record["epoch"]}
+    outcome = {"job": job_dir.name, "outcome": Outcome.FAILED_NOW, "error": record["error"], "epoch": record["epoch"]}
     try:
         print(record["traceback"], end="", flush=True)
         print(f"{now_iso()} FAILED: {record['error']}", flush=True)
@@ -299,27 +283,6 @@ def _log(job_dir: Path, line: str) -> None:
             f.write(line + "\n")
     except OSError:
         pass
-
-
-def read_result(job_dir: Path) -> Optional[dict]:
-    """The job's ``result.json`` if it reads as a result (a JSON object with a ``metrics`` object), else None."""
-    result = read_json_object(Path(job_dir) / RESULT)
-    if result is None or not isinstance(result.get("metrics"), dict):
-        return None
-    return result
-
-
-def epochs_done(job_dir: Path) -> int:
-    """Epochs logged in ``metrics.jsonl`` in order from the first (0, 1, 2, …); damaged lines end the count.
-
-    The engine writes an epoch's checkpoint before its log line, so this never counts an epoch
-    whose checkpoint is missing."""
-    n = 0
-    for record in read_jsonl_records(Path(job_dir) / METRICS):
-        if record.get("epoch") != n:
-            break
-        n += 1
-    return n
 
 
 def read_failure(job_dir: Path) -> dict:

@@ -20,8 +20,9 @@ from typing import Optional
 
 from ltbench.runner import job as J
 from ltbench.runner.display import Display
+from ltbench import study_folder as sf
 
-INTERRUPTED = "interrupted"
+INTERRUPTED = sf.Outcome.INTERRUPTED
 
 
 @dataclass
@@ -86,7 +87,7 @@ def _worker_main(conn, threads: Optional[int], methods_dirs: list[str]) -> None:
     import torch
 
     from ltbench.config import JobConfig
-    from ltbench.registry import load_all
+    from ltbench.plugins import load_all
 
     if threads:
         torch.set_num_threads(threads)
@@ -110,7 +111,7 @@ def _worker_main(conn, threads: Optional[int], methods_dirs: list[str]) -> None:
         outcome = J.execute_job(Path(job_dir), cfg, progress=lambda m: send(("progress", m)),
                                 retry_failed=retry)
         send(("done", outcome))
-        if outcome["outcome"] == J.FAILED_NOW:
+        if outcome["outcome"] == sf.Outcome.FAILED_NOW:
             return  # a fresh worker takes the next job (no GPU memory or state left from the failure)
 
 
@@ -200,7 +201,7 @@ class LocalExecutor:
                     outcomes[payload["job"]] = payload
                     display.ended(w.slot.name, payload["job"], payload)
                     w.job = None
-                    w.retiring = payload["outcome"] == J.FAILED_NOW
+                    w.retiring = payload["outcome"] == sf.Outcome.FAILED_NOW
         except (EOFError, OSError):
             pass
 

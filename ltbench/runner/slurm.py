@@ -28,8 +28,9 @@ from typing import Optional
 from ltbench.errors import LtbenchError
 from ltbench.runner import job as J
 from ltbench.runner.display import Display
+from ltbench import study_folder as sf
 
-INTERRUPTED = "interrupted"
+INTERRUPTED = sf.Outcome.INTERRUPTED
 POLL_S = 2.0
 
 
@@ -76,7 +77,7 @@ class SlurmTask:
         import torch
 
         from ltbench.config import JobConfig
-        from ltbench.registry import load_all
+        from ltbench.plugins import load_all
 
         cpus = os.environ.get("SLURM_CPUS_PER_TASK")
         if cpus and cpus.isdigit():
@@ -111,9 +112,6 @@ def squeue_states(array_id: str) -> Optional[dict[str, str]]:
     return states
 
 
-SUBMITTED = "slurm.json"  # in a job folder: the Slurm task id it was last submitted as
-
-
 def queued_in_slurm(job_dirs: list[Path]) -> dict[str, str]:
     """``{job name: "<task id> (<STATE>)"}`` for jobs whose last submitted Slurm task is still queued.
 
@@ -124,7 +122,7 @@ def queued_in_slurm(job_dirs: list[Path]) -> dict[str, str]:
     submitted = {}
     for d in job_dirs:
         try:
-            submitted[d.name] = json.loads((d / SUBMITTED).read_text())["job_id"]
+            submitted[d.name] = json.loads((d / sf.SUBMITTED).read_text())["job_id"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
     if not submitted or shutil.which("squeue") is None:
@@ -193,7 +191,7 @@ class SlurmExecutor:
         from ltbench.io import write_json
 
         for job, name in zip(jobs, names):
-            write_json(study.job_dir(name) / SUBMITTED, {"job_id": job.job_id, "submitted": J.now_iso(),
+            write_json(study.job_dir(name) / sf.SUBMITTED, {"job_id": job.job_id, "submitted": J.now_iso(),
                                                          "folder": str(folder)})
         return jobs
 
@@ -249,16 +247,16 @@ class SlurmExecutor:
             except Exception as exc:  # UncompletedJobError (timed out, not requeued), …
                 first = str(exc).strip().splitlines()
                 reason = first[0] if first else type(exc).__name__
-                if J.read_result(study.job_dir(name)) is not None:
-                    return {"job": name, "outcome": J.FINISHED}
+                if sf.read_result(study.job_dir(name)) is not None:
+                    return {"job": name, "outcome": sf.Outcome.FINISHED}
                 return {"job": name, "outcome": INTERRUPTED,
                         "error": f"Slurm task {job.job_id} ended without finishing: {reason[:200]} "
                                  f"(see {job.paths.stderr})"}
         job_dir = study.job_dir(name)
-        if J.read_result(job_dir) is not None:
-            return {"job": name, "outcome": J.FINISHED}
-        if (job_dir / J.FAILED).exists():
-            return {"job": name, "outcome": J.FAILED_NOW, **J.read_failure(job_dir)}
+        if sf.read_result(job_dir) is not None:
+            return {"job": name, "outcome": sf.Outcome.FINISHED}
+        if (job_dir / sf.FAILED).exists():
+            return {"job": name, "outcome": sf.Outcome.FAILED_NOW, **J.read_failure(job_dir)}
         return {"job": name, "outcome": INTERRUPTED,
                 "error": f"Slurm task {job.job_id} left the queue without a result (cancelled, node failure "
                          f"or time limit; see {job.paths.stderr})"}
@@ -270,12 +268,12 @@ def read_progress(job_dir: Path):
     import json
 
     try:
-        msg = json.loads((job_dir / J.PROGRESS_JSON).read_text())
+        msg = json.loads((job_dir / sf.PROGRESS_JSON).read_text())
         if isinstance(msg, dict) and "text" in msg:
             return msg
     except (OSError, ValueError):
         pass
     try:
-        return (job_dir / J.PROGRESS).read_text().strip() or None
+        return (job_dir / sf.PROGRESS).read_text().strip() or None
     except OSError:
         return None

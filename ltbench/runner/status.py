@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ltbench.runner import job as J
 from ltbench.runner.study import DONE, FAILED, PENDING, RUNNING, Study
+from ltbench import study_folder as sf
 
 ORDER = (DONE, RUNNING, FAILED, PENDING)
 
@@ -46,24 +46,24 @@ def job_record(study: Study, status) -> dict:
     rec = {"job": status.name, "state": status.state, "detail": status.detail,
            "epochs": int(epochs) if isinstance(epochs, int) else None, "epochs_done": 0}
     try:
-        rec["epochs_done"] = sum(1 for line in (job_dir / J.METRICS).read_text().splitlines() if line.strip())
+        rec["epochs_done"] = sum(1 for line in (job_dir / sf.METRICS).read_text().splitlines() if line.strip())
     except OSError:
         pass
     if status.state == DONE:
-        result = _read_json(job_dir / J.RESULT) or {}
+        result = _read_json(job_dir / sf.RESULT) or {}
         metrics = result.get("metrics") if isinstance(result, dict) else None
         rec["metrics"] = {a: {k: m.get(k) for k in ("overall", "tail", "worst", "n") if k in m}
                           for a, m in (metrics or {}).items() if isinstance(m, dict)}
     elif status.state == FAILED:
-        failure = _read_json(job_dir / J.FAILED)
+        failure = _read_json(job_dir / sf.FAILED)
         if isinstance(failure, dict):
             rec["error"] = failure.get("error")
             rec["failed_epoch"] = failure.get("epoch")
     elif status.state == RUNNING:
-        progress = _read_json(job_dir / J.PROGRESS_JSON)
+        progress = _read_json(job_dir / sf.PROGRESS_JSON)
         if isinstance(progress, dict):
             rec["progress"] = {k: v for k, v in progress.items() if k != "text"}
-        host = _read_json(job_dir / J.RUNNING)
+        host = _read_json(job_dir / sf.RUNNING)
         if isinstance(host, dict):
             rec.update({k: host.get(k) for k in ("host", "pid", "slurm_job")})
     if getattr(status, "slurm", None):

@@ -5,9 +5,8 @@ grid (the merged preset and flags), and every job's full configuration by job na
 with more methods/ratios/seeds adds jobs to the same study; re-running with a *different*
 configuration for an existing job is refused (its checkpoint and results would not match).
 
-A job folder (``JobConfig.job_name``, e.g. ``reat__cifar10__r0.01__s0``) holds ``config.json``,
-``lt_indices.json``, ``metrics.jsonl``, ``checkpoint.pt``, ``log.txt``, and ``result.json`` once the
-job finished — or ``failed.json`` + ``error.txt`` when it failed. See :mod:`ltbench.runner.job`.
+A job folder (``JobConfig.job_name``, e.g. ``reat__cifar10__r0.01__s0``) holds the files that
+:mod:`ltbench.study_folder` names; :mod:`ltbench.runner.job` runs one.
 
 Every file is read as untrusted (README "Reliability"): a ``study.json`` that is not a JSON object
 of job configurations is a one-line error for ``status`` and is moved aside and rewritten by
@@ -27,17 +26,18 @@ from typing import Iterator, Optional
 from ltbench.config import JobConfig
 from ltbench.errors import LtbenchError
 from ltbench.io import quarantine, read_json_object, remove_stale_temps, write_json
-from ltbench.registry import DATASETS, METHODS, MODELS, MODIFIERS, load_all
+from ltbench.plugins import load_all
+from ltbench.registry import DATASETS, METHODS, MODELS, MODIFIERS
 from ltbench.runner import job as J
+from ltbench.study_folder import STUDY as STUDY_FILE, STUDY_LOCK, JobState
 from ltbench.validation import check_jobs
+from ltbench import study_folder as sf
 
-STUDY_FILE = "study.json"
-STUDY_LOCK = ".study.lock"
 # Fields that may differ between runs of the same job without changing its results' meaning.
 IGNORED_FIELDS = ("device",)
 
 # Job states shown by `ltbench status`.
-DONE, RUNNING, FAILED, PENDING = "done", "running", "failed", "pending"
+DONE, RUNNING, FAILED, PENDING = JobState.DONE, JobState.RUNNING, JobState.FAILED, JobState.PENDING
 
 
 def check_names(jobs: list, methods_dirs=()) -> None:
@@ -159,7 +159,7 @@ class Study:
                 existing = {}
         for cfg in jobs:
             old = existing.get(cfg.job_name)
-            cfg_file = root / cfg.job_name / J.CONFIG
+            cfg_file = root / cfg.job_name / sf.CONFIG
             if old is None and cfg_file.is_file():
                 old = read_json_object(cfg_file)  # None when damaged: the job rewrites it
             if old is None:
@@ -268,31 +268,31 @@ def job_status(job_dir: Path, epochs: Optional[int] = None) -> JobStatus:
     run moves it aside and redoes the job)."""
     name = job_dir.name
     damaged_result = False
-    if (job_dir / J.RESULT).is_file():
-        result = J.read_result(job_dir)
+    if (job_dir / sf.RESULT).is_file():
+        result = sf.read_result(job_dir)
         if result is not None:
             detail = "  ".join(f"{a} {100 * r['overall']:.1f}% tail {100 * r['tail']:.1f}%"
                                for a, r in result["metrics"].items()
                                if isinstance(r, dict) and _is_num(r.get("overall")) and _is_num(r.get("tail")))
             return JobStatus(name, DONE, detail)
         damaged_result = True
-    finished_epochs = J.epochs_done(job_dir)
+    finished_epochs = sf.epochs_done(job_dir)
     of = f"/{epochs}" if epochs else ""
     if J.is_locked(job_dir):
         detail = f"{finished_epochs}{of} epochs done"
         try:
-            detail = (job_dir / J.PROGRESS).read_text(errors="replace").strip()[:200]
+            detail = (job_dir / sf.PROGRESS).read_text(errors="replace").strip()[:200]
         except OSError:
             pass
-        host = read_json_object(job_dir / J.RUNNING)
+        host = read_json_object(job_dir / sf.RUNNING)
         if host is not None:
             where = f"{host.get('host')} pid {host.get('pid')}"
             if host.get("slurm_job"):
                 where += f" slurm {host['slurm_job']}"
             detail = f"{detail}  ({where})" if detail else where
         return JobStatus(name, RUNNING, detail)
-    if (job_dir / J.FAILED).is_file():
-        rec = read_json_object(job_dir / J.FAILED)
+    if (job_dir / sf.FAILED).is_file():
+        rec = read_json_object(job_dir / sf.FAILED)
         if rec is None:
             detail = "(unreadable failed.json)"
         else:
@@ -301,8 +301,8 @@ def job_status(job_dir: Path, epochs: Optional[int] = None) -> JobStatus:
                 detail += f" (epoch {rec['epoch']})"
         return JobStatus(name, FAILED, detail)
     if damaged_result:
-        return JobStatus(name, PENDING, f"{J.RESULT} is damaged; re-run to redo the job (it is kept aside)")
-    if (job_dir / J.RUNNING).is_file():
+        return JobStatus(name, PENDING, f"{sf.RESULT} is damaged; re-run to redo the job (it is kept aside)")
+    if (job_dir / sf.RUNNING).is_file():
         return JobStatus(name, PENDING, f"interrupted after {finished_epochs}{of} epochs; re-run to resume")
     if finished_epochs:
         return JobStatus(name, PENDING, f"{finished_epochs}{of} epochs done; re-run to resume")

@@ -1,0 +1,33 @@
+"""Reference implementations the tests check the vectorised code against, written the obvious way."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from methods.reat import first_tail_class
+
+
+def tail_loss_loop(features: torch.Tensor, labels: torch.Tensor, class_counts: torch.Tensor) -> torch.Tensor:
+    """REAT's TAIL term, per pair (DESIGN.md "REAT"), as a Python loop over anchors.
+
+    For every tail anchor i and every sample j: s_ij · (w_yi + w_yj) · KL(p_i ‖ q_j) with
+    p_i = softmax(f_i) detached, q_j = softmax(f_j), s_ij = −1 for the same class else +1,
+    w_c = sqrt(1 / prior_c); averaged over the batch, then over the anchors (0 without anchors).
+    """
+    f = features if features.dtype == torch.float64 else features.float()
+    counts = class_counts.to(f.device, f.dtype)
+    w = (counts.sum() / counts).sqrt()
+    first_tail = first_tail_class(counts.numel())
+    log_q = F.log_softmax(f, dim=1)
+    terms = []
+    for i in range(len(labels)):
+        yi = int(labels[i])
+        if yi < first_tail:
+            continue
+        log_p = F.log_softmax(f[i].detach(), dim=0)
+        kl = (log_p.exp() * (log_p - log_q)).sum(1)
+        sign = torch.where(labels == yi, -1.0, 1.0).to(f.dtype)
+        terms.append((sign * (w[yi] + w[labels]) * kl).mean())
+    if not terms:
+        return features.sum() * 0.0
+    return torch.stack(terms).mean()
