@@ -207,7 +207,6 @@ def execute_job(job_dir: Path, cfg, progress: Optional[Callable[[str], None]] = 
     lock = JobLock(job_dir)
     if not lock.acquire():
         return {"job": name, "outcome": Outcome.BUSY}
-    board = None  # TensorBoard logger (``ltbench run --tensorboard``)
     try:
         try:
             return _execute_locked(job_dir, cfg, progress, retry_failed)
