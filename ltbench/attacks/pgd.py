@@ -57,15 +57,23 @@ def _pgd_per_sample(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: tor
     delta = uniform_start(x, eps) if start is None else start(x)
     lo, hi = (x - e).clamp_(0.0, 1.0), (x + e).clamp_(0.0, 1.0)
     x_adv = torch.clamp(x + delta, lo, hi) if clip_start else x + torch.clamp(delta, -e, e)
-    amp = autocast_for(x.device)
+    return _ascend(model, x_adv, y, lo, hi, s, steps, loss_fn)
+
+
+def _ascend(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+            step, steps: int, loss_fn: LossFn) -> torch.Tensor:
+    """``steps`` signed-gradient steps from ``x_adv``, each clamped to [lo, hi] (the projection onto
+    B_ε(x) ∩ [0, 1] as one clamp between precomputed bounds). ``step`` is a float, or a tensor
+    broadcast per sample."""
+    amp = autocast_for(x_adv.device)
     for _ in range(steps):
         x_adv.requires_grad_(True)
         with amp:
             logits = model(x_adv)
         loss = loss_fn(logits, y)
         (grad,) = torch.autograd.grad(loss, x_adv)
-        x_adv = torch.clamp(x_adv.detach().addcmul_(grad.sign_(), s) if isinstance(s, torch.Tensor)
-                            else x_adv.detach().add_(grad.sign_(), alpha=s), lo, hi)
+        x_adv = torch.clamp(x_adv.detach().addcmul_(grad.sign_(), step) if isinstance(step, torch.Tensor)
+                            else x_adv.detach().add_(grad.sign_(), alpha=step), lo, hi)
     return x_adv.detach()
 
 
@@ -87,18 +95,10 @@ def pgd_perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Budg
     else:
         delta = torch.empty_like(x).uniform_(-eps, eps) if start is None else start(x)
         x_adv = x + delta.clamp_(-eps, eps)
-    amp = autocast_for(x.device)
     # The projection onto B_ε(x) ∩ [0, 1] as one clamp between precomputed bounds: three
     # elementwise ops per iteration instead of eight (same numbers as ``project``).
     lo, hi = (x - eps).clamp_(0.0, 1.0), (x + eps).clamp_(0.0, 1.0)
-    for _ in range(steps):
-        x_adv.requires_grad_(True)
-        with amp:
-            logits = model(x_adv)
-        loss = loss_fn(logits, y)
-        (grad,) = torch.autograd.grad(loss, x_adv)
-        x_adv = torch.clamp(x_adv.detach().add_(grad.sign_(), alpha=step), lo, hi)
-    return x_adv.detach()
+    return _ascend(model, x_adv, y, lo, hi, step, steps, loss_fn)
 
 
 def pgd_search(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step: float, steps: int,
