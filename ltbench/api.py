@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import pandas as pd
-import torch
 from torch import nn
 
-from ltbench.errors import LtbenchError
+from ltbench.models.factory import model_from_factory  # noqa: F401 (part of the API)
 from ltbench.report.aggregate import GROUPS
 
 
@@ -120,36 +119,6 @@ def load_model(job_dir: str | Path, device: str = "cpu", best: bool = True) -> L
     return LoadedModel(model, cfg, info, counts, raw.class_names, epoch, weights)
 
 
-def model_from_factory(factory: str, weights: Optional[str | Path] = None, **kwargs) -> nn.Module:
-    """``package.module:function`` called with ``kwargs``, then ``weights`` (a state dict saved with
-    ``torch.save``, read with ``weights_only=True``) loaded into it."""
-    import importlib
-
-    mod_name, sep, fn_name = factory.partition(":")
-    if not sep or not mod_name or not fn_name:
-        raise LtbenchError(f"model factory must be 'package.module:function', got {factory!r}")
-    try:
-        fn = getattr(importlib.import_module(mod_name), fn_name)
-    except (ImportError, AttributeError) as exc:
-        raise LtbenchError(f"cannot import model factory {factory!r}: {exc}") from None
-    model = fn(**kwargs)
-    if not isinstance(model, nn.Module):
-        raise LtbenchError(f"model factory {factory!r} returned {type(model).__name__}, not a torch.nn.Module")
-    if weights is not None:
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is one clear error
-            raise LtbenchError(f"cannot load {weights} as a weights-only state dict: {exc}") from None
-        if isinstance(state, dict) and isinstance(state.get("model"), dict):
-            state = state["model"]
-        try:
-            model.load_state_dict(state)
-        except (RuntimeError, TypeError) as exc:
-            raise LtbenchError(f"{weights} does not fit the model from {factory}: "
-                               f"{str(exc).splitlines()[0]}") from None
-    return model.eval()
-
-
 # ------------------------------------------------------------------------------------------------
 # Evaluation of any model
 
@@ -183,47 +152,19 @@ def evaluate(model: nn.Module, dataset: str = "fmnist", attacks: Sequence[str] =
     count, head = the first ⌊C/3⌋); by default the class index order (class 0 = head), the order
     of the long-tailed splits of this field.
     """
-    from ltbench.data import get_dataset, load_raw
-    from ltbench.engine.evaluate import balanced_subset, run_evaluation
-    from ltbench.env import resolve_device
-    from ltbench.plugins import load_all
+    from ltbench.engine.evaluate import evaluate_model
 
-    if not isinstance(model, nn.Module):
-        raise LtbenchError(f"evaluate needs a torch.nn.Module, got {type(model).__name__}")
-    load_all()
-    info = get_dataset(dataset)
-    eps = info.eps if eps is None else float(eps)
-    step = info.step if step is None else float(step)
-    for name, value in (("eps", eps), ("step", step)):
-        if not (value >= 0 and value != float("inf")):
-            raise LtbenchError(f"{name} must be a finite number ≥ 0, got {value}")
-    C = info.num_classes
-    counts = list(range(C, 0, -1)) if class_counts is None else [int(c) for c in class_counts]
-    if len(counts) != C:
-        raise LtbenchError(f"class_counts has {len(counts)} entries; {dataset} has {C} classes")
-    raw = load_raw(info, data_root)
-    x, y = raw.x_test, raw.y_test
-    if n_per_class is not None:
-        if int(n_per_class) < 1:
-            raise LtbenchError(f"n_per_class must be at least 1, got {n_per_class}")
-        idx = balanced_subset(y, int(n_per_class), seed)
-        x, y = x[idx], y[idx]
-    dev = resolve_device(device)
-    was_training = model.training
-    model = model.to(dev)
-    try:
-        out = run_evaluation(model, x, y, counts, list(attacks), eps=eps, step=step, device=dev,
-                             batch_size=batch_size, seed=seed, aa_n_per_class=aa_n_per_class, state_dir=None,
-                             checks=checks, progress=progress)
-    finally:
-        model.train(was_training)
-    out["evaluation"].update({"dataset": dataset, "n_per_class": n_per_class, "class_counts": counts})
+    out, class_names = evaluate_model(model, dataset, attacks, eps=eps, step=step, n_per_class=n_per_class,
+                                      aa_n_per_class=aa_n_per_class, class_counts=class_counts, device=device,
+                                      seed=seed, batch_size=batch_size, checks=checks, data_root=data_root,
+                                      progress=progress)
+    counts = out["evaluation"]["class_counts"]
     rows, per_class = [], []
     for attack, rec in out["metrics"].items():
         rows.append({"attack": attack, "n": rec["n"], **{g: rec[g] for g in GROUPS},
                      "per_class_std": rec.get("per_class_std")})
         for c, acc in enumerate(rec["per_class"]):
-            per_class.append({"attack": attack, "class_index": c, "class_name": raw.class_names[c],
+            per_class.append({"attack": attack, "class_index": c, "class_name": class_names[c],
                               "train_count": counts[c], "accuracy": acc})
     return Evaluation(pd.DataFrame(rows), pd.DataFrame(per_class), out)
 

@@ -197,6 +197,7 @@ class JobConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "JobConfig":
+        d = {k: v for k, v in d.items() if k != "format"}  # config.json's layout version, not a job field
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:

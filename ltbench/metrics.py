@@ -10,12 +10,7 @@ from typing import Optional
 
 import torch
 
-
-def class_groups(class_counts: list[int]) -> dict[str, list[int]]:
-    """Head / medium / tail class indices, by training count (stable for ties)."""
-    order = sorted(range(len(class_counts)), key=lambda c: (-class_counts[c], c))
-    k = len(order) // 3
-    return {"head": order[:k], "medium": order[k:len(order) - k], "tail": order[len(order) - k:]}
+from ltbench.groups import class_groups
 
 
 def summarize(correct: torch.Tensor, y: torch.Tensor, class_counts: list[int]) -> dict:

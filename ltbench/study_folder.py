@@ -14,13 +14,18 @@ Every other module names a study's files through this one (DESIGN.md "The study 
         failed.json  error.txt          the failure record and its traceback
         running.json  progress.txt  progress.json  log.txt  .lock  slurm.json
         aa_state.json                   AutoAttack's finished chunks (state_file_name)
+      report.html  summary.csv …        what `ltbench report STUDY` writes beside the jobs
 
 A job's state (:class:`JobState`) is read from these files; a run of a job ends with an
 :class:`Outcome`. Both are ``str`` enums: they compare equal to, and serialise as, their strings.
 
-``result.json`` carries ``"format": RESULT_FORMAT``; a file without the field (written before the
-field existed) is format 1, the same layout. Readers treat every file as untrusted: a damaged one
-reads as None (or raises :class:`ValueError` saying why, for :func:`load_result`), never as valid.
+Versions: ``config.json``, ``result.json`` and every ``metrics.jsonl`` record carry ``"format"``
+(:data:`FORMATS`); a file or record without the field (written before the field existed) is format
+1, the same layout. A format newer than this ltbench reads is a one-line :class:`LtbenchError`
+("upgrade ltbench"), never read as damaged and never rewritten. Otherwise readers treat every file as
+untrusted: a damaged one reads as None (or raises :class:`ValueError` saying why, for
+:func:`load_result`), never as valid. :class:`ConfigRecord`, :class:`EpochRecord` and
+:class:`ResultRecord` type the records.
 """
 from __future__ import annotations
 
@@ -29,9 +34,10 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, TypedDict
 
-from ltbench.io import append_jsonl, read_json_object, read_jsonl_records, write_json
+from ltbench.errors import LtbenchError
+from ltbench.io import append_jsonl, read_json_object, read_jsonl_records, write_json, write_text
 
 # --- file names ---------------------------------------------------------------------------------
 STUDY = "study.json"
@@ -53,6 +59,8 @@ LOG = "log.txt"
 LOCK = ".lock"
 SUBMITTED = "slurm.json"  # the Slurm task id the job was last submitted as
 
+REPORT_PAGE = "report.html"  # what `ltbench report STUDY` writes into the study folder
+
 ERROR_FILES = (FAILED, ERROR)
 
 
@@ -64,7 +72,53 @@ def state_file_name(attack: str) -> str:
 # Files whose presence makes a folder a job folder, whatever its name.
 JOB_FILES = (RESULT, CONFIG, METRICS, SPLIT) + ERROR_FILES
 
-RESULT_FORMAT = 1  # the layout of result.json; files without a "format" field are format 1
+# The layout version of each versioned file (of each record, for metrics.jsonl); a file or record
+# without a "format" field is format 1. Raise a number when its layout changes incompatibly.
+CONFIG_FORMAT = 1
+METRICS_FORMAT = 1
+RESULT_FORMAT = 1
+FORMATS = {CONFIG: CONFIG_FORMAT, METRICS: METRICS_FORMAT, RESULT: RESULT_FORMAT}
+
+
+class ConfigRecord(TypedDict, total=False):
+    """``config.json``: :meth:`ltbench.config.JobConfig.to_dict` (every field of the job) and its format."""
+
+    format: int
+    method: str
+    label: Optional[str]
+    dataset: str
+    ratio: float
+    seed: int
+    model: str
+    epochs: int
+
+
+class EpochRecord(TypedDict, total=False):
+    """One ``metrics.jsonl`` line: a finished epoch's training measurements."""
+
+    format: int
+    epoch: int                 # 0-based
+    loss: float                # mean training loss
+    train_adv_acc: float       # accuracy on the epoch's training AEs
+    lr: float
+    time_s: float
+    images_per_s: float
+    adv_pred_hist: list        # labels predicted on the training AEs, per class
+    select_acc: float          # the best-epoch criterion, from ``select_from`` on
+
+
+class ResultRecord(TypedDict, total=False):
+    """``result.json``: written last; its presence makes the job done."""
+
+    format: int
+    config: dict               # ConfigRecord
+    env: dict                  # versions, device, commit
+    dataset: dict              # class names, train / test counts
+    metrics: dict              # attack → accuracy record (overall, per_class, head, medium, tail, worst, n, …)
+    checks: dict               # gradient-masking checks
+    warnings: list
+    selection: Optional[dict]  # the selected epoch, when one was selected
+    timing: dict
 
 
 class _StrEnum(str, enum.Enum):
@@ -133,15 +187,36 @@ def is_job_dir(path: Path) -> bool:
     return path.is_dir() and (parse_job_name(path.name) is not None or any((path / f).exists() for f in JOB_FILES))
 
 
+# --- formats ------------------------------------------------------------------------------------
+def stamped(record: dict, name: str) -> dict:
+    """``record`` with the current format of the file ``name`` first."""
+    return {"format": FORMATS[name], **{k: v for k, v in record.items() if k != "format"}}
+
+
+def record_format(record: dict) -> int:
+    """The layout version of a read record (1 when it predates the field)."""
+    value = record.get("format", 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 1
+
+
+def check_format(record: dict, name: str, where: Path) -> dict:
+    """``record`` if this ltbench reads its format; :class:`LtbenchError` if it is newer."""
+    if record_format(record) > FORMATS[name]:
+        raise LtbenchError(f"{where} was written by a newer ltbench (format {record_format(record)}; this one "
+                           f"reads {name} up to format {FORMATS[name]}): upgrade ltbench")
+    return record
+
+
 # --- config.json --------------------------------------------------------------------------------
 def write_config(job_dir: Path, config: dict) -> None:
-    """Write the job's ``config.json`` (atomically)."""
-    write_json(Path(job_dir) / CONFIG, config)
+    """Write the job's ``config.json`` with its format (atomically)."""
+    write_json(Path(job_dir) / CONFIG, stamped(config, CONFIG))
 
 
-def read_config(job_dir: Path) -> Optional[dict]:
-    """The job's ``config.json`` as a dict, or None when it is missing or damaged."""
-    return read_json_object(Path(job_dir) / CONFIG)
+def read_config(job_dir: Path) -> Optional[ConfigRecord]:
+    """The job's ``config.json`` as a dict (with its ``format``), or None when it is missing or damaged."""
+    config = read_json_object(Path(job_dir) / CONFIG)
+    return None if config is None else check_format(config, CONFIG, Path(job_dir) / CONFIG)
 
 
 # --- result.json --------------------------------------------------------------------------------
@@ -152,7 +227,7 @@ def write_result(job_dir: Path, result: dict) -> dict:
 
 def write_result_file(path: Path, result: dict) -> dict:
     """Write ``result`` with its ``format`` to the file ``path`` (``ltbench eval --out``); returns the record written."""
-    record = {"format": RESULT_FORMAT, **{k: v for k, v in result.items() if k != "format"}}
+    record = stamped(result, RESULT)
     write_json(path, record)
     return record
 
@@ -169,33 +244,37 @@ def load_result(path: Path) -> dict:
         raise ValueError(exc.strerror or str(exc)) from None
     if not isinstance(result, dict) or not isinstance(result.get("metrics"), dict):
         raise ValueError("no 'metrics' object")
-    return result
+    return check_format(result, RESULT, path)
 
 
-def read_result(job_dir: Path) -> Optional[dict]:
+def read_result(job_dir: Path) -> Optional[ResultRecord]:
     """The job's ``result.json`` if it reads as a result, else None."""
     result = read_json_object(Path(job_dir) / RESULT)
     if result is None or not isinstance(result.get("metrics"), dict):
         return None
-    return result
+    return check_format(result, RESULT, Path(job_dir) / RESULT)
 
 
-def result_format(result: dict) -> int:
-    """The layout version of a read ``result.json`` (1 when the file predates the field)."""
-    value = result.get("format", 1)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 1
+result_format = record_format
 
 
 # --- metrics.jsonl ------------------------------------------------------------------------------
 def append_metrics(job_dir: Path, record: dict) -> None:
-    """Append one epoch's record to ``metrics.jsonl``."""
-    append_jsonl(Path(job_dir) / METRICS, record)
+    """Append one epoch's record, with its format, to ``metrics.jsonl``."""
+    append_jsonl(Path(job_dir) / METRICS, stamped(record, METRICS))
 
 
-def read_metrics(job_dir: Path) -> list[dict]:
+def write_metrics(job_dir: Path, records: list[dict]) -> None:
+    """Replace ``metrics.jsonl`` by ``records`` (each with its format; atomically): resume keeps the
+    epochs its checkpoint holds."""
+    write_text(Path(job_dir) / METRICS, "".join(json.dumps(stamped(r, METRICS)) + "\n" for r in records))
+
+
+def read_metrics(job_dir: Path) -> list[EpochRecord]:
     """The epoch records of ``metrics.jsonl`` (objects with an integer ``epoch``); damaged lines
     (a torn last line) are skipped; [] when the file is missing."""
-    return [r for r in read_jsonl_records(Path(job_dir) / METRICS) if isinstance(r.get("epoch"), int)]
+    path = Path(job_dir) / METRICS
+    return [check_format(r, METRICS, path) for r in read_jsonl_records(path) if isinstance(r.get("epoch"), int)]
 
 
 def epochs_done(job_dir: Path) -> int:

@@ -7,7 +7,7 @@ import math
 import sys
 
 import ltbench
-from ltbench.report.aggregate import attack_label
+from ltbench.attack_names import attack_label
 
 GROUPS = ("overall", "head", "medium", "tail", "worst")
 ATTACKS = ("clean", "pgd20", "aa")

@@ -118,11 +118,11 @@ def _fake_study(root: Path, n_pending: int = 0) -> Path:
     (root / "study.json").write_text(json.dumps({"name": root.name, "jobs": jobs}))
     done, failed = root / "a__fmnist__r0.1__s0", root / "b__fmnist__r0.1__s0"
     done.mkdir()
-    (done / "metrics.jsonl").write_text("{}\n{}\n{}\n")
+    (done / "metrics.jsonl").write_text('{"epoch": 0}\n{"epoch": 1}\n{"epoch": 2}\n')
     (done / "result.json").write_text(json.dumps({"metrics": {"clean": {"overall": 0.5, "tail": 0.25, "worst": 0.1,
                                                                          "n": 100}}}))
     failed.mkdir()
-    (failed / "metrics.jsonl").write_text("{}\n")
+    (failed / "metrics.jsonl").write_text('{"epoch": 0}\n')
     (failed / "failed.json").write_text(json.dumps({"error": "RuntimeError: boom", "epoch": 2}))
     return root
 
@@ -217,7 +217,7 @@ def test_dry_run_lists_and_estimates_and_writes_nothing(tmp_path, capsys, tiny_f
     job = out / first.job_name
     job.mkdir(parents=True)
     (job / "config.json").write_text(json.dumps(first.to_dict()))
-    (job / "metrics.jsonl").write_text('{"time_s": 30}\n{"time_s": 30}\n')
+    (job / "metrics.jsonl").write_text('{"epoch": 0, "time_s": 30}\n{"epoch": 1, "time_s": 30}\n')
     (job / "result.json").write_text(json.dumps({"metrics": {}, "timing": {"eval_s": 15}}))
     assert cli_main([*args, "--dry-run"]) == 0
     text = capsys.readouterr().out

@@ -21,7 +21,7 @@ def test_job_writes_the_documented_files(tiny_fmnist, tmp_path):
     assert {p.name for p in job.iterdir()} >= {"config.json", "lt_indices.json", "metrics.jsonl", "checkpoint.pt",
                                                "result.json"}
     assert not list(job.glob("*.tmp")) and not list(job.glob(".*"))
-    assert json.loads((job / "config.json").read_text()) == cfg.to_dict()
+    assert json.loads((job / "config.json").read_text()) == {"format": 1, **cfg.to_dict()}
     on_disk = json.loads((job / "result.json").read_text())
     assert on_disk["config"] == cfg.to_dict()
     assert {"torch", "device", "commit"} <= set(on_disk["env"])

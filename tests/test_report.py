@@ -32,6 +32,8 @@ import pandas as pd
 import pytest
 
 from ltbench.cli import main as cli_main
+from ltbench.errors import LtbenchError
+from ltbench import attack_names as N
 from ltbench.report import aggregate as A
 from ltbench.report.html import CHECK_IMAGES_JS, build_report, csp
 
@@ -176,11 +178,11 @@ def make_evil_study(root: Path) -> Path:
 # Aggregation and tables
 
 
-def test_class_groups_match_metrics():
-    from ltbench.metrics import class_groups
-
-    for counts in ([5, 4, 3, 2, 1, 1, 1, 1, 1, 1], [10, 3, 7], list(range(100, 0, -1)), [1, 2, 3, 4, 5, 6, 7]):
-        assert A.class_groups(counts) == class_groups(counts)
+def test_class_groups_by_count_ties_by_index():
+    assert A.class_groups([10, 3, 7]) == {"head": [0], "medium": [2], "tail": [1]}
+    groups = A.class_groups([5, 4, 3, 2, 1, 1, 1, 1, 1, 1])  # C = 10: 3 / 4 / 3, the tied classes by index
+    assert groups == {"head": [0, 1, 2], "medium": [3, 4, 5, 6], "tail": [7, 8, 9]}
+    assert A.class_groups([1, 2, 3, 4, 5, 6, 7]) == {"head": [6, 5], "medium": [4, 3, 2], "tail": [1, 0]}
 
 
 def test_load_study_statuses(tmp_path):
@@ -203,11 +205,25 @@ def test_load_study_statuses(tmp_path):
     assert [j.name for j in study.jobs][:2] == ["reat__fmnist__r0.1__s0", "reat__fmnist__r0.1__s1"]
 
 
+def test_one_study_class_reads_what_the_runner_sees(tmp_path):
+    from ltbench.runner.study import Study
+
+    path = make_study(tmp_path)
+    read, opened = A.load_study(path), Study.open(path)
+    assert type(read) is Study and read.data == opened.data
+    assert [(j.name, j.status, j.result) for j in opened.jobs] == [(j.name, j.status, j.result) for j in read.jobs]
+    assert opened.counts() == read.counts() and [j.name for j in opened.done] == [j.name for j in read.done]
+    # The runner's per-job state agrees with the records (they differ only on an unreadable
+    # result.json: pending to the runner, which redoes the job, failed in the report; none here).
+    by_name = {j.name: j.status for j in read.jobs}
+    assert all(by_name[s.name] == s.state for s in opened.statuses())
+
+
 def test_load_study_errors(tmp_path):
-    with pytest.raises(A.LtbenchError, match="does not exist"):
+    with pytest.raises(LtbenchError, match="does not exist"):
         A.load_study(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(A.LtbenchError, match="not a study folder"):
+    with pytest.raises(LtbenchError, match="not a study folder"):
         A.load_study(tmp_path / "empty")
 
 
@@ -287,11 +303,11 @@ def test_markdown_and_latex(tmp_path):
 
 
 def test_attack_labels():
-    assert A.attack_label("pgd20") == "PGD-20" and A.attack_label("cw20") == "CW-20"
-    assert A.attack_label("aa") == "AutoAttack" and A.attack_label("clean") == "Clean"
-    assert A.attack_order(["pgd2", "aa", "clean", "cw20", "pgd20", "fgsm", "pgd100"]) == \
+    assert N.attack_label("pgd20") == "PGD-20" and N.attack_label("cw20") == "CW-20"
+    assert N.attack_label("aa") == "AutoAttack" and N.attack_label("clean") == "Clean"
+    assert N.attack_order(["pgd2", "aa", "clean", "cw20", "pgd20", "fgsm", "pgd100"]) == \
         ["clean", "pgd2", "pgd20", "pgd100", "cw20", "aa", "fgsm"]
-    assert A.robust_attack(["clean", "pgd20", "aa"]) == "aa" and A.robust_attack(["clean", "pgd2"]) == "pgd2"
+    assert N.robust_attack(["clean", "pgd20", "aa"]) == "aa" and N.robust_attack(["clean", "pgd2"]) == "pgd2"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -548,7 +564,7 @@ def real_study(tmp_path_factory):
 def test_real_study_report(real_study, tmp_path):
     st = A.load_study(real_study)
     assert st.counts()["done"] >= 2
-    assert st.counts()["pending"] == len(st.spec["methods"]) * 3 - st.counts()["done"] - st.counts()["failed"]
+    assert st.counts()["pending"] == len(st.data["methods"]) * 3 - st.counts()["done"] - st.counts()["failed"]
     tables = A.build_tables([st])
     assert set(tables.per_class["attack"]) == {"clean", "pgd2"}
     assert len(tables.per_class) == st.counts()["done"] * 2 * 10

@@ -56,9 +56,40 @@ def test_metrics_reader_skips_damaged_lines_and_counts_epochs_in_order(tmp_path)
     assert sf.read_metrics(tmp_path / "nowhere") == []
 
 
+def test_config_and_epoch_records_carry_their_format_and_older_files_still_read(tmp_path):
+    cfg = JobConfig(method="reat", dataset="fmnist", ratio=0.01, seed=1)
+    sf.write_config(tmp_path, cfg.to_dict())
+    on_disk = json.loads((tmp_path / sf.CONFIG).read_text())
+    assert on_disk == {"format": sf.CONFIG_FORMAT, **cfg.to_dict()} == sf.read_config(tmp_path)
+    assert JobConfig.from_dict(on_disk) == cfg  # the format is the file's, not a job field
+    sf.append_metrics(tmp_path, {"epoch": 0, "loss": 1.5})
+    sf.write_metrics(tmp_path, sf.read_metrics(tmp_path) + [{"epoch": 1, "loss": 1.25}])
+    lines = [json.loads(line) for line in (tmp_path / sf.METRICS).read_text().splitlines()]
+    assert lines == [{"format": sf.METRICS_FORMAT, "epoch": 0, "loss": 1.5},
+                     {"format": sf.METRICS_FORMAT, "epoch": 1, "loss": 1.25}]
+    # Files written before the field existed (the committed study's config.json) read as format 1.
+    (tmp_path / sf.CONFIG).write_text(json.dumps(cfg.to_dict()))
+    (tmp_path / sf.METRICS).write_text('{"epoch": 0, "loss": 2.0}\n')
+    assert sf.record_format(sf.read_config(tmp_path)) == 1 == sf.record_format(sf.read_metrics(tmp_path)[0])
+    assert JobConfig.from_dict(sf.read_config(tmp_path)) == cfg
+
+
+@pytest.mark.parametrize("name", [sf.CONFIG, sf.RESULT, sf.METRICS])
+def test_a_newer_format_is_a_clear_error_never_damage(tmp_path, name):
+    from ltbench.errors import LtbenchError
+
+    record = {"format": sf.FORMATS[name] + 1, "epoch": 0, "metrics": {}, "method": "reat"}
+    (tmp_path / name).write_text(json.dumps(record) + "\n")
+    read = {sf.CONFIG: sf.read_config, sf.RESULT: sf.read_result, sf.METRICS: sf.read_metrics}[name]
+    with pytest.raises(LtbenchError, match=f"newer ltbench .format {sf.FORMATS[name] + 1}.*upgrade ltbench"):
+        read(tmp_path)
+    assert json.loads((tmp_path / name).read_text().splitlines()[0]) == record  # left as it was
+
+
 def test_no_other_module_spells_a_job_folder_file_name():
     names = [sf.CONFIG, sf.SPLIT, sf.METRICS, sf.RESULT, sf.FAILED, sf.ERROR, sf.RUNNING, sf.PROGRESS, sf.PROGRESS_JSON,
-             sf.CHECKPOINT, sf.BEST, sf.EVAL_WEIGHTS, sf.LOG, sf.SUBMITTED, sf.STUDY, sf.STUDY_LOCK, sf.LOCK]
+             sf.CHECKPOINT, sf.BEST, sf.EVAL_WEIGHTS, sf.LOG, sf.SUBMITTED, sf.STUDY, sf.STUDY_LOCK, sf.LOCK,
+             sf.REPORT_PAGE]
     pattern = re.compile("|".join(rf"[\"']{re.escape(n)}[\"']" for n in names))
     offenders = [f"{p.relative_to(ROOT)}:{i}" for folder in ("ltbench", "methods") for p in (ROOT / folder).rglob("*.py")
                  if p.name != "study_folder.py"
@@ -71,3 +102,49 @@ def test_the_registry_imports_no_plugin_data_or_model():
             "print([m for m in sys.modules if m == 'methods' or m.startswith(('methods.', 'ltbench.data', 'ltbench.models'))])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.strip() == "[]"
+
+
+# The layers of DESIGN.md "Layers", lowest first; a module may import its own layer and those below.
+LAYERS = [
+    ("errors", "io", "registry", "env", "progress", "groups", "attack_names"),  # plain helpers
+    ("study_folder",),
+    ("config", "presets"),
+    ("data",),
+    ("models",),
+    ("attacks",),
+    ("method", "modifier", "validation", "plugins"),
+    ("metrics", "engine"),
+    ("runner",),
+    ("report",),
+    ("api", "bench", "cli", "cli_list", "__main__"),
+]
+
+
+def _layer(module: str) -> int:
+    top = module.split(".")[1] if module.startswith("ltbench.") else module
+    return next(i for i, names in enumerate(LAYERS) if top in names)
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "ltbench").rglob("*.py")):
+        rel = path.relative_to(ROOT).with_suffix("")
+        if rel.parts[-1] == "__init__" and len(rel.parts) == 2:
+            continue  # ltbench/__init__.py exports the API lazily
+        own = _layer(".".join(rel.parts))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module == "ltbench":  # from ltbench import api
+                names = [f"ltbench.{a.name}" for a in node.names  # the modules among the names
+                         if (ROOT / "ltbench" / f"{a.name}.py").is_file() or (ROOT / "ltbench" / a.name).is_dir()]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            else:
+                names = []
+            for name in names:
+                if name.startswith("ltbench.") and _layer(name) > own:
+                    offenders.append(f"{rel}: imports {name}")
+    assert not offenders, offenders

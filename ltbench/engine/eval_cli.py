@@ -119,7 +119,6 @@ def main(args) -> int:
     from ltbench.engine.evaluate import run_evaluation
     from ltbench.engine.train import result_header
     from ltbench.env import resolve_device
-    from ltbench.io import read_json_object
     from ltbench.metrics import masking_warnings
 
     if args.model_factory:
@@ -149,10 +148,11 @@ def main(args) -> int:
         out = out / sf.RESULT
     previous = None
     if out.is_file() and not args.out:
-        previous = read_json_object(out)
-        if previous is None or not isinstance(previous.get("metrics"), dict):
+        try:
+            previous = sf.load_result(out)
+        except ValueError:
             raise LtbenchError(f"{out} is damaged (it does not read as a result); move it away, or write this evaluation "
-                               f"elsewhere with --out")
+                               f"elsewhere with --out") from None
     if previous is not None:
         old = previous.get("attack") if isinstance(previous.get("attack"), dict) else {}
         if (old.get("eps"), old.get("step")) != (eps, step):
@@ -195,7 +195,8 @@ def main(args) -> int:
 
 def main_factory(args) -> int:
     """``ltbench eval --model-factory M:F [--weights W] --out FILE``: any model, per class."""
-    from ltbench.api import evaluate, model_from_factory
+    from ltbench.engine.evaluate import evaluate_model
+    from ltbench.models.factory import model_from_factory
     from ltbench.env import environment, resolve_device
     from ltbench.progress import LinePrinter
 
@@ -209,16 +210,16 @@ def main_factory(args) -> int:
     dataset = args.dataset or "fmnist"
     progress = None if args.quiet else LinePrinter(sys.stderr)
     t0 = time.perf_counter()
-    ev = evaluate(model, dataset, list(args.attacks or ("clean", "pgd20", "cw20")), eps=args.eps, step=args.step,
-                  n_per_class=args.n_per_class, aa_n_per_class=args.aa_n_per_class, class_counts=args.class_counts,
-                  device=str(device), seed=args.seed or 0, batch_size=args.batch_size, checks=not args.no_checks,
-                  progress=progress)
+    raw, _ = evaluate_model(model, dataset, list(args.attacks or ("clean", "pgd20", "cw20")), eps=args.eps,
+                            step=args.step, n_per_class=args.n_per_class, aa_n_per_class=args.aa_n_per_class,
+                            class_counts=args.class_counts, device=str(device), seed=args.seed or 0,
+                            batch_size=args.batch_size, checks=not args.no_checks, progress=progress)
     if progress:
         progress.close()
     result = {"model": {"factory": args.model_factory, "weights": args.weights}, "env": environment(device),
-              "dataset": {"name": dataset, "train_counts": ev.raw["evaluation"]["class_counts"]},
-              "attack": {"eps": ev.raw["evaluation"]["eps"], "step": ev.raw["evaluation"]["step"]},
-              "timing": {"eval_s": time.perf_counter() - t0}, **ev.raw}
+              "dataset": {"name": dataset, "train_counts": raw["evaluation"]["class_counts"]},
+              "attack": {"eps": raw["evaluation"]["eps"], "step": raw["evaluation"]["step"]},
+              "timing": {"eval_s": time.perf_counter() - t0}, **raw}
     out = Path(args.out)
     if out.is_dir() or not out.suffix:
         out = out / sf.RESULT

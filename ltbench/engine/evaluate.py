@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ltbench.attacks import AutoAttack, build_attack, parse_attack_name, predict_labels
+from ltbench.errors import LtbenchError
 from ltbench.io import read_json_object, write_json
 from ltbench.metrics import confusion_counts, masking_warnings, summarize
 from ltbench.study_folder import state_file_name
@@ -269,3 +270,49 @@ def _masking_checks(run, full_correct, y_test, num_classes, attacks, eps, seed, 
         accuracy[name] = (pred == ys).double().mean().item()
     return {"eps": eps, "n": len(idx), "n_per_class": per_class, "seed": seed, "seconds": seconds,
             "accuracy": accuracy}
+
+
+def evaluate_model(model: nn.Module, dataset: str, attacks: Sequence[str], *, eps: Optional[float] = None,
+                   step: Optional[float] = None, n_per_class: Optional[int] = None,
+                   aa_n_per_class: Optional[int] = None, class_counts: Optional[Sequence[int]] = None,
+                   device: str = "auto", seed: int = 0, batch_size: Optional[int] = None, checks: bool = True,
+                   data_root=None, progress=None) -> tuple[dict, list[str]]:
+    """:func:`run_evaluation` of any ``model`` (images in [0, 1] → logits) on ``dataset``'s test set
+    (a balanced seeded subset with ``n_per_class``): ``(record, class_names)``, the record as in
+    ``result.json`` with ``evaluation`` naming the dataset, the subset and the class counts used.
+    The arguments are :func:`ltbench.evaluate`'s; the model's train/eval mode is restored."""
+    from ltbench.data import get_dataset, load_raw
+    from ltbench.env import resolve_device
+    from ltbench.plugins import load_all
+
+    if not isinstance(model, nn.Module):
+        raise LtbenchError(f"evaluate needs a torch.nn.Module, got {type(model).__name__}")
+    load_all()
+    info = get_dataset(dataset)
+    eps = info.eps if eps is None else float(eps)
+    step = info.step if step is None else float(step)
+    for name, value in (("eps", eps), ("step", step)):
+        if not (value >= 0 and value != float("inf")):
+            raise LtbenchError(f"{name} must be a finite number ≥ 0, got {value}")
+    C = info.num_classes
+    counts = list(range(C, 0, -1)) if class_counts is None else [int(c) for c in class_counts]
+    if len(counts) != C:
+        raise LtbenchError(f"class_counts has {len(counts)} entries; {dataset} has {C} classes")
+    raw = load_raw(info, data_root)
+    x, y = raw.x_test, raw.y_test
+    if n_per_class is not None:
+        if int(n_per_class) < 1:
+            raise LtbenchError(f"n_per_class must be at least 1, got {n_per_class}")
+        idx = balanced_subset(y, int(n_per_class), seed)
+        x, y = x[idx], y[idx]
+    dev = resolve_device(device)
+    was_training = model.training
+    model = model.to(dev)
+    try:
+        out = run_evaluation(model, x, y, counts, list(attacks), eps=eps, step=step, device=dev,
+                             batch_size=batch_size, seed=seed, aa_n_per_class=aa_n_per_class, state_dir=None,
+                             checks=checks, progress=progress)
+    finally:
+        model.train(was_training)
+    out["evaluation"].update({"dataset": dataset, "n_per_class": n_per_class, "class_counts": counts})
+    return out, list(raw.class_names)

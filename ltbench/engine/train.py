@@ -12,7 +12,6 @@ method. Every epoch ends with an atomic checkpoint, from which a re-run resumes 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from ltbench.data.validation import hold_out, MAX_FRACTION
 from ltbench.engine import validation
 from ltbench.env import environment, resolve_device
 from ltbench.errors import LtbenchError
-from ltbench.io import quarantine, read_jsonl_records, save_torch, write_text
+from ltbench.io import quarantine, save_torch
 from ltbench.method import BatchContext, EpochStats, Method, build_method
 from ltbench.models import build_model
 from ltbench.progress import batch_message, epoch_message
@@ -199,7 +198,10 @@ def load_job_weights(job_dir: Path, cfg: Optional[JobConfig] = None) -> dict:
     result_path = job_dir / sf.RESULT
     if not result_path.exists():
         raise LtbenchError(f"init_from {job_dir}: no {sf.RESULT} there (not a finished job)")
-    result = sf.read_any(result_path)
+    try:
+        result = sf.load_result(result_path)
+    except ValueError as exc:
+        raise LtbenchError(f"init_from {job_dir}: its {sf.RESULT} does not read as a result ({exc})") from None
     if cfg is not None:
         src = result.get("config", {})
         for key in ("dataset", "model", "model_params"):
@@ -362,7 +364,7 @@ class Trainer:
             state = self._read_checkpoint(ckpt)
         if state is not None:
             start = int(state["epoch"])
-            lines = [r for r in read_jsonl_records(metrics) if isinstance(r.get("epoch"), int) and r["epoch"] < start]
+            lines = [r for r in sf.read_metrics(self.job_dir) if r["epoch"] < start]
             log = state.get("log")
             if [r["epoch"] for r in lines] == list(range(start - 1)) and isinstance(log, dict) \
                     and log.get("epoch") == start - 1:
@@ -379,9 +381,9 @@ class Trainer:
                 raise LtbenchError(f"{ckpt} does not fit this job ({type(exc).__name__}: "
                                    f"{str(exc).splitlines()[0] if str(exc) else ''}); delete it to start over") from None
             # Drop log lines of an epoch that ran after the checkpoint (killed before saving).
-            write_text(metrics, "".join(json.dumps(r) + "\n" for r in lines))
+            sf.write_metrics(self.job_dir, lines)
         elif metrics.exists():  # killed before the first checkpoint
-            write_text(metrics, "")
+            sf.write_metrics(self.job_dir, [])
         return self.start_epoch
 
     def _read_checkpoint(self, ckpt: Path) -> Optional[dict]:

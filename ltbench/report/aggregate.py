@@ -24,19 +24,17 @@ best entry of each column (within one dataset × ratio block) marked; :func:`to_
 """
 from __future__ import annotations
 
-import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Optional
 
 import pandas as pd
 
-from ltbench import study_folder as sf
-from ltbench.errors import LtbenchError
+from ltbench.attack_names import attack_label, attack_order
+from ltbench.groups import class_groups, head_to_tail
 from ltbench.io import write_text
-from ltbench.study_folder import ERROR_FILES, STUDY as STUDY_FILE, JobState, is_job_dir, parse_job_name  # noqa: F401
+from ltbench.runner.study import Study
 
 GROUPS = ("overall", "head", "medium", "tail", "worst")
 GROUP_LABELS = {"overall": "Overall", "head": "Head", "medium": "Medium", "tail": "Tail", "worst": "Worst"}
@@ -48,303 +46,13 @@ SIDE_BY_SIDE = (("reat", "reat-official"),)
 # Names
 
 
-def attack_label(name: str) -> str:
-    """Display name of an attack key: ``pgd20`` → ``PGD-20``, ``cw20`` → ``CW-20``, ``aa`` → ``AutoAttack``."""
-    if name == "clean":
-        return "Clean"
-    if name in ("aa", "autoattack"):
-        return "AutoAttack"
-    m = re.fullmatch(r"([a-z]+?)(\d+)", name)
-    if m:
-        return f"{m.group(1).upper()}-{m.group(2)}"
-    return name.upper() if name.isalpha() and len(name) <= 6 else name
-
-
-def attack_order(attacks: Iterable[str]) -> list[str]:
-    """Clean, then PGD, CW, AutoAttack (each by step count: PGD-20 before PGD-100), then the rest."""
-    family = {"clean": 0, "pgd": 1, "cw": 2, "aa": 3, "autoattack": 3}
-
-    def key(name: str):
-        m = re.fullmatch(r"([a-z]+?)(\d*)", name)
-        stem, steps = (m.group(1), int(m.group(2) or 0)) if m else (name, 0)
-        return family.get(stem if stem in family else name, 4), steps, name
-
-    return sorted(set(attacks), key=key)
-
-
-def robust_attack(attacks: Iterable[str]) -> Optional[str]:
-    """The strongest robust attack present: AutoAttack, else PGD-20, else CW-20, else any other."""
-    attacks = list(attacks)
-    for a in ("aa", "autoattack", "pgd20", "cw20"):
-        if a in attacks:
-            return a
-    others = [a for a in attack_order(attacks) if a != "clean"]
-    return others[0] if others else None
-
-
-def class_groups(class_counts: list[int]) -> dict[str, list[int]]:
-    """Head / medium / tail class indices by training count (stable for ties).
-
-    The same rule as :func:`ltbench.metrics.class_groups` (DESIGN.md), repeated here so that
-    reading results does not import torch; a test checks that both agree.
-    """
-    order = sorted(range(len(class_counts)), key=lambda c: (-class_counts[c], c))
-    k = len(order) // 3
-    return {"head": order[:k], "medium": order[k:len(order) - k], "tail": order[len(order) - k:]}
-
-
-def head_to_tail(class_counts: list[int]) -> list[int]:
-    """Class indices ordered by training count, most first (ties by index)."""
-    return sorted(range(len(class_counts)), key=lambda c: (-class_counts[c], c))
-
-
 # ------------------------------------------------------------------------------------------------
 # Reading a study
 
 
-@dataclass
-class Job:
-    """One job folder of a study and what could be read from it."""
-
-    name: str
-    path: Optional[Path]
-    status: JobState
-    config: dict = field(default_factory=dict)
-    result: Optional[dict] = None
-    metrics: list = field(default_factory=list)
-    error: Optional[str] = None
-    study: str = ""
-    detail: str = ""  # progress of a running job, how far an interrupted one got
-    split_counts: Optional[list] = None  # class counts from lt_indices.json (read for unfinished jobs)
-
-    def _field(self, key: str, default=None):
-        for source in ((self.result or {}).get("config") or {}, self.config):
-            if key in source and source[key] is not None:
-                return source[key]
-        parts = parse_job_name(self.name)
-        if parts is not None and key in parts._fields:
-            return getattr(parts, key)
-        return default
-
-    @property
-    def method(self) -> str:
-        """The method as the study names it: its label (``reat+no-tail``) or its registered name."""
-        return str(self._field("label") or self._field("method", "?"))
-
-    @property
-    def dataset(self) -> str:
-        return str(self._field("dataset", "?"))
-
-    @property
-    def ratio(self) -> float:
-        try:
-            return float(self._field("ratio", math.nan))
-        except (TypeError, ValueError):
-            return math.nan
-
-    @property
-    def seed(self) -> int:
-        try:
-            return int(self._field("seed", -1))
-        except (TypeError, ValueError):
-            return -1
-
-    @property
-    def epochs(self) -> Optional[int]:
-        value = self._field("epochs")
-        return int(value) if isinstance(value, (int, float)) else None
-
-    @property
-    def train_counts(self) -> list[int]:
-        """Training images per class: from ``result.json``, else from the saved split."""
-        counts = ((self.result or {}).get("dataset") or {}).get("train_counts") or self.split_counts
-        return [int(c) for c in counts or []]
-
-    @property
-    def class_names(self) -> list[str]:
-        return [str(n) for n in ((self.result or {}).get("dataset") or {}).get("class_names") or []]
-
-    @property
-    def warnings(self) -> list[str]:
-        """Gradient-masking (and other) warnings recorded in ``result.json``, as strings."""
-        out = []
-        for w in (self.result or {}).get("warnings") or []:
-            if isinstance(w, dict):
-                w = w.get("message") or json.dumps(w, sort_keys=True)
-            out.append(str(w))
-        return out
-
-
-@dataclass
-class StudyView:
-    """What the report read of a study folder at one moment: its ``study.json`` (``spec``, may be
-    empty or absent) and a :class:`Job` record per job, in grid order.
-
-    A read-only view: :class:`ltbench.runner.study.Study` is the study itself (it creates and
-    extends ``study.json`` under the study lock, and gives each job's configuration and state);
-    this view also reads folders without a ``study.json`` and jobs' results, curves and errors."""
-
-    path: Path
-    label: str
-    spec: dict
-    jobs: list
-
-    def by_status(self, status: str) -> list:
-        return [j for j in self.jobs if j.status == status]
-
-    @property
-    def done(self) -> list:
-        return self.by_status(JobState.DONE)
-
-    def counts(self) -> dict[str, int]:
-        return {s.value: len(self.by_status(s)) for s in (JobState.DONE, JobState.FAILED, JobState.RUNNING, JobState.PENDING)}
-
-
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
-
-
-def read_error(job_dir: Path) -> Optional[str]:
-    """The text of a failed job's error record(s) (``failed.json`` and/or ``error.txt``), or None.
-
-    ``failed.json`` may hold any JSON object; its one-line ``error`` comes first, then the other
-    fields as ``key: value`` lines, then the ``traceback``. ``error.txt`` is added unless it only
-    repeats that traceback (the runner writes both).
-    """
-    parts: list[str] = []
-    shown_traceback = ""
-    failed, error_txt = (job_dir / n for n in ERROR_FILES)
-    if failed.is_file():
-        try:
-            text = failed.read_text(errors="replace")
-        except OSError as exc:
-            text = f"{failed.name}: unreadable ({exc})"
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
-            rest = dict(data)
-            lines = [str(rest.pop(k)) for k in ("error", "message") if rest.get(k)]
-            tb = rest.pop("traceback", None)
-            lines += [f"{k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in rest.items() if v is not None]
-            if tb:
-                shown_traceback = tb if isinstance(tb, str) else json.dumps(tb, indent=2)
-                lines += ["", shown_traceback.rstrip("\n")]
-            text = "\n".join(lines)
-        parts.append(text.rstrip("\n") or f"({failed.name} is empty)")
-    if error_txt.is_file():
-        try:
-            text = error_txt.read_text(errors="replace")
-        except OSError as exc:
-            text = f"{error_txt.name}: unreadable ({exc})"
-        if not shown_traceback or text.strip() != shown_traceback.strip():
-            parts.append(text.rstrip("\n") or f"({error_txt.name} is empty)")
-    return "\n\n".join(parts) if parts else None
-
-
-def read_job(job_dir: Path, study: str = "", config: Optional[dict] = None) -> Job:
-    """Read one job folder (``config``: its configuration from ``study.json``, used when the folder
-    has no ``config.json`` yet). A ``result.json`` that cannot be parsed makes the job *failed*."""
-    job = Job(name=job_dir.name, path=job_dir, status=JobState.RUNNING, study=study,
-              config=dict(config) if isinstance(config, dict) else {})
-    loaded = sf.read_config(job_dir)  # None when missing or damaged: the study.json copy stays
-    if loaded is not None:
-        job.config = loaded
-    job.metrics.extend(sf.read_metrics(job_dir))  # a torn last line, a damaged file: skipped
-    if (job_dir / sf.RESULT).is_file():
-        try:
-            job.result, job.status = sf.load_result(job_dir), JobState.DONE
-            return job
-        except ValueError as exc:
-            job.status, job.error = JobState.FAILED, f"{sf.RESULT} is unreadable: {exc}"
-    job.split_counts = sf.read_split_counts(job_dir)
-    error = read_error(job_dir)
-    if error is not None and not _locked(job_dir):
-        job.status = JobState.FAILED
-        job.error = error if job.error is None else f"{job.error}\n\n{error}"
-        return job
-    if job.status != JobState.FAILED:
-        job.status, job.detail = _runner_status(job_dir, job.epochs)
-    return job
-
-
-def _locked(job_dir: Path) -> bool:
-    from ltbench.runner.job import is_locked
-
-    return is_locked(job_dir)
-
-
-def _runner_status(job_dir: Path, epochs: Optional[int]) -> tuple[str, str]:
-    """running / pending and the detail line for an unfinished job, as ``ltbench status`` says."""
-    from ltbench.runner.study import job_status
-
-    st = job_status(job_dir, epochs)
-    return (st.state if st.state in (JobState.RUNNING, JobState.PENDING) else JobState.PENDING), st.detail or "not started"
-
-
-def expected_job_names(spec: dict) -> list[str]:
-    """Job folder names a ``study.json`` announces, in grid order (empty if it does not say).
-
-    Understands a ``jobs`` list (names, or dicts with ``name``/``job_name``, or job configs) and a
-    grid (``methods``, ``datasets``, ``ratios``, ``seeds`` at the top level or under
-    ``grid``/``spec``).
-    """
-    def name_of(cfg: dict) -> Optional[str]:
-        for key in ("name", "job_name", "job"):
-            if isinstance(cfg.get(key), str):
-                return cfg[key]
-        cfg = cfg.get("config", cfg)
-        try:
-            return sf.job_name(cfg.get('label') or cfg['method'], cfg['dataset'], cfg['ratio'], cfg['seed'])
-        except (KeyError, TypeError, ValueError):
-            return None
-
-    if not isinstance(spec, dict):
-        return []
-    jobs = spec.get("jobs")
-    if isinstance(jobs, dict):
-        jobs = list(jobs)
-    if isinstance(jobs, list):
-        names = [j if isinstance(j, str) else name_of(j) if isinstance(j, dict) else None for j in jobs]
-        return [n for n in names if n]
-    for grid in (spec, spec.get("grid"), spec.get("spec")):
-        if isinstance(grid, dict) and all(isinstance(grid.get(k), list) for k in ("methods", "datasets", "ratios", "seeds")):
-            try:
-                return [sf.job_name(m, d, r, s) for m in grid["methods"] for d in grid["datasets"]
-                        for r in grid["ratios"] for s in grid["seeds"]]
-            except (TypeError, ValueError):
-                return []
-    return []
-
-
-def load_study(path: str | Path, label: Optional[str] = None) -> StudyView:
-    """Read a study folder: ``study.json`` if present, every job folder, and the announced jobs
-    that have no folder yet (*pending*). Raises :class:`LtbenchError` if ``path`` is not a study."""
-    path = Path(path)
-    if not path.is_dir():
-        raise LtbenchError(f"study folder {path} does not exist" if not path.exists()
-                           else f"{path} is not a folder (expected a study folder)")
-    label = label or path.resolve().name
-    spec: dict = {}
-    spec_path = path / STUDY_FILE
-    if spec_path.is_file():
-        try:
-            loaded = _read_json(spec_path)
-            spec = loaded if isinstance(loaded, dict) else {"study": loaded}
-        except ValueError as exc:
-            spec = {"error": f"{STUDY_FILE} is unreadable: {exc}"}
-    configs = spec.get("jobs") if isinstance(spec.get("jobs"), dict) else {}
-    found = {p.name: read_job(p, label, configs.get(p.name)) for p in sorted(path.iterdir()) if is_job_dir(p)}
-    if not found and not spec_path.is_file():
-        raise LtbenchError(f"{path} is not a study folder: no {STUDY_FILE} and no job folders "
-                           f"(named like reat__cifar10__r0.01__s0) in it")
-    expected = expected_job_names(spec)
-    jobs = [found.pop(n) if n in found else Job(name=n, path=None, status=JobState.PENDING, study=label,
-                                                config=dict(configs.get(n) or {}), detail="not started")
-            for n in dict.fromkeys(expected)]
-    jobs += list(found.values())
-    return StudyView(path=path, label=label, spec=spec, jobs=jobs)
+def load_study(path: str | Path, label: Optional[str] = None) -> Study:
+    """Read a study folder for the report (:meth:`ltbench.runner.study.Study.read`)."""
+    return Study.read(path, label)
 
 
 def study_labels(paths: list[Path]) -> list[str]:
@@ -362,11 +70,11 @@ def study_labels(paths: list[Path]) -> list[str]:
 # Tables
 
 
-def method_order(studies: list[StudyView]) -> list[str]:
+def method_order(studies: list[Study]) -> list[str]:
     """Methods in the order the study grids list them, then the rest alphabetically."""
     order: list[str] = []
     for st in studies:
-        for grid in (st.spec, st.spec.get("grid"), st.spec.get("spec")):
+        for grid in (st.data, st.data.get("grid"), st.data.get("spec")):
             if isinstance(grid, dict) and isinstance(grid.get("methods"), list):
                 order += [str(m) for m in grid["methods"]]
     seen = [j.method for st in studies for j in st.jobs]
@@ -374,7 +82,7 @@ def method_order(studies: list[StudyView]) -> list[str]:
     return [m for m in dict.fromkeys(order) if m in seen]
 
 
-def per_class_table(studies: list[StudyView]) -> pd.DataFrame:
+def per_class_table(studies: list[Study]) -> pd.DataFrame:
     """The tidy table: one row per finished job × attack × class.
 
     Columns: study, job, method, dataset, ratio, seed, attack, class_index, class_name,
@@ -413,7 +121,7 @@ def _num(value) -> float:
         return math.nan
 
 
-def job_table(studies: list[StudyView]) -> pd.DataFrame:
+def job_table(studies: list[Study]) -> pd.DataFrame:
     """One row per finished job × attack: overall, head, medium, tail, worst, per_class_std, n."""
     rows = []
     for st in studies:
@@ -428,7 +136,7 @@ def job_table(studies: list[StudyView]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def curves_table(studies: list[StudyView]) -> pd.DataFrame:
+def curves_table(studies: list[Study]) -> pd.DataFrame:
     """One row per job × epoch of ``metrics.jsonl`` (finished, running and failed jobs alike)."""
     rows = []
     for st in studies:
@@ -444,7 +152,7 @@ def curves_table(studies: list[StudyView]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def adv_prediction_table(studies: list[StudyView]) -> pd.DataFrame:
+def adv_prediction_table(studies: list[Study]) -> pd.DataFrame:
     """Labels predicted on the training AEs: one row per job × epoch × class.
 
     Columns: study, job, method, dataset, ratio, seed, epoch, class_index, count, fraction (of
@@ -713,7 +421,7 @@ class Tables:
     cost: pd.DataFrame = field(default_factory=pd.DataFrame)    # ltbench.report.paired.cost_table
 
 
-def build_tables(studies: list[StudyView]) -> Tables:
+def build_tables(studies: list[Study]) -> Tables:
     """All tables of :mod:`ltbench.report.aggregate` for one or more studies."""
     from ltbench.report.paired import cost_table, paired_table
 

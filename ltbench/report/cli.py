@@ -13,6 +13,8 @@ import re
 import sys
 from pathlib import Path
 
+from ltbench.study_folder import REPORT_PAGE
+
 
 def add_arguments(p) -> None:
     p.add_argument("studies", nargs="+", metavar="STUDY", help="study folder(s); two or more are compared")
@@ -43,7 +45,7 @@ def compare_dir(paths: list[Path]) -> Path:
 
 def default_page(paths: list[Path]) -> Path:
     """The page ``ltbench report`` writes without ``--html``: beside the study (see the docstring)."""
-    return Path(paths[0]) / "report.html" if len(paths) == 1 else compare_dir(paths) / "report.html"
+    return Path(paths[0]) / REPORT_PAGE if len(paths) == 1 else compare_dir(paths) / REPORT_PAGE
 
 
 def main(args) -> int:

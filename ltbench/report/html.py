@@ -26,8 +26,10 @@ from markupsafe import Markup
 import ltbench
 from ltbench.io import write_text
 from ltbench.report import plots as P
-from ltbench.report.aggregate import (GROUPS, SIDE_BY_SIDE, StudyView, Tables, attack_label, attack_order,
-                                      build_tables, fmt_cell, fmt_pct, images_text, robust_attack, seeds_wording)
+from ltbench.attack_names import attack_label, attack_order, robust_attack
+from ltbench.report.aggregate import (GROUPS, SIDE_BY_SIDE, Tables, build_tables, fmt_cell, fmt_pct, images_text,
+                                      seeds_wording)
+from ltbench.runner.study import Study
 from ltbench.report.paired import paired_display
 
 TEMPLATE = "report.html.j2"
@@ -71,7 +73,7 @@ def _seconds(value) -> str:
     return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
 
-def job_rows(studies: list[StudyView]) -> list[dict]:
+def job_rows(studies: list[Study]) -> list[dict]:
     """Every job of every study with its status, progress, timing and warning count."""
     rows = []
     for st in studies:
@@ -102,7 +104,7 @@ def _show(v) -> str:
     return v if isinstance(v, str) else json.dumps(v, sort_keys=True)
 
 
-def config_summary(studies: list[StudyView]) -> tuple[list, list]:
+def config_summary(studies: list[Study]) -> tuple[list, list]:
     """(keys with one value in every job, keys whose value varies with the jobs and their values)."""
     cfgs = [_flatten((j.result or {}).get("config") or j.config) for st in studies for j in st.jobs
             if j.result or j.config]
@@ -134,12 +136,12 @@ def distinct_values(records: list[dict]) -> list[tuple[str, list[tuple[str, int]
     return out
 
 
-def env_summary(studies: list[StudyView]) -> list[tuple[str, list[tuple[str, int]]]]:
+def env_summary(studies: list[Study]) -> list[tuple[str, list[tuple[str, int]]]]:
     """Each environment field recorded in the results with its distinct values and job counts."""
     return distinct_values([(j.result or {}).get("env") or {} for st in studies for j in st.done])
 
 
-def evaluation_summary(studies: list[StudyView]) -> list[tuple[str, list[tuple[str, int]]]]:
+def evaluation_summary(studies: list[Study]) -> list[tuple[str, list[tuple[str, int]]]]:
     """The evaluation settings recorded in the results (ε, step, training attack steps, the
     evaluation record: batch size, AutoAttack subset …) with their distinct values and job counts."""
     records = []
@@ -156,7 +158,7 @@ def evaluation_summary(studies: list[StudyView]) -> list[tuple[str, list[tuple[s
     return distinct_values(records)
 
 
-def attack_descriptions(studies: list[StudyView]) -> dict[str, str]:
+def attack_descriptions(studies: list[Study]) -> dict[str, str]:
     """Attack key → its parameters as recorded with the metrics (``metrics[a]["attack"]``), e.g.
     ``name pgd, eps 0.1, step 0.01, steps 20, restarts 1``; distinct settings joined by `` | ``."""
     found: dict[str, dict[str, None]] = {}
@@ -170,7 +172,7 @@ def attack_descriptions(studies: list[StudyView]) -> dict[str, str]:
     return {a: " | ".join(v) for a, v in found.items()}
 
 
-def code_versions(studies: list[StudyView]) -> list[dict]:
+def code_versions(studies: list[Study]) -> list[dict]:
     """Distinct code versions (ltbench version, git commit, local changes) the results came from,
     plus what each ``study.json`` records about the code."""
     seen: dict[tuple, dict] = {}
@@ -182,7 +184,7 @@ def code_versions(studies: list[StudyView]) -> list[dict]:
                                         "dirty": env.get("dirty"), "jobs": 0, "source": "results"})
             row["jobs"] += 1
         for key in ("code_version", "created_by", "code", "version", "git", "env"):
-            value = st.spec.get(key)
+            value = st.data.get(key)
             if isinstance(value, dict) and any(k in value for k in ("commit", "ltbench", "dirty")):
                 seen[(st.label, "spec", key)] = {"study": st.label, "ltbench": value.get("ltbench"),
                                                  "commit": value.get("commit"), "dirty": value.get("dirty"),
@@ -201,7 +203,7 @@ def spec_text(spec: dict) -> str:
     return json.dumps(shown, indent=2, sort_keys=False, default=str)
 
 
-def warning_rows(studies: list[StudyView]) -> list[dict]:
+def warning_rows(studies: list[Study]) -> list[dict]:
     return [{"study": st.label, "job": j.name, "method": j.method, "text": w}
             for st in studies for j in st.done for w in j.warnings]
 
@@ -280,7 +282,7 @@ def pair_sections(tables: Tables, per_class: pd.DataFrame, attacks: list[str], p
     return out
 
 
-def attack_coverage(studies: list[StudyView], tables: Tables) -> dict[str, dict]:
+def attack_coverage(studies: list[Study], tables: Tables) -> dict[str, dict]:
     """attack → ``{jobs, of, images, complete}``: how many finished jobs were evaluated under it
     (of how many), on how many test images (:func:`images_text`), and whether every one was."""
     n_done = sum(len(st.done) for st in studies)
@@ -293,7 +295,7 @@ def attack_coverage(studies: list[StudyView], tables: Tables) -> dict[str, dict]
     return out
 
 
-def study_differences(studies: list[StudyView]) -> list[tuple[str, list[tuple[str, str]]]]:
+def study_differences(studies: list[Study]) -> list[tuple[str, list[tuple[str, str]]]]:
     """Settings that differ between compared studies (configuration and evaluation settings that
     are one value within each study but not the same in all): ``[(key, [(study, value), …])]``."""
     per_study = []
@@ -341,7 +343,7 @@ def cost_rows(cost: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def build_report(studies: list[StudyView], attack: Optional[str] = None, title: Optional[str] = None) -> Report:
+def build_report(studies: list[Study], attack: Optional[str] = None, title: Optional[str] = None) -> Report:
     """Aggregate ``studies``, draw the figures and render the page (nothing is written)."""
     tables = build_tables(studies)
     multi = len(studies) > 1
@@ -380,7 +382,7 @@ def build_report(studies: list[StudyView], attack: Optional[str] = None, title: 
         "title": title or "ltbench report: " + " vs ".join(st.label for st in studies),
         "generated": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "ltbench_version": ltbench.__version__,
-        "studies": [{"label": st.label, "path": str(st.path), "counts": st.counts(), "spec": spec_text(st.spec)}
+        "studies": [{"label": st.label, "path": str(st.path), "counts": st.counts(), "spec": spec_text(st.data)}
                     for st in studies],
         "multi": multi,
         "counts": counts,

@@ -18,7 +18,8 @@ from typing import Iterable
 
 import pandas as pd
 
-from ltbench.report.aggregate import GROUP_LABELS, GROUPS, attack_label, attack_order
+from ltbench.attack_names import attack_label, attack_order
+from ltbench.report.aggregate import GROUP_LABELS, GROUPS
 
 # Baselines every other method is compared with, when the study has them.
 BASELINES = ("pgd-at", "at-bsl")

@@ -19,7 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
-from ltbench.report.aggregate import attack_label
+from ltbench.attack_names import attack_label
 
 PNG_DPI = 160  # heatmaps are shown up to 1.6× their size (see the page's CSS): sharp there too
 _RC = {"svg.hashsalt": "ltbench", "svg.fonttype": "path", "font.size": 8, "axes.titlesize": 9,

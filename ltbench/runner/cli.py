@@ -212,7 +212,7 @@ def expand_methods(methods: list[str], methods_dirs=()) -> list[str]:
 def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
     """Every job of the grid, validated (unknown names and bad values raise LtbenchError)."""
     from ltbench.modifier import parse_spec
-    from ltbench.runner.study import check_names
+    from ltbench.runner.checks import check_names
 
     base_fields = {k: v for k, v in spec.items() if k not in (*GRID_KEYS, "out", "method_params", "per_method")}
     per_method = spec.get("per_method", {})  # a preset's settings for some methods: name or full spec → fields
@@ -337,7 +337,8 @@ def make_executor(args, spec: dict):
 def main(args) -> int:
     from ltbench.runner import job as J
     from ltbench.runner.display import describe, make_display
-    from ltbench.runner.study import DONE, FAILED, RUNNING, Study, check_data, check_writable, job_status
+    from ltbench.runner.checks import check_data, check_writable
+    from ltbench.runner.study import DONE, FAILED, RUNNING, Study, job_status
 
     spec = study_spec(args)
     jobs = build_jobs(spec, args.methods_dir)

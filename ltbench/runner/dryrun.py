@@ -23,7 +23,7 @@ def plan(out: Path, jobs: list, retry_failed: bool = False) -> list[dict]:
     for cfg in jobs:
         job_dir = out / cfg.job_name
         state = job_status(job_dir, cfg.epochs)
-        done_epochs = len(_lines(job_dir / sf.METRICS))
+        done_epochs = sf.epochs_done(job_dir)
         row = {"job": cfg.job_name, "epochs_left": max(0, cfg.epochs - done_epochs), "estimate": None}
         if state.state == DONE:
             row.update(action="skip", why="done")
@@ -39,13 +39,6 @@ def plan(out: Path, jobs: list, retry_failed: bool = False) -> list[dict]:
         rows.append(row)
     return rows
 
-
-def _lines(path: Path) -> list:
-    """The non-empty lines of a file (none when it is missing)."""
-    try:
-        return [line for line in path.read_text().splitlines() if line.strip()]
-    except OSError:
-        return []
 
 
 def report(out: Path, jobs: list, workers: int, retry_failed: bool = False, say=print) -> None:

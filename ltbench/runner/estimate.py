@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Optional
 
 from ltbench import study_folder as sf
-from ltbench.io import read_jsonl_records
 
 # Images per second of one PGD-10 adversarial-training step, from results/bench (method PGD-AT).
 BENCH_IMAGES_PER_S = {
@@ -54,7 +53,7 @@ def past_timings(root: Path) -> list[dict]:
     if not Path(root).is_dir():
         return out
     for d in sorted(Path(root).iterdir()):
-        epochs = read_jsonl_records(d / sf.METRICS) if d.is_dir() else []  # every record with a time_s
+        epochs = sf.read_metrics(d) if d.is_dir() else []
         times = [e["time_s"] for e in epochs if isinstance(e.get("time_s"), (int, float))]
         if not times:
             continue

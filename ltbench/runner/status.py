@@ -45,12 +45,9 @@ def job_record(study: Study, status) -> dict:
     epochs = study.data.get("jobs", {}).get(status.name, {}).get("epochs")
     rec = {"job": status.name, "state": status.state, "detail": status.detail,
            "epochs": int(epochs) if isinstance(epochs, int) else None, "epochs_done": 0}
-    try:
-        rec["epochs_done"] = sum(1 for line in (job_dir / sf.METRICS).read_text().splitlines() if line.strip())
-    except OSError:
-        pass
+    rec["epochs_done"] = sf.epochs_done(job_dir)
     if status.state == DONE:
-        result = _read_json(job_dir / sf.RESULT) or {}
+        result = sf.read_result(job_dir) or {}
         metrics = result.get("metrics") if isinstance(result, dict) else None
         rec["metrics"] = {a: {k: m.get(k) for k in ("overall", "tail", "worst", "n") if k in m}
                           for a, m in (metrics or {}).items() if isinstance(m, dict)}

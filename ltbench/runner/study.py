@@ -17,20 +17,18 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
 from ltbench.config import JobConfig
 from ltbench.errors import LtbenchError
 from ltbench.io import quarantine, read_json_object, remove_stale_temps, write_json
-from ltbench.plugins import load_all
-from ltbench.registry import DATASETS, METHODS, MODELS, MODIFIERS
 from ltbench.runner import job as J
 from ltbench.study_folder import STUDY as STUDY_FILE, STUDY_LOCK, JobState
-from ltbench.validation import check_jobs
 from ltbench import study_folder as sf
 
 # Fields that may differ between runs of the same job without changing its results' meaning.
@@ -38,85 +36,6 @@ IGNORED_FIELDS = ("device",)
 
 # Job states shown by `ltbench status`.
 DONE, RUNNING, FAILED, PENDING = JobState.DONE, JobState.RUNNING, JobState.FAILED, JobState.PENDING
-
-
-def check_names(jobs: list, methods_dirs=()) -> None:
-    """Fail early, before anything is written, on any unknown method, dataset, model or attack."""
-    from ltbench.method import parse_overrides
-
-    load_all(list(methods_dirs))
-    for job in jobs:
-        METHODS.get(job.method)
-        DATASETS.get(job.dataset)
-        MODELS.get(job.model)
-    for job in jobs:  # method and modifier parameters are type-checked against each Config
-        parse_overrides(job.method, METHODS.get(job.method).Config, job.method_params)
-        for name, params in job.modifiers.items():
-            parse_overrides(name, MODIFIERS.get(name).Config, params)
-    check_jobs(jobs)  # model parameters: against the factory, then built on the meta device
-    _check_attacks(jobs)
-
-
-def _check_attacks(jobs: list) -> None:
-    """Unknown evaluation attack names fail now, not after hours of training."""
-    from ltbench.attacks.factory import parse_attack_name
-
-    for name in sorted({a for job in jobs for a in (*job.eval_attacks, *filter(None, [job.select_best]))}):
-        parse_attack_name(name)  # raises LtbenchError for an unknown attack name
-
-
-def check_data(datasets: list[str]) -> None:
-    """Load each dataset once, so a missing or malformed one is one clear error before anything runs.
-
-    (The loaders say which file to put where; the data is dropped again right after.)
-    """
-    from ltbench.data import get_dataset, load_raw
-
-    for name in dict.fromkeys(datasets):
-        raw = load_raw(get_dataset(name))
-        del raw
-
-
-def check_writable(out: Path, job_names: tuple = ()) -> None:
-    """Raise unless ``out`` exists as a writable folder or can be created (nothing is left behind),
-    and the paths of ``out`` and of its job folders are short enough for the file system."""
-    name_max, path_max = _limits(out)
-    for part in Path(out).parts:
-        if len(os.fsencode(part)) > name_max:
-            raise LtbenchError(f"output folder name {part[:40]!r}… is {len(os.fsencode(part))} bytes long; "
-                               f"the file system allows {name_max}")
-    longest = max((len(os.fsencode(n)) for n in job_names), default=0)
-    total = len(os.fsencode(os.path.abspath(out))) + 1 + longest + 32  # + the longest file name in a job
-    if total > path_max:
-        raise LtbenchError(f"output folder path {str(out)[:40]!r}… is too long: its job files would exceed "
-                           f"the file system's {path_max}-byte path limit")
-    probe = out
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise LtbenchError(f"output folder {out} is not usable: {probe} is a file")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise LtbenchError(f"output folder {out} is not writable ({probe} does not allow writing)")
-
-
-def _limits(path: Path) -> tuple[int, int]:
-    """(longest file name, longest path) in bytes on the file system holding ``path``."""
-    probe = Path(os.path.abspath(path))
-    while not _exists(probe) and probe.parent != probe:
-        probe = probe.parent
-    try:
-        return os.pathconf(probe, "PC_NAME_MAX"), os.pathconf(probe, "PC_PATH_MAX")
-    except (OSError, ValueError):
-        return 255, 4096
-
-
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except OSError:  # a name too long for the file system
-        return False
 
 
 def _comparable(cfg: dict) -> dict:
@@ -133,11 +52,23 @@ class JobStatus:
 
 
 class Study:
-    """A study folder. Construct with :meth:`open` (existing) or :meth:`prepare` (create/extend)."""
+    """A study folder: ``study.json`` (:attr:`data`) and its job folders.
 
-    def __init__(self, root: Path, data: dict):
+    * :meth:`open` — an existing study, for ``status`` and the runner (``study.json`` required);
+    * :meth:`prepare` — create it or add jobs to it (under the study lock), for ``run``;
+    * :meth:`read` — what the report and :func:`ltbench.load_study` see: also a folder without a
+      ``study.json`` (or with a damaged one), read once, with a :class:`JobRecord` per job.
+
+    :attr:`jobs` is the list of :class:`JobRecord` in grid order (announced jobs first, then any other
+    job folder found), read from disk on first use and kept; :meth:`status` reads one job's state now.
+    """
+
+    def __init__(self, root: str | Path, data: dict, label: Optional[str] = None,
+                 jobs: Optional[list["JobRecord"]] = None):
         self.root = Path(root)
         self.data = data
+        self.label = label or self.root.resolve().name
+        self._jobs = jobs
 
     # --- construction ----------------------------------------------------------------------
     @classmethod
@@ -147,6 +78,33 @@ class Study:
         if not path.is_file():
             raise LtbenchError(f"{root} is not a study folder (no {STUDY_FILE})")
         return cls(root, read_study_file(path))
+
+    @classmethod
+    def read(cls, root: str | Path, label: Optional[str] = None) -> "Study":
+        """Read a study folder as it is now: ``study.json`` if present (a damaged one becomes
+        ``{"error": …}``), every job folder, and the announced jobs that have no folder yet
+        (*pending*). Raises :class:`LtbenchError` if ``root`` is not a study."""
+        root = Path(root)
+        if not root.is_dir():
+            raise LtbenchError(f"study folder {root} does not exist" if not root.exists()
+                               else f"{root} is not a folder (expected a study folder)")
+        label = label or root.resolve().name
+        data: dict = {}
+        if (root / STUDY_FILE).is_file():
+            try:
+                loaded = sf.read_any(root / STUDY_FILE)
+                data = loaded if isinstance(loaded, dict) else {"study": loaded}
+            except (OSError, ValueError) as exc:
+                data = {"error": f"{STUDY_FILE} is unreadable: {exc}"}
+        configs = data.get("jobs") if isinstance(data.get("jobs"), dict) else {}
+        found = {p.name: read_job(p, label, configs.get(p.name)) for p in sorted(root.iterdir()) if sf.is_job_dir(p)}
+        if not found and not (root / STUDY_FILE).is_file():
+            raise LtbenchError(f"{root} is not a study folder: no {STUDY_FILE} and no job folders "
+                               f"(named like reat__cifar10__r0.01__s0) in it")
+        jobs = [found.pop(n) if n in found else JobRecord(name=n, path=None, status=PENDING, study=label,
+                                                          config=dict(configs.get(n) or {}), detail="not started")
+                for n in dict.fromkeys(expected_job_names(data))]
+        return cls(root, data, label, jobs + list(found.values()))
 
     @classmethod
     def check_compatible(cls, root: Path, jobs: list[JobConfig]) -> None:
@@ -159,9 +117,8 @@ class Study:
                 existing = {}
         for cfg in jobs:
             old = existing.get(cfg.job_name)
-            cfg_file = root / cfg.job_name / sf.CONFIG
-            if old is None and cfg_file.is_file():
-                old = read_json_object(cfg_file)  # None when damaged: the job rewrites it
+            if old is None and (root / cfg.job_name / sf.CONFIG).is_file():
+                old = sf.read_config(root / cfg.job_name)  # None when damaged: the job rewrites it
             if old is None:
                 continue
             new = cfg.to_dict()
@@ -229,6 +186,27 @@ class Study:
 
     def statuses(self) -> list[JobStatus]:
         return [self.status(n) for n in self.job_names()]
+
+    # --- the jobs as read (results, curves, errors) ------------------------------------------
+    @property
+    def path(self) -> Path:
+        return self.root
+
+    @property
+    def jobs(self) -> list["JobRecord"]:
+        if self._jobs is None:
+            self._jobs = Study.read(self.root, self.label).jobs
+        return self._jobs
+
+    def by_status(self, status: str) -> list["JobRecord"]:
+        return [j for j in self.jobs if j.status == status]
+
+    @property
+    def done(self) -> list["JobRecord"]:
+        return self.by_status(DONE)
+
+    def counts(self) -> dict[str, int]:
+        return {s.value: len(self.by_status(s)) for s in (DONE, FAILED, RUNNING, PENDING)}
 
 
 def read_study_file(path: Path) -> dict:
@@ -311,3 +289,184 @@ def job_status(job_dir: Path, epochs: Optional[int] = None) -> JobStatus:
 
 def _is_num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# --- reading a job folder ----------------------------------------------------------------------
+@dataclass
+class JobRecord:
+    """One job of a study and what could be read from its folder: configuration, result, epoch
+    records, error; its state as ``ltbench status`` gives it (an unreadable ``result.json`` is *failed* here)."""
+
+    name: str
+    path: Optional[Path]
+    status: JobState
+    config: dict = field(default_factory=dict)
+    result: Optional[dict] = None
+    metrics: list = field(default_factory=list)
+    error: Optional[str] = None
+    study: str = ""
+    detail: str = ""  # progress of a running job, how far an interrupted one got
+    split_counts: Optional[list] = None  # class counts from lt_indices.json (read for unfinished jobs)
+
+    def _field(self, key: str, default=None):
+        for source in ((self.result or {}).get("config") or {}, self.config):
+            if key in source and source[key] is not None:
+                return source[key]
+        parts = sf.parse_job_name(self.name)
+        if parts is not None and key in parts._fields:
+            return getattr(parts, key)
+        return default
+
+    @property
+    def method(self) -> str:
+        """The method as the study names it: its label (``reat+no-tail``) or its registered name."""
+        return str(self._field("label") or self._field("method", "?"))
+
+    @property
+    def dataset(self) -> str:
+        return str(self._field("dataset", "?"))
+
+    @property
+    def ratio(self) -> float:
+        try:
+            return float(self._field("ratio", math.nan))
+        except (TypeError, ValueError):
+            return math.nan
+
+    @property
+    def seed(self) -> int:
+        try:
+            return int(self._field("seed", -1))
+        except (TypeError, ValueError):
+            return -1
+
+    @property
+    def epochs(self) -> Optional[int]:
+        value = self._field("epochs")
+        return int(value) if isinstance(value, (int, float)) else None
+
+    @property
+    def train_counts(self) -> list[int]:
+        """Training images per class: from ``result.json``, else from the saved split."""
+        counts = ((self.result or {}).get("dataset") or {}).get("train_counts") or self.split_counts
+        return [int(c) for c in counts or []]
+
+    @property
+    def class_names(self) -> list[str]:
+        return [str(n) for n in ((self.result or {}).get("dataset") or {}).get("class_names") or []]
+
+    @property
+    def warnings(self) -> list[str]:
+        """Gradient-masking (and other) warnings recorded in ``result.json``, as strings."""
+        out = []
+        for w in (self.result or {}).get("warnings") or []:
+            if isinstance(w, dict):
+                w = w.get("message") or json.dumps(w, sort_keys=True)
+            out.append(str(w))
+        return out
+
+
+def read_error(job_dir: Path) -> Optional[str]:
+    """The text of a failed job's error record(s) (``failed.json`` and/or ``error.txt``), or None.
+
+    ``failed.json`` may hold any JSON object; its one-line ``error`` comes first, then the other
+    fields as ``key: value`` lines, then the ``traceback``. ``error.txt`` is added unless it only
+    repeats that traceback (the runner writes both).
+    """
+    parts: list[str] = []
+    shown_traceback = ""
+    failed, error_txt = (job_dir / n for n in sf.ERROR_FILES)
+    if failed.is_file():
+        try:
+            text = failed.read_text(errors="replace")
+        except OSError as exc:
+            text = f"{failed.name}: unreadable ({exc})"
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            rest = dict(data)
+            lines = [str(rest.pop(k)) for k in ("error", "message") if rest.get(k)]
+            tb = rest.pop("traceback", None)
+            lines += [f"{k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in rest.items() if v is not None]
+            if tb:
+                shown_traceback = tb if isinstance(tb, str) else json.dumps(tb, indent=2)
+                lines += ["", shown_traceback.rstrip("\n")]
+            text = "\n".join(lines)
+        parts.append(text.rstrip("\n") or f"({failed.name} is empty)")
+    if error_txt.is_file():
+        try:
+            text = error_txt.read_text(errors="replace")
+        except OSError as exc:
+            text = f"{error_txt.name}: unreadable ({exc})"
+        if not shown_traceback or text.strip() != shown_traceback.strip():
+            parts.append(text.rstrip("\n") or f"({error_txt.name} is empty)")
+    return "\n\n".join(parts) if parts else None
+
+
+def read_job(job_dir: Path, study: str = "", config: Optional[dict] = None) -> JobRecord:
+    """Read one job folder (``config``: its configuration from ``study.json``, used when the folder
+    has no ``config.json`` yet). A ``result.json`` that cannot be parsed makes the job *failed*."""
+    job = JobRecord(name=job_dir.name, path=job_dir, status=JobState.RUNNING, study=study,
+              config=dict(config) if isinstance(config, dict) else {})
+    loaded = sf.read_config(job_dir)  # None when missing or damaged: the study.json copy stays
+    if loaded is not None:
+        job.config = loaded
+    job.metrics.extend(sf.read_metrics(job_dir))  # a torn last line, a damaged file: skipped
+    if (job_dir / sf.RESULT).is_file():
+        try:
+            job.result, job.status = sf.load_result(job_dir), JobState.DONE
+            return job
+        except ValueError as exc:
+            job.status, job.error = JobState.FAILED, f"{sf.RESULT} is unreadable: {exc}"
+    job.split_counts = sf.read_split_counts(job_dir)
+    error = read_error(job_dir)
+    if error is not None and not J.is_locked(job_dir):
+        job.status = JobState.FAILED
+        job.error = error if job.error is None else f"{job.error}\n\n{error}"
+        return job
+    if job.status != JobState.FAILED:
+        job.status, job.detail = _runner_status(job_dir, job.epochs)
+    return job
+
+
+def _runner_status(job_dir: Path, epochs: Optional[int]) -> tuple[str, str]:
+    """running / pending and the detail line for an unfinished job, as ``ltbench status`` says."""
+    st = job_status(job_dir, epochs)
+    return (st.state if st.state in (RUNNING, PENDING) else PENDING), st.detail or "not started"
+
+
+def expected_job_names(spec: dict) -> list[str]:
+    """Job folder names a ``study.json`` announces, in grid order (empty if it does not say).
+
+    Understands a ``jobs`` list (names, or dicts with ``name``/``job_name``, or job configs) and a
+    grid (``methods``, ``datasets``, ``ratios``, ``seeds`` at the top level or under
+    ``grid``/``spec``).
+    """
+    def name_of(cfg: dict) -> Optional[str]:
+        for key in ("name", "job_name", "job"):
+            if isinstance(cfg.get(key), str):
+                return cfg[key]
+        cfg = cfg.get("config", cfg)
+        try:
+            return sf.job_name(cfg.get('label') or cfg['method'], cfg['dataset'], cfg['ratio'], cfg['seed'])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    if not isinstance(spec, dict):
+        return []
+    jobs = spec.get("jobs")
+    if isinstance(jobs, dict):
+        jobs = list(jobs)
+    if isinstance(jobs, list):
+        names = [j if isinstance(j, str) else name_of(j) if isinstance(j, dict) else None for j in jobs]
+        return [n for n in names if n]
+    for grid in (spec, spec.get("grid"), spec.get("spec")):
+        if isinstance(grid, dict) and all(isinstance(grid.get(k), list) for k in ("methods", "datasets", "ratios", "seeds")):
+            try:
+                return [sf.job_name(m, d, r, s) for m in grid["methods"] for d in grid["datasets"]
+                        for r in grid["ratios"] for s in grid["seeds"]]
+            except (TypeError, ValueError):
+                return []
+    return []

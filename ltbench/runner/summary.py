@@ -10,11 +10,13 @@ import math
 from pathlib import Path
 from statistics import mean, stdev
 
+from ltbench.study_folder import REPORT_PAGE
+
 METRICS = ("overall", "tail", "worst")
 
 
 def _attack_label(name: str) -> str:
-    from ltbench.report.aggregate import attack_label
+    from ltbench.attack_names import attack_label
 
     return attack_label(name)
 
@@ -30,7 +32,7 @@ def _cell(values: list[float]) -> str:
 def summary_rows(results: dict[str, dict]) -> dict[str, list[dict]]:
     """attack → rows ``{method, dataset, ratio, seeds, n, overall, tail, worst}`` (cells as text),
     the groups in the order the jobs come; ``jobs_with`` / ``jobs`` say how many jobs have the attack."""
-    from ltbench.report.aggregate import attack_order
+    from ltbench.attack_names import attack_order
 
     groups: dict[tuple, list[dict]] = {}
     for r in results.values():
@@ -80,6 +82,4 @@ def format_summary(results: dict[str, dict]) -> str:
 
 def next_command(root: Path) -> str:
     """What to run next: the report of this study (written beside it)."""
-    from ltbench.report.cli import default_page
-
-    return f"next: ltbench report {root}   (writes {default_page([Path(root)])})"
+    return f"next: ltbench report {root}   (writes {Path(root) / REPORT_PAGE})"
