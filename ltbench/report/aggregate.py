@@ -1,4 +1,5 @@
-"""Read a study folder into tidy pandas tables and summary tables (CSV, Parquet, Markdown, LaTeX).
+"""Read a study folder (:meth:`ltbench.runner.study.Study.read`) into tidy pandas tables and summary
+tables (CSV, Parquet, Markdown, LaTeX).
 
 A study folder holds ``study.json`` (the grid; optional here) and one sub-folder per job, named
 ``<method>__<dataset>__r<ratio>__s<seed>`` (:mod:`ltbench.study_folder` owns the names and the file

@@ -8,9 +8,14 @@ configuration for an existing job is refused (its checkpoint and results would n
 A job folder (``JobConfig.job_name``, e.g. ``reat__cifar10__r0.01__s0``) holds the files that
 :mod:`ltbench.study_folder` names; :mod:`ltbench.runner.job` runs one.
 
+:class:`Study` is the one study object: the runner creates and extends it, ``status`` reads each
+job's state from it, and the report and :func:`ltbench.load_study` read every job's record
+(:class:`JobRecord`: configuration, result, epoch records, error) through :meth:`Study.read`.
+
 Every file is read as untrusted (README "Reliability"): a ``study.json`` that is not a JSON object
 of job configurations is a one-line error for ``status`` and is moved aside and rewritten by
-``run``; a damaged ``result.json`` leaves the job *pending*, never *done*.
+``run``; a damaged ``result.json`` leaves the job *pending* for the runner (it redoes the job) and
+*failed* in the report, never *done*.
 """
 from __future__ import annotations
 
