@@ -317,3 +317,49 @@ def test_no_gpu_means_one_cpu_worker(monkeypatch):
     assert [s.name for s in make_executor(_Args(), {}).slots] == ["cpu0"]
     with pytest.raises(LtbenchError, match="no CUDA device"):
         make_executor(_Args(), {"device": "cuda"})
+
+
+# --- jobs that start from another job (init_from) ---------------------------------------------
+
+def test_a_job_that_starts_from_another_waits_for_it(tiny):
+    """trades fine-tunes the same seed's pgd-at job and comes first in the grid: with two workers
+    it would start at once and fail ("not a finished job"); it waits for pgd-at instead."""
+    tmp, _ = tiny
+    out = tmp / "study"
+    (tmp / "grid.toml").write_text(
+        'methods = ["trades", "pgd-at"]\nepochs = 1\n'
+        f'[per_method]\n"trades" = {{init_from = "{out}/pgd-at__{{dataset}}__r{{ratio:g}}__s{{seed}}", lr = 0.01}}\n')
+    assert run("--config", str(tmp / "grid.toml"), *TINY_ARGS, "--seeds", "0", "--workers", "2",
+               "--out", str(out), "--quiet") == 0
+    first, then = out / "pgd-at__fmnist__r0.2__s0", out / "trades__fmnist__r0.2__s0"
+    assert (first / "result.json").is_file() and (then / "result.json").is_file()
+    assert (then / "log.txt").stat().st_mtime >= (first / "result.json").stat().st_mtime
+    assert starts(then) == 1
+
+
+def test_waves_follow_init_from_and_a_failed_first_job_holds_its_followers(tiny):
+    from collections import deque
+
+    from ltbench.runner.display import QuietDisplay
+    from ltbench.runner.local import _take_ready
+    from ltbench.runner.study import Study
+
+    tmp, _ = tiny
+    root = tmp / "s"
+    jobs = {"b": {"init_from": str(root / "a")}, "a": {}, "c": {"init_from": str(root / "b")}, "d": {}}
+    study = Study(root, {"jobs": jobs})
+    assert study.prerequisites(list(jobs)) == {"b": "a", "c": "b"}
+    assert study.waves(list(jobs)) == [["a", "d"], ["b"], ["c"]]
+    assert study.waves(["b", "c"]) == [["b"], ["c"]]  # a is not in this run (done before): b may start
+    queue, outcomes = deque(jobs), {}
+    display = QuietDisplay(4)
+    assert _take_ready(queue, study.prerequisites(list(jobs)), outcomes, display) == "a"
+    assert _take_ready(queue, study.prerequisites(list(jobs)), outcomes, display) == "d"
+    assert _take_ready(queue, study.prerequisites(list(jobs)), outcomes, display) is None  # b waits for a
+    outcomes["a"] = {"job": "a", "outcome": "failed"}
+    assert _take_ready(queue, study.prerequisites(list(jobs)), outcomes, display) is None
+    assert outcomes["b"]["outcome"] == "interrupted" and "starts from a" in outcomes["b"]["error"]
+    assert not queue and outcomes["c"]["outcome"] == "interrupted"  # c starts from b, which did not run
+    loop = Study(root, {"jobs": {"a": {"init_from": str(root / "b")}, "b": {"init_from": str(root / "a")}}})
+    with pytest.raises(Exception, match="each start from the other"):
+        loop.waves(["a", "b"])

@@ -74,6 +74,22 @@ def test_two_job_study_through_slurm(slurm, tiny):
     assert p.returncode == 0 and "submitted" not in p.stderr and "2 already done" in p.stderr
 
 
+def test_a_job_that_starts_from_another_goes_in_a_later_array(slurm, tiny):
+    """trades fine-tunes pgd-at (init_from): two arrays, the second after the first has ended."""
+    tmp, env, _ = tiny
+    out = tmp / "study"
+    (tmp / "grid.toml").write_text(
+        'methods = ["trades", "pgd-at"]\nepochs = 1\n'
+        f'[per_method]\n"trades" = {{init_from = "{out}/pgd-at__{{dataset}}__r{{ratio:g}}__s{{seed}}", lr = 0.01}}\n')
+    p = ltbench("run", "--config", str(tmp / "grid.toml"), "--out", str(out), *TINY_ARGS, "--seeds", "0", *SLURM_ARGS,
+                env=env, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "submitted Slurm arrays" in p.stderr and "each array after the one before it" in p.stderr
+    first, then = out / "pgd-at__fmnist__r0.2__s0", out / "trades__fmnist__r0.2__s0"
+    assert json.loads((then / "result.json").read_text())["config"]["init_from"] == str(first)
+    assert (then / "log.txt").stat().st_mtime >= (first / "result.json").stat().st_mtime
+
+
 def test_failed_job_no_wait_and_status(slurm, tiny):
     tmp, env, plugins = tiny
     out = tmp / "study"

@@ -2,7 +2,9 @@
 
 A config file has the keys of a preset (``methods``, ``datasets``, ``ratios``, ``seeds``, any
 :class:`~ltbench.config.JobConfig` field such as ``epochs`` or ``eval_attacks``, ``out``,
-``method_params`` / ``model_params`` tables) and may start from a shipped preset with
+``method_params`` / ``model_params`` tables, and a ``per_method`` table of fields for one method,
+e.g. ``"frl" = {init_from = "results/x/pgd-at__{dataset}__r{ratio:g}__s{seed}", lr = 0.001}``) and
+may start from a shipped preset with
 ``preset = "NAME"``, whose keys it then overrides. ``ltbench run --config FILE`` (or
 ``--preset FILE.toml``) reads it; flags override it.
 """
@@ -49,7 +51,7 @@ def file_keys() -> set[str]:
 
     from ltbench.config import JobConfig
 
-    return ({"methods", "datasets", "ratios", "seeds", "out", "description", "preset"}
+    return ({"methods", "datasets", "ratios", "seeds", "out", "description", "preset", "per_method"}
             | {f.name for f in dataclasses.fields(JobConfig)} - {"method", "dataset", "ratio", "seed", "label"})
 
 

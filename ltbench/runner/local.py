@@ -149,12 +149,16 @@ class LocalExecutor:
 
         ctx = mp.get_context("spawn")
         queue = deque(names)
+        before = study.prerequisites(names)
         outcomes: dict[str, dict] = {}
         workers: list[Optional[_Worker]] = [None] * min(len(self.slots), len(names))
         try:
             while queue or any(w is not None and w.job for w in workers):
                 for i, w in enumerate(workers):
                     if queue and (w is None or w.job is None):
+                        name = _take_ready(queue, before, outcomes, display)
+                        if name is None:
+                            continue
                         if w is not None and (w.retiring or not w.process.is_alive()):
                             w.process.join(timeout=30)  # it exits by itself after a failed job
                             if w.process.is_alive():
@@ -164,7 +168,6 @@ class LocalExecutor:
                             w = None
                         if w is None:
                             w = workers[i] = self._start(ctx, self.slots[i])
-                        name = queue.popleft()
                         w.conn.send((str(study.job_dir(name)), study.data["jobs"][name], self.retry_failed))
                         w.job = name
                         display.started(w.slot.name, name)
@@ -223,6 +226,28 @@ class LocalExecutor:
                 w.process.kill()
                 w.process.join()
             w.conn.close()
+
+
+def _take_ready(queue: deque, before: dict[str, str], outcomes: dict[str, dict], display: Display) -> Optional[str]:
+    """Remove and return the first queued job that may start now: one that starts from no job of
+    this run, or from one that has finished. A job whose first job ended otherwise (failed,
+    interrupted) is taken off the queue as interrupted (it runs when the command is re-run); None
+    while every queued job waits for a running one."""
+    for name in list(queue):
+        first = before.get(name)
+        ended = outcomes.get(first) if first else None
+        if first is None or (ended is not None and ended["outcome"] in _SUCCEEDED):
+            queue.remove(name)
+            return name
+        if ended is not None:
+            queue.remove(name)
+            outcome = outcomes[name] = {"job": name, "outcome": INTERRUPTED,
+                                        "error": f"not started: it starts from {first}, which did not finish"}
+            display.ended("-", name, outcome)
+    return None
+
+
+_SUCCEEDED = (sf.Outcome.FINISHED, sf.Outcome.ALREADY_DONE)
 
 
 @contextlib.contextmanager

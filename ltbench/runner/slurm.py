@@ -137,6 +137,16 @@ def queued_in_slurm(job_dirs: list[Path]) -> dict[str, str]:
     return {name: f"{jid} ({states[jid]})" for name, jid in submitted.items() if jid in states}
 
 
+def _merged(states) -> Optional[dict[str, str]]:
+    """One task → state table from several arrays' (None if any squeue call failed)."""
+    out: dict[str, str] = {}
+    for table in states:
+        if table is None:
+            return None
+        out.update(table)
+    return out
+
+
 class SlurmExecutor:
     """Submits jobs as one Slurm array and (optionally) waits for them (see the module docstring)."""
 
@@ -173,12 +183,18 @@ class SlurmExecutor:
             params["slurm_additional_parameters"] = dict(self.extra)
         return params
 
-    def submit(self, study, names: list[str]) -> list:
+    def submit(self, study, names: list[str], after: Optional[str] = None) -> list:
+        """Submit ``names`` as one array; with ``after`` (an array id) its tasks start once every
+        task of that array has ended (``--dependency=afterany``)."""
         import submitit
 
         folder = Path(study.root).resolve() / "slurm"
         executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-        executor.update_parameters(**self.parameters(study.name))
+        params = self.parameters(study.name)
+        if after is not None:
+            params["slurm_additional_parameters"] = {**params.get("slurm_additional_parameters", {}),
+                                                     "dependency": f"afterany:{after}"}
+        executor.update_parameters(**params)
         root = str(Path(study.root).resolve())
         n = len(names)
         try:
@@ -187,7 +203,7 @@ class SlurmExecutor:
         except Exception as exc:  # sbatch refused (bad partition, limits…): one line for the user
             msg = str(exc).strip().splitlines()
             raise LtbenchError(f"Slurm submission failed: {msg[-1] if msg else type(exc).__name__}") from None
-        self.submitted = jobs
+        self.submitted += jobs
         from ltbench.io import write_json
 
         for job, name in zip(jobs, names):
@@ -196,10 +212,22 @@ class SlurmExecutor:
         return jobs
 
     def run(self, study, names: list[str], display: Display) -> dict[str, dict]:
-        """Submit ``names``; unless ``wait`` is False, wait for every task and return outcomes."""
-        jobs = self.submit(study, names)
-        array_id = jobs[0].job_id.split("_")[0] if jobs else "?"
-        display.write(f"submitted Slurm array {array_id}: {len(jobs)} task(s); logs in {Path(study.root) / 'slurm'}")
+        """Submit ``names``; unless ``wait`` is False, wait for every task and return outcomes.
+
+        A job that starts from another job of this run (``init_from``) goes into a later array that
+        Slurm starts when the earlier one has ended (:meth:`ltbench.runner.study.Study.waves`)."""
+        jobs, arrays, ordered = [], [], []
+        for wave in study.waves(names):
+            wave_jobs = self.submit(study, wave, after=arrays[-1] if arrays else None)
+            if wave_jobs:
+                arrays.append(wave_jobs[0].job_id.split("_")[0])
+            jobs += wave_jobs
+            ordered += wave
+        names = ordered
+        array_id = " ".join(arrays) or "?"
+        display.write(f"submitted Slurm array{'s' if len(arrays) > 1 else ''} {array_id}: {len(jobs)} task(s)"
+                      f"{' (each array after the one before it)' if len(arrays) > 1 else ''}; "
+                      f"logs in {Path(study.root) / 'slurm'}")
         if not self.wait:
             display.write(f"not waiting (--no-wait): `ltbench status {study.root}` shows progress; "
                           f"`scancel {array_id}` cancels")
@@ -209,7 +237,7 @@ class SlurmExecutor:
         started: set[str] = set()
         try:
             while pending:
-                states = squeue_states(array_id)
+                states = _merged(squeue_states(a) for a in arrays)
                 for jid, (job, name) in list(pending.items()):
                     label = f"slurm {jid}"
                     state = None if states is None else states.get(jid)

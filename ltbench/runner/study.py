@@ -192,6 +192,35 @@ class Study:
     def statuses(self) -> list[JobStatus]:
         return [self.status(n) for n in self.job_names()]
 
+    def prerequisites(self, names: list[str]) -> dict[str, str]:
+        """Job → the job among ``names`` it starts from (its ``init_from`` names that job's folder):
+        FRL fine-tunes its seed's PGD-AT job, so it may start only once that job is done."""
+        folders = {self.job_dir(n).resolve(): n for n in names}
+        out = {}
+        for name in names:
+            source = self.data["jobs"][name].get("init_from")
+            first = folders.get(Path(source).resolve()) if source else None
+            if first is not None and first != name:
+                out[name] = first
+        return out
+
+    def waves(self, names: list[str]) -> list[list[str]]:
+        """``names`` in waves: each job after the wave of the job it starts from (order kept within a wave)."""
+        before = self.prerequisites(names)
+        depth: dict[str, int] = {}
+
+        def level(name: str, seen: tuple = ()) -> int:
+            if name not in depth:
+                first = before.get(name)
+                if first is not None and first in seen:
+                    raise LtbenchError(f"jobs {name} and {first} each start from the other (init_from)")
+                depth[name] = 0 if first is None else level(first, seen + (name,)) + 1
+            return depth[name]
+
+        for name in names:
+            level(name)
+        return [[n for n in names if depth[n] == k] for k in range(max(depth.values(), default=-1) + 1)]
+
     # --- the jobs as read (results, curves, errors) ------------------------------------------
     @property
     def path(self) -> Path:
