@@ -74,6 +74,20 @@ def new_figure(width: float, height: float) -> Figure:
         return Figure(figsize=(width, height), layout="constrained")
 
 
+def legend_room(n_entries: int, per_row: int = 5) -> float:
+    """Extra figure height (inches) for a legend of ``n_entries`` below the axes (see :func:`series_legend`)."""
+    return 0.22 * math.ceil(n_entries / per_row) if n_entries > per_row else 0.0
+
+
+def series_legend(fig: Figure, ax, n_entries: int, per_row: int = 5) -> None:
+    """A few entries: the legend inside ``ax``; more than ``per_row``: below the axes, ``per_row`` to a
+    row, so that many methods do not cover (or squeeze) the plot."""
+    if n_entries > per_row:
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=per_row, frameon=False)
+    else:
+        ax.legend(frameon=False)
+
+
 def colors(series: list[str]) -> dict[str, str]:
     """A fixed colour per series (tab10, then tab20), so a method has one colour in every figure."""
     cmap = matplotlib.colormaps["tab10" if len(series) <= 10 else "tab20"]
@@ -248,7 +262,8 @@ def training_curves(curves: pd.DataFrame, dataset: str, ratio: float, palette: d
     df = _sel(curves, dataset, ratio)
     if df.empty:
         return None
-    fig = new_figure(7.5, 2.6)
+    n_series = df["series"].nunique()
+    fig = new_figure(7.5, 2.6 + legend_room(n_series))
     axes = fig.subplots(1, 2)
     for ax, (col, label) in zip(axes, (("loss", "training loss"), ("train_adv_acc", "train accuracy on AEs (%)"))):
         for series, grp in df.groupby("series", sort=False):
@@ -267,7 +282,7 @@ def training_curves(curves: pd.DataFrame, dataset: str, ratio: float, palette: d
         epoch_axis(ax, int(df["epoch"].max()) + 1)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0].legend(frameon=False)
+    series_legend(fig, axes[0], n_series)
     fig.suptitle(text(panel_title(dataset, ratio)), fontsize=9)
     caption = ("Mean over the seeds that reached each epoch (running jobs included), band = ±1 std."
                if several_seeds(df) else "One seed per method (running jobs included).")
@@ -324,7 +339,8 @@ def tail_share(adv: pd.DataFrame, dataset: str, ratio: float, palette: dict[str,
     df = _sel(adv, dataset, ratio)
     if df.empty:
         return None
-    fig = new_figure(5.0, 2.6)
+    n_entries = df["series"].nunique() + 1  # and the training-set line
+    fig = new_figure(5.0, 2.6 + legend_room(n_entries, per_row=3))
     ax = fig.subplots()
     for series, grp in df.groupby("series", sort=False):
         per_job = grp[grp["group"] == "tail"].groupby(["job", "epoch"])["fraction"].sum().reset_index()
@@ -340,7 +356,7 @@ def tail_share(adv: pd.DataFrame, dataset: str, ratio: float, palette: dict[str,
     epoch_axis(ax, int(df["epoch"].max()) + 1)
     ax.set_ylabel("AE predictions in tail (%)")
     ax.grid(alpha=0.3)
-    ax.legend(frameon=False)
+    series_legend(fig, ax, n_entries, per_row=3)
     ax.set_title(text(panel_title(dataset, ratio)))
     return encode(fig, f"tail_share__{dataset}__r{ratio:g}", f"Tail share of AE predictions, {panel_title(dataset, ratio)}",
                   "Dashed: the tail classes' share of the training set.")
