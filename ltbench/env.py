@@ -28,9 +28,16 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+CODE_PATHS = ("ltbench", "methods", "pyproject.toml")  # what `dirty` looks at
+
+
 @lru_cache(maxsize=1)
 def code_version() -> dict:
-    """The git commit of the ltbench source tree (and whether it has local changes), if known."""
+    """The git commit of the ltbench source tree and whether its code has local changes, if known.
+
+    ``dirty`` looks at the code only (``ltbench/``, ``methods/``, ``pyproject.toml``): a study run
+    from a checkout changes its own ``results/`` (``study.json``, committed job folders), which
+    says nothing about the code that computed the numbers."""
     import ltbench
 
     root = Path(ltbench.__file__).resolve().parent.parent
@@ -40,8 +47,8 @@ def code_version() -> dict:
                                 timeout=5)
         if commit.returncode == 0:
             out["commit"] = commit.stdout.strip()
-            status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                    capture_output=True, text=True, timeout=5)
+            status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
+                                    cwd=root, capture_output=True, text=True, timeout=5)
             out["dirty"] = bool(status.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         pass
