@@ -153,6 +153,9 @@ def test_init_from_needs_a_finished_compatible_job(tmp_path):
     with pytest.raises(LtbenchError, match="model_params"):
         Trainer(tiny_job("pgd-at", init_from=str(tmp_path / "a"), model_params={"width": 6}), tmp_path / "b")
     assert not (tmp_path / "b" / "config.json").exists()
+    (tmp_path / "a" / "checkpoint.pt").unlink()  # as in a fresh clone of a committed study
+    with pytest.raises(LtbenchError, match="no checkpoint.pt there .*move its result.json away"):
+        load_job_weights(tmp_path / "a")
 
 
 def test_cfa_resume_is_exact(tmp_path, monkeypatch):

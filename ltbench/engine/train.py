@@ -213,7 +213,8 @@ def load_job_weights(job_dir: Path, cfg: Optional[JobConfig] = None) -> dict:
         return load_checkpoint(job_dir / result["evaluated_weights"])
     state = load_checkpoint(job_dir / CHECKPOINT)
     if state is None:
-        raise LtbenchError(f"init_from {job_dir}: no {CHECKPOINT} there")
+        raise LtbenchError(f"init_from {job_dir}: no {CHECKPOINT} there (a committed study holds no weights): "
+                           f"move its {sf.RESULT} away and re-run, which retrains it to the same numbers")
     return state["model"]
 
 
