@@ -118,7 +118,7 @@ class ResultRecord(TypedDict, total=False):
     checks: dict               # gradient-masking checks
     warnings: list
     selection: Optional[dict]  # the selected epoch, when one was selected
-    timing: dict
+    timing: dict               # train_s (this run), epochs_s (all epochs, across resumes), resumed_at_epoch, eval_s
 
 
 class _StrEnum(str, enum.Enum):

@@ -72,6 +72,15 @@ def test_sigkill_then_rerun_matches_uninterrupted_run(setup):
     a, b = result_core(reference / JOB), result_core(killed / JOB)
     assert len(b["epochs"]) == EPOCHS
     assert a == b  # metrics, per-epoch losses and histograms: bit-for-bit
+    # The job's training time counts the epochs of both runs; this run's alone is train_s.
+    timing = json.loads((job / "result.json").read_text())["timing"]
+    assert timing["resumed_at_epoch"] == epochs_done
+    assert timing["epochs_s"] == sum(r["time_s"] for r in epoch_lines(job)) > 0
+    assert json.loads((reference / JOB / "result.json").read_text())["timing"]["resumed_at_epoch"] == 0
+
+
+def epoch_lines(job):
+    return [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
 def test_checkpoints_load_weights_only(tmp_path):

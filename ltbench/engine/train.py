@@ -596,6 +596,7 @@ def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) 
     t0 = time.perf_counter()
     trainer.fit()
     train_s = time.perf_counter() - t0
+    epochs_s = sum(r.get("time_s", 0.0) for r in sf.read_metrics(job_dir))  # every epoch's, across resumes
     selection = trainer.load_best()
     own_weights = trainer.load_eval_weights() if selection is None else None
     t0 = time.perf_counter()
@@ -608,7 +609,9 @@ def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) 
         # the method's own weights were evaluated (CFA's FAWA average), saved in this file
         **({"evaluated_weights": own_weights} if own_weights else {}),
         **({"validation": trainer.validation_record()} if trainer.val_n else {}),
-        "timing": {"train_s": train_s, "eval_s": time.perf_counter() - t0},
+        # train_s: this run's training; epochs_s: the job's, across resumes
+        "timing": {"train_s": train_s, "epochs_s": epochs_s, "resumed_at_epoch": trainer.start_epoch,
+                   "eval_s": time.perf_counter() - t0},
         **evaluation,
     }
     return sf.write_result(job_dir, result)

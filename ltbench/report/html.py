@@ -84,7 +84,9 @@ def job_rows(studies: list[Study]) -> list[dict]:
             rows.append({"study": st.label, "name": j.name, "status": j.status, "method": j.method,
                          "dataset": j.dataset, "ratio": f"{j.ratio:g}", "seed": j.seed,
                          "progress": f"{done}/{epochs}" if epochs else (str(done) if done else ""),
-                         "train": _seconds(timing.get("train_s")), "eval": _seconds(timing.get("eval_s")),
+                         # a resumed job's training: every epoch's (epochs_s), not only its last run's
+                         "train": _seconds(timing.get("epochs_s", timing.get("train_s"))),
+                         "eval": _seconds(timing.get("eval_s")),
                          "warnings": len(j.warnings), "error": j.error, "detail": j.detail})
     return rows
 
