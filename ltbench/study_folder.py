@@ -255,9 +255,6 @@ def read_result(job_dir: Path) -> Optional[ResultRecord]:
     return check_format(result, RESULT, Path(job_dir) / RESULT)
 
 
-result_format = record_format
-
-
 # --- metrics.jsonl ------------------------------------------------------------------------------
 def append_metrics(job_dir: Path, record: dict) -> None:
     """Append one epoch's record, with its format, to ``metrics.jsonl``."""

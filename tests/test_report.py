@@ -244,7 +244,7 @@ def test_tidy_table_and_files(tmp_path):
     one = pc[(pc["job"] == "reat__fmnist__r0.1__s0") & (pc["attack"] == "clean")]
     assert one["group"].value_counts().to_dict() == {"head": 3, "medium": 4, "tail": 3}
     assert list(one.sort_values("rank")["class_name"]) == FMNIST_NAMES
-    result = json.loads((st.path / "reat__fmnist__r0.1__s0" / "result.json").read_text())
+    result = json.loads((st.root / "reat__fmnist__r0.1__s0" / "result.json").read_text())
     assert one.sort_values("class_index")["accuracy"].tolist() == result["metrics"]["clean"]["per_class"]
     # The group columns of the job table agree with the per-class rows.
     for (job, attack), grp in pc.groupby(["job", "attack"]):

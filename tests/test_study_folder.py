@@ -36,10 +36,10 @@ def test_states_and_outcomes_are_their_strings():
 def test_result_carries_its_format_and_older_files_still_read(tmp_path):
     written = sf.write_result(tmp_path, {"metrics": {"clean": {"overall": 0.5}}, "format": 99})
     on_disk = json.loads((tmp_path / sf.RESULT).read_text())
-    assert on_disk == written and on_disk["format"] == sf.RESULT_FORMAT == sf.result_format(on_disk)
+    assert on_disk == written and on_disk["format"] == sf.RESULT_FORMAT == sf.record_format(on_disk)
     old = {"metrics": {"clean": {"overall": 0.25}}}  # a result.json written before the field existed
     (tmp_path / sf.RESULT).write_text(json.dumps(old))
-    assert sf.read_result(tmp_path) == old == sf.load_result(tmp_path) and sf.result_format(old) == 1
+    assert sf.read_result(tmp_path) == old == sf.load_result(tmp_path) and sf.record_format(old) == 1
     (tmp_path / sf.RESULT).write_text('{"metrics": 3}')
     assert sf.read_result(tmp_path) is None
     with pytest.raises(ValueError, match="no 'metrics' object"):

@@ -384,7 +384,7 @@ def build_report(studies: list[Study], attack: Optional[str] = None, title: Opti
         "title": title or "ltbench report: " + " vs ".join(st.label for st in studies),
         "generated": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "ltbench_version": ltbench.__version__,
-        "studies": [{"label": st.label, "path": str(st.path), "counts": st.counts(), "spec": spec_text(st.data)}
+        "studies": [{"label": st.label, "path": str(st.root), "counts": st.counts(), "spec": spec_text(st.data)}
                     for st in studies],
         "multi": multi,
         "counts": counts,

@@ -101,15 +101,11 @@ class Study:
                 data = loaded if isinstance(loaded, dict) else {"study": loaded}
             except (OSError, ValueError) as exc:
                 data = {"error": f"{STUDY_FILE} is unreadable: {exc}"}
-        configs = data.get("jobs") if isinstance(data.get("jobs"), dict) else {}
-        found = {p.name: read_job(p, label, configs.get(p.name)) for p in sorted(root.iterdir()) if sf.is_job_dir(p)}
-        if not found and not (root / STUDY_FILE).is_file():
+        jobs = read_jobs(root, data, label)
+        if not jobs and not (root / STUDY_FILE).is_file():
             raise LtbenchError(f"{root} is not a study folder: no {STUDY_FILE} and no job folders "
                                f"(named like reat__cifar10__r0.01__s0) in it")
-        jobs = [found.pop(n) if n in found else JobRecord(name=n, path=None, status=PENDING, study=label,
-                                                          config=dict(configs.get(n) or {}), detail="not started")
-                for n in dict.fromkeys(expected_job_names(data))]
-        return cls(root, data, label, jobs + list(found.values()))
+        return cls(root, data, label, jobs)
 
     @classmethod
     def check_compatible(cls, root: Path, jobs: list[JobConfig]) -> None:
@@ -223,13 +219,9 @@ class Study:
 
     # --- the jobs as read (results, curves, errors) ------------------------------------------
     @property
-    def path(self) -> Path:
-        return self.root
-
-    @property
     def jobs(self) -> list["JobRecord"]:
         if self._jobs is None:
-            self._jobs = Study.read(self.root, self.label).jobs
+            self._jobs = read_jobs(self.root, self.data, self.label)
         return self._jobs
 
     def by_status(self, status: str) -> list["JobRecord"]:
@@ -326,6 +318,18 @@ def _is_num(v) -> bool:
 
 
 # --- reading a job folder ----------------------------------------------------------------------
+def read_jobs(root: Path, data: dict, label: str) -> list["JobRecord"]:
+    """A :class:`JobRecord` per job of the study folder ``root`` whose ``study.json`` is ``data``:
+    the announced jobs in grid order (*pending* when they have no folder yet), then any other job
+    folder found."""
+    configs = data.get("jobs") if isinstance(data.get("jobs"), dict) else {}
+    found = {p.name: read_job(p, label, configs.get(p.name)) for p in sorted(root.iterdir()) if sf.is_job_dir(p)}
+    jobs = [found.pop(n) if n in found else JobRecord(name=n, path=None, status=PENDING, study=label,
+                                                      config=dict(configs.get(n) or {}), detail="not started")
+            for n in dict.fromkeys(expected_job_names(data))]
+    return jobs + list(found.values())
+
+
 @dataclass
 class JobRecord:
     """One job of a study and what could be read from its folder: configuration, result, epoch
