@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-from ltbench.errors import LtbenchError
+from ltbench.errors import LtbenchError, Terminated
 
 COMMANDS = {
     "run": ("ltbench.runner.cli", "train and evaluate a grid of methods × datasets × ratios × seeds"),
@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     except LtbenchError as exc:
         print(f"ltbench {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -79,6 +79,34 @@ def test_sigkill_then_rerun_matches_uninterrupted_run(setup):
     assert json.loads((reference / JOB / "result.json").read_text())["timing"]["resumed_at_epoch"] == 0
 
 
+def test_sigterm_stops_the_runner_like_ctrl_c(setup):
+    """``kill PID`` on a runner (how one stops a background runner, which ignores SIGINT) stops its
+    workers, says how to resume, exits 143, and the job resumes where it stopped."""
+    tmp, env, args = setup
+    out = tmp / "terminated"
+    runner = subprocess.Popen([sys.executable, "-m", "ltbench", "run", "--out", str(out), *args], cwd=ROOT,
+                              env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    job = out / JOB
+    deadline = time.monotonic() + 120
+    while not (job / "metrics.jsonl").exists():
+        assert runner.poll() is None and time.monotonic() < deadline, "job ended before the runner could be stopped"
+        time.sleep(0.02)
+    worker = json.loads((job / "running.json").read_text())["pid"]
+    runner.send_signal(signal.SIGTERM)
+    text, _ = runner.communicate(timeout=60)
+    assert runner.returncode == 143, text
+    assert "stopped; unfinished jobs resume from their last checkpoint" in text and "terminated" in text
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker, 0)  # the worker went with it
+    stopped_after = len(epoch_lines(job))
+    assert 1 <= stopped_after < EPOCHS and not (job / "failed.json").exists()
+
+    p = ltbench("run", "--out", str(out), *args, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"epoch {stopped_after + 1}/{EPOCHS}" in (job / "log.txt").read_text().split(" start ")[-1]
+    assert json.loads((job / "result.json").read_text())["timing"]["resumed_at_epoch"] == stopped_after
+
+
 def epoch_lines(job):
     return [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines() if line.strip()]
 

@@ -7,15 +7,19 @@ and only then create/extend the study folder and run. Finished jobs are skipped,
 resume from their last checkpoint, failed ones are reported (``--retry-failed`` reruns them).
 
 Exit status: 0 when every job of the grid is done (or running in another runner), 1 when a job
-failed or was interrupted, 2 for bad input.
+failed or was interrupted, 2 for bad input, 130 when stopped with Ctrl-C and 143 with SIGTERM
+(``kill PID``; both leave every unfinished job resumable).
 """
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from ltbench.config import JobConfig
-from ltbench.errors import LtbenchError
+from ltbench.errors import LtbenchError, Terminated
 from ltbench import study_folder as sf
 
 
@@ -334,6 +338,27 @@ def make_executor(args, spec: dict):
     return local.LocalExecutor(local.cpu_slots(1), methods_dirs, retry)
 
 
+@contextlib.contextmanager
+def sigterm_stops_like_ctrl_c():
+    """While jobs run, ``kill PID`` (SIGTERM) stops the runner as Ctrl-C does: local workers are
+    stopped, their jobs resume from the last checkpoint on the next run, and the runner says so. A
+    runner started in the background (``cmd &`` from a script) ignores SIGINT, so SIGTERM is how
+    one stops it. A second SIGTERM during that shutdown kills at once (the default action)."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers: main thread only
+        yield
+        return
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(args) -> int:
     from ltbench.runner import job as J
     from ltbench.runner.display import describe, make_display
@@ -403,11 +428,12 @@ def main(args) -> int:
         first_guess = None if quiet else typical_job_seconds(out, [cfg for cfg in jobs if cfg.job_name in queue])
         display = make_display(len(jobs), len(jobs) - len(queue), slots, quiet, parallel, first_guess)
         try:
-            outcomes.update(executor.run(study, queue, display))
+            with sigterm_stops_like_ctrl_c():
+                outcomes.update(executor.run(study, queue, display))
         except KeyboardInterrupt:
             display.close()
             if getattr(executor, "slots", None):  # local workers were stopped (Slurm tasks go on)
-                    say(f"stopped; unfinished jobs resume from their last checkpoint when you re-run the same "
+                say(f"stopped; unfinished jobs resume from their last checkpoint when you re-run the same "
                     f"command (`ltbench status {out}` lists them)")
             raise
         finally:
