@@ -191,6 +191,11 @@ def test_config_file_flags_override_and_errors(tmp_path, capsys):
         assert spec["methods"] == ["pgd-at", "trades"] and spec["seeds"] == [0, 1]
         assert spec["epochs"] == 4  # the flag wins over the file
         assert spec["eval_attacks"] == ["clean", "pgd20"] and spec["out"] == "results/demo"  # from the preset
+    from ltbench.runner.cli import build_jobs
+
+    # the optimiser flags reach every job's configuration
+    spec = study_spec(parser.parse_args(["--config", str(cfg), "--lr", "0.7", "--weight-decay", "7e-5"]))
+    assert {(j.lr, j.weight_decay) for j in build_jobs(spec)} == {(0.7, 7e-5)}
     bad = tmp_path / "bad.toml"
     bad.write_text("methodz = ['pgd-at']\n")
     assert cli_main(["run", "--config", str(bad), "--dry-run"]) == 2

@@ -291,6 +291,7 @@ BAD_LINES = [
     (["--lr", "-1"], E + "lr must be a finite number > 0, got -1.0"),
     (["--lr", "nan"], E + "lr must be a finite number > 0, got nan"),
     (["--lr", "inf"], E + "lr must be a finite number > 0, got inf"),
+    (["--weight-decay", "-0.0005"], E + "weight_decay must be a finite number ≥ 0, got -0.0005"),
     (["--eps", "nan"], E + "eps must be a finite number ≥ 0, got nan"),
     (["--eps", "-0.1"], E + "eps must be a finite number ≥ 0, got -0.1"),
     (["--step", "-0.01"], E + "step must be a finite number > 0, got -0.01"),

@@ -43,6 +43,7 @@ def add_arguments(p):
     g.add_argument("--batch-size", type=int, help=f"training batch size (default: {_default('batch_size')})")
     g.add_argument("--lr", type=float, help=f"SGD learning rate, ×0.1 at 75%% and 93.75%% of the epochs "
                                             f"(default: {_default('lr')})")
+    g.add_argument("--weight-decay", type=float, help=f"SGD weight decay (default: {_default('weight_decay')})")
     g.add_argument("--eps", type=float, help="L∞ budget (default: the dataset's)")
     g.add_argument("--step", type=float, help="PGD step size (default: the dataset's)")
     g.add_argument("--train-attack-steps", type=int, metavar="K",
@@ -115,7 +116,7 @@ def _default(field: str):
     return {f.name: f.default for f in dataclasses.fields(JobConfig)}[field]
 
 
-FIELDS = {"model": "model", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "eps": "eps",
+FIELDS = {"model": "model", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "weight_decay": "weight_decay", "eps": "eps",
           "step": "step", "train_attack_steps": "train_attack_steps", "augment": "augment", "compile": "compile", "select_best": "select_best", "clip_start": "clip_start",
           "profile": "profile", "split_seed": "split_seed", "device": "device",
           "val_n_per_class": "val_n_per_class", "val_attack_steps": "val_attack_steps", "init_from": "init_from"}
