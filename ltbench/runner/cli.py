@@ -116,10 +116,9 @@ def _default(field: str):
     return {f.name: f.default for f in dataclasses.fields(JobConfig)}[field]
 
 
-FIELDS = {"model": "model", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "weight_decay": "weight_decay", "eps": "eps",
-          "step": "step", "train_attack_steps": "train_attack_steps", "augment": "augment", "compile": "compile", "select_best": "select_best", "clip_start": "clip_start",
-          "profile": "profile", "split_seed": "split_seed", "device": "device",
-          "val_n_per_class": "val_n_per_class", "val_attack_steps": "val_attack_steps", "init_from": "init_from"}
+FIELDS = ("model", "epochs", "batch_size", "lr", "weight_decay", "eps", "step", "train_attack_steps", "augment",
+          "compile", "select_best", "clip_start", "profile", "split_seed", "device", "val_n_per_class",
+          "val_attack_steps", "init_from")  # JobConfig fields a flag of the same name sets
 GRID_KEYS = ("methods", "datasets", "ratios", "seeds")
 
 
@@ -151,9 +150,9 @@ def study_spec(args) -> dict:
     for key in GRID_KEYS:
         if getattr(args, key, None) is not None:
             spec[key] = getattr(args, key)
-    for arg, field in FIELDS.items():
-        if getattr(args, arg, None) is not None:
-            spec[field] = getattr(args, arg)
+    for field in FIELDS:
+        if getattr(args, field, None) is not None:
+            spec[field] = getattr(args, field)
             for fields in spec.get("per_method", {}).values():  # a flag beats the preset's per-method value too
                 fields.pop(field, None)
     if getattr(args, "attacks", None):
