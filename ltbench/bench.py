@@ -388,7 +388,7 @@ def run_bench(args, log: Callable[[str], None] = lambda s: None) -> dict:
                      "steps": K, "iters": args.iters, "warmup": args.warmup, "compile": bool(args.compile),
                      "tail_batch": args.tail_batch, "tail_iters": args.tail_iters, "seed": args.seed,
                      "ratio": args.ratio, **setup},
-        "env": {**environment(device), "cpu_count": os.cpu_count(), "cpu": _cpu_name()},
+        "env": environment(device),
         "load_avg_before": load_before,
         "load_avg_after": load_average(),
         "wall_s": time.perf_counter() - t_start,
@@ -420,16 +420,6 @@ def command_line(args) -> str:
         parts.append("--compile")
     parts += ["--out", args.out]
     return " ".join(shlex.quote(p) for p in parts)
-
-
-def _cpu_name() -> Optional[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 # --- output ---------------------------------------------------------------------------------

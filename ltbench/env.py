@@ -1,10 +1,12 @@
-"""The environment recorded with every result: versions, device, code revision."""
+"""The environment recorded with every result: versions, device, CPU model, code revision."""
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from functools import lru_cache
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -55,12 +57,27 @@ def code_version() -> dict:
     return out
 
 
+def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> Optional[str]:
+    """The CPU model (the first ``model name`` of ``/proc/cpuinfo``), else ``platform.processor()``,
+    else None. Recorded because bit-exact reproduction holds on one kind of CPU: another model may
+    round differently in the last digits."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def environment(device: torch.device) -> dict:
     env = {
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": str(device),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
         **code_version(),
     }

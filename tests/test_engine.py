@@ -24,7 +24,7 @@ def test_job_writes_the_documented_files(tiny_fmnist, tmp_path):
     assert json.loads((job / "config.json").read_text()) == {"format": 1, **cfg.to_dict()}
     on_disk = json.loads((job / "result.json").read_text())
     assert on_disk["config"] == cfg.to_dict()
-    assert {"torch", "device", "commit"} <= set(on_disk["env"])
+    assert {"torch", "device", "cpu", "cpu_count", "threads", "commit"} <= set(on_disk["env"])
     assert on_disk["method_config"] == {}  # PGD-AT has no hyper-parameters
     for attack in ("clean", "pgd3"):
         rec = on_disk["metrics"][attack]

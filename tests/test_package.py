@@ -42,3 +42,21 @@ def test_code_version_dirty_looks_at_the_code_not_the_results(tmp_path):
     assert run()["dirty"] is False
     (repo / "methods" / "reat.py").write_text((repo / "methods" / "reat.py").read_text() + "\n# changed\n")
     assert run()["dirty"] is True
+
+
+def test_cpu_name_reads_the_model_and_falls_back(tmp_path, monkeypatch):
+    """Every result records the CPU model: bit-exact reproduction holds on one kind of CPU."""
+    import platform
+
+    from ltbench.env import cpu_name
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+                    "processor\t: 1\nmodel name\t: Intel(R) Xeon(R) Processor\n")
+    assert cpu_name(info) == "Intel(R) Xeon(R) Processor"
+    monkeypatch.setattr(platform, "processor", lambda: "aarch64")
+    info.write_text("processor\t: 0\nBogoMIPS\t: 50.00\n")  # no model name (e.g. some ARM kernels)
+    assert cpu_name(info) == "aarch64"
+    assert cpu_name(tmp_path / "missing") == "aarch64"
+    monkeypatch.setattr(platform, "processor", lambda: "")
+    assert cpu_name(tmp_path / "missing") is None
