@@ -17,15 +17,18 @@ STUDY = ROOT / "results" / "fmnist-lt"
 def _cost(job_dir: Path) -> float:
     """The job's training time over every epoch (``metrics.jsonl``: a resumed job's ``timing.train_s``
     counts only the epochs of its last process) plus its evaluation time."""
-    epochs = [json.loads(line) for line in (job_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    timing = json.loads((job_dir / "result.json").read_text()).get("timing") or {}
-    return sum(float(e.get("time_s", 0)) for e in epochs) + float(timing.get("eval_s", 0))
+    from ltbench.study_folder import read_metrics, read_result
+
+    timing = read_result(job_dir).get("timing") or {}
+    return sum(float(e.get("time_s", 0)) for e in read_metrics(job_dir)) + float(timing.get("eval_s", 0))
 
 
 def _rerunnable(job_dir: Path) -> bool:
     """A job that starts from another job's checkpoint (``init_from``, FRL) cannot re-run from a clone:
     checkpoints are not committed."""
-    return not json.loads((job_dir / "result.json").read_text())["config"].get("init_from")
+    from ltbench.study_folder import read_result
+
+    return not read_result(job_dir)["config"].get("init_from")
 
 
 @pytest.mark.slow
