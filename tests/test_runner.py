@@ -108,7 +108,7 @@ def test_changed_config_for_existing_job_is_refused(tiny, capsys):
     assert (out / "study.json").read_text() == before
 
 
-@pytest.mark.parametrize("preset", ["fmnist-lt-quick", "fmnist-lt", "cifar10-lt-reat-paper", "cifar100-lt-reat-paper",
+@pytest.mark.parametrize("preset", ["fmnist-lt-quick", "fmnist-lt", "fmnist-lt-ratios", "cifar10-lt-reat-paper", "cifar100-lt-reat-paper",
                                     "cifar10-lt-at-bsl-paper"])
 def test_presets_expand_to_valid_jobs(preset):
     from ltbench.presets import load_preset
@@ -129,6 +129,17 @@ def test_presets_expand_to_valid_jobs(preset):
         assert j.select_best == "pgd20"  # "best checkpoint by PGD-20"
         assert [round(f * j.epochs) for f in j.lr_milestones] == [60, 75] and j.train_attack_steps == 10
         assert {"reat", "reat-official"} <= {x.method for x in jobs}
+    if preset == "fmnist-lt-ratios":  # the sweep: the reference study's setting at two more ratios
+        ref = {j.job_name.split("__")[0]: j for j in build_jobs({**load_preset("fmnist-lt"), "method_params": {},
+                                                                  "model_params": {}})}
+        assert sorted({j.ratio for j in jobs}) == [0.02, 0.1] and len(jobs) == 9 * 2 * 3
+        for j in jobs:
+            twin = ref[j.job_name.split("__")[0]]  # the same label at ratio 0.01
+            mine, theirs = j.to_dict(), twin.to_dict()
+            for key in ("ratio", "seed", "eval_attacks"):
+                mine.pop(key), theirs.pop(key)
+            assert mine == theirs, j.job_name
+            assert set(j.eval_attacks) == set(twin.eval_attacks) - {"ls20"}
 
 
 # --- a study end to end ---------------------------------------------------------------------------
