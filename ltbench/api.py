@@ -41,7 +41,10 @@ class StudyResults:
     * ``per_class`` — one row per finished job × attack × class;
     * ``summary`` — per method × dataset × ratio × attack: ``<group>_mean`` / ``<group>_std`` over seeds;
     * ``curves`` — one row per job × epoch (loss, adversarial train accuracy, lr, time);
-    * ``paired`` — per-seed differences with the baselines pgd-at / at-bsl, summarised;
+    * ``paired`` — per-seed differences with the baselines pgd-at / at-bsl (and, for an ablation or a
+      modifier, its base label), summarised: mean, std, the 95 % Student t interval (``ci_low`` /
+      ``ci_high``, n − 1 degrees of freedom), ``resolved`` (the interval excludes 0), ``seeds_needed``,
+      seeds ahead / behind / tied (all as fractions; ``diffs`` lists the per-seed values in points);
     * ``cost`` — mean epoch time and its per-seed ratio to pgd-at;
     * ``status`` — one row per job of the grid: done / running / failed / pending.
     """

@@ -45,6 +45,7 @@ def test_readme_api_lines_run(tiny_fmnist, tmp_path, monkeypatch, capsys):
     assert set(study.status["status"]) == {"done"} and len(study.status) == 4
     assert set(study.summary["method"]) == {"pgd-at", "reat"} and set(study.summary["seeds"]) == {2}
     assert set(study.paired["baseline"]) == {"pgd-at"} and set(study.paired["seeds"]) == {2}
+    assert {"ci_low", "ci_high", "resolved", "seeds_needed"} <= set(study.paired.columns)
 
 
 def test_load_model_reproduces_the_jobs_clean_accuracy(tiny_fmnist, tmp_path):

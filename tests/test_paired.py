@@ -1,4 +1,5 @@
 """Paired comparisons (method − baseline per seed) and training cost, against hand computations."""
+import functools
 import math
 
 import pandas as pd
@@ -30,12 +31,15 @@ def test_paired_differences_match_a_hand_computation():
     assert tail["seeds"] == 3 and tail["ahead"] == 2 and tail["behind"] == 1
     assert tail["diff_mean"] == pytest.approx(mean) and tail["diff_std"] == pytest.approx(std)
     assert tail["diffs"] == "+5.0 +2.0 -1.0"
+    half = 4.302653 * std / math.sqrt(3)  # t_{0.975, 2}
+    assert tail["ci_low"] == pytest.approx(mean - half) and tail["ci_high"] == pytest.approx(mean + half)
+    assert not tail["resolved"] and tail["seeds_needed"] >= 4 and tail["tied"] == 0
     mart = t[(t["method"] == "mart") & (t["group"] == "tail")].iloc[0]
     assert mart["seeds"] == 1 and mart["diff_mean"] == pytest.approx(0.20) and math.isnan(mart["diff_std"])
     assert set(t["baseline"]) == {"pgd-at"} and "pgd-at" not in set(t["method"])
 
 
-def test_paired_needs_the_baseline_and_marks_only_consistent_signs():
+def test_paired_needs_the_baseline_and_marks_only_resolved_differences():
     assert paired_table(_jobs({("reat", 0): 0.1}), baselines=("pgd-at",)).empty
     jobs = _jobs({("pgd-at", 0): 0.1, ("pgd-at", 1): 0.2, ("reat", 0): 0.2, ("reat", 1): 0.3,
                   ("trades", 0): 0.2, ("trades", 1): 0.1})
@@ -45,7 +49,78 @@ def test_paired_needs_the_baseline_and_marks_only_consistent_signs():
     assert cells["reat"].sign == 1 and cells["reat"].record == "2/2"
     assert cells["trades"].sign == 0 and cells["trades"].text == "+0.0 ± 14.1"
     md = paired_markdown(tables, pd.DataFrame())
-    assert "**+10.0 ± 0.0** (2/2)" in md
+    assert "**+10.0 ± 0.0** [+10.0, +10.0] (2/2)" in md and "| trades | +0.0 ± 14.1 [-127.1, +127.1] (1/2) |" in md
+    assert "Student t" in md and "n − 1 degrees of freedom" in md
+    # Ahead on every seed, but two seeds this far apart do not resolve it: no bold, and a count.
+    jobs = _jobs({("pgd-at", 0): 0.1, ("pgd-at", 1): 0.2, ("reat", 0): 0.11, ("reat", 1): 0.3})
+    (t,) = paired_display(paired_table(jobs, baselines=("pgd-at",)), groups=("tail",))
+    cell = t.rows[0][2][0]
+    assert cell.record == "2/2" and cell.sign == 0 and cell.note.startswith("not resolved with 2 seeds; ~")
+
+
+@functools.lru_cache(maxsize=None)
+def _t_quantile_by_integration(p: float, dof: int) -> float:
+    """The Student t quantile from its density (Simpson's rule on [0, x], bisection): slow and plain."""
+    c = math.gamma((dof + 1) / 2) / (math.sqrt(dof * math.pi) * math.gamma(dof / 2))
+
+    def cdf(x, steps=2000):
+        h = x / steps
+        f = [c * (1 + (i * h) ** 2 / dof) ** (-(dof + 1) / 2) for i in range(steps + 1)]
+        return 0.5 + h / 3 * (f[0] + f[-1] + 4 * sum(f[1:-1:2]) + 2 * sum(f[2:-1:2]))
+
+    lo, hi = 0.0, 100.0
+    for _ in range(45):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) < p else (lo, mid)
+    return (lo + hi) / 2
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 10])
+def test_interval_is_the_student_t_interval_with_n_minus_1_dof(n):
+    from ltbench.report.paired import t_interval, t_quantile
+
+    t = _t_quantile_by_integration(0.975, n - 1)
+    assert t_quantile(n) == pytest.approx(t, rel=1e-6)
+    assert t_quantile(3) == pytest.approx(4.303, abs=1e-3)  # the printed tables' t_{0.975, 2}
+    diffs = [0.01 * (i * i - 3 * i + 1) for i in range(n)]
+    mean = sum(diffs) / n
+    std = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    low, high = t_interval(diffs)
+    assert low == pytest.approx(mean - t * std / math.sqrt(n)) and high == pytest.approx(mean + t * std / math.sqrt(n))
+    assert all(math.isnan(v) for v in t_interval([0.5]))
+
+
+def test_interval_covers_the_true_mean_95_percent_of_the_time_with_three_seeds():
+    """With 3 seeds a normal-quantile interval would cover about 80 %; the t interval 95 %."""
+    import numpy as np
+
+    from ltbench.report.paired import t_interval
+
+    rng = np.random.default_rng(0)
+    draws = rng.normal(0.02, 0.05, size=(4000, 3))
+    covered = sum(low <= 0.02 <= high for low, high in (t_interval(list(d)) for d in draws))
+    assert 0.935 <= covered / len(draws) <= 0.965
+
+
+def test_seeds_to_resolve_is_the_fewest_seeds_whose_interval_excludes_zero():
+    from ltbench.report.paired import seeds_to_resolve
+
+    # mean = std: t_{n−1}/√n < 1 first at n = 7 (t_5 / √6 = 1.050, t_6 / √7 = 0.925).
+    assert seeds_to_resolve(0.02, 0.02) == 7 and seeds_to_resolve(-0.02, 0.02) == 7
+    ref = next(n for n in range(2, 100) if _t_quantile_by_integration(0.975, n - 1) * 0.03 / math.sqrt(n) < 0.01)
+    assert seeds_to_resolve(0.01, 0.03) == ref
+    assert math.isnan(seeds_to_resolve(0.0, 0.01)) and math.isnan(seeds_to_resolve(0.01, math.nan))
+    assert seeds_to_resolve(0.01, 0.0) == 2
+
+
+def test_labels_built_on_another_label_are_paired_with_it():
+    jobs = _jobs({("pgd-at", 0): 0.1, ("at-bsl", 0): 0.3, ("at-bsl+awp", 0): 0.35, ("reat", 0): 0.2,
+                  ("reat+no-tail", 0): 0.25})
+    t = paired_table(jobs)
+    pairs = set(zip(t["method"], t["baseline"]))
+    assert {("at-bsl+awp", "at-bsl"), ("at-bsl+awp", "pgd-at"), ("reat+no-tail", "reat"), ("reat+no-tail", "pgd-at"),
+            ("reat+no-tail", "at-bsl"), ("at-bsl", "pgd-at"), ("pgd-at", "at-bsl")} == pairs - {("reat", "pgd-at"), ("reat", "at-bsl")}
+    assert list(dict.fromkeys(t["baseline"])) == ["pgd-at", "at-bsl", "reat"]
 
 
 def test_cost_is_the_per_seed_ratio_of_mean_epoch_times():

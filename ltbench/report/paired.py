@@ -3,9 +3,15 @@
 Two jobs of one study with the same dataset, ratio and seed share the long-tailed split and the
 model's initialisation (both are drawn from the seed), so the per-seed difference
 ``method − baseline`` removes that shared variance. :func:`paired_table` gives, per attack and
-head / medium / tail / worst group, the mean of those differences, their sample std (ddof 1), and
-on how many seeds the method was ahead or behind. A difference is called *consistent* when every
-seed has the same sign and there are at least two seeds.
+head / medium / tail / worst group, the mean of those differences, their sample std (ddof 1), a 95 %
+confidence interval for the mean difference (Student t with n − 1 degrees of freedom on the n
+per-seed differences: mean ± t₀.₉₇₅,ₙ₋₁ · std / √n), on how many seeds the method was ahead, behind
+or tied, and — where the interval still holds 0 — how many seeds the observed spread would need
+for it not to (:func:`seeds_to_resolve`). A difference is a *finding* (``resolved``) only where the
+interval excludes 0; otherwise it is "not resolved with n seeds".
+
+Baselines: ``pgd-at`` and ``at-bsl`` for every method, and for a label built on another one —
+an ablation ``reat+no-tail`` or a modifier ``at-bsl+awp`` — that base label (``reat``, ``at-bsl``).
 
 :func:`cost_table` compares training time the same way: per seed, the method's mean epoch time
 over the baseline's (``metrics.jsonl`` ``time_s``), then the mean and std of those ratios.
@@ -24,29 +30,77 @@ from ltbench.report.aggregate import GROUP_LABELS, GROUPS
 # Baselines every other method is compared with, when the study has them.
 BASELINES = ("pgd-at", "at-bsl")
 PAIR_KEYS = ["study", "dataset", "ratio", "seed"]
+LEVEL = 0.95        # of the confidence intervals
+MAX_SEEDS = 1000    # seeds_to_resolve gives up beyond this
+
+
+def t_quantile(n: int, level: float = LEVEL) -> float:
+    """The two-sided Student t quantile t_{(1+level)/2, n−1} for n paired seeds (NaN for n < 2)."""
+    if n < 2:
+        return math.nan
+    from scipy.stats import t
+
+    return float(t.ppf((1 + level) / 2, n - 1))
+
+
+def t_interval(diffs: list[float], level: float = LEVEL) -> tuple[float, float]:
+    """The ``level`` confidence interval of the mean of ``diffs`` (Student t, n − 1 degrees of
+    freedom): mean ± t · std / √n; (NaN, NaN) for fewer than two values."""
+    n = len(diffs)
+    if n < 2:
+        return math.nan, math.nan
+    mean = sum(diffs) / n
+    std = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    half = t_quantile(n, level) * std / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def seeds_to_resolve(mean: float, std: float, level: float = LEVEL, max_seeds: int = MAX_SEEDS) -> float:
+    """The fewest seeds n ≥ 2 whose interval would exclude 0 if the per-seed differences kept this
+    mean and std: t_{n−1} · std / √n < |mean|. NaN when no number would (mean 0, unknown std or more
+    than ``max_seeds``). A planning figure from the observed spread, not a promise."""
+    if not (math.isfinite(mean) and math.isfinite(std)) or mean == 0:
+        return math.nan
+    for n in range(2, max_seeds + 1):
+        if t_quantile(n, level) * std / math.sqrt(n) < abs(mean):
+            return float(n)
+    return math.nan
+
+
+def baselines_of(method: str, present, baselines: Iterable[str] = BASELINES) -> list[str]:
+    """The baselines ``method`` is paired with among the ``present`` methods: ``baselines``, then the
+    label it is built on (``at-bsl+awp`` → ``at-bsl``; ``reat+no-tail`` → ``reat``), never itself."""
+    out = [b for b in baselines if b in present]
+    base = method.split("+", 1)[0]
+    if base != method and base in present and base not in out:
+        out.append(base)
+    return [b for b in out if b != method]
 
 
 def paired_table(jobs: pd.DataFrame, baselines: Iterable[str] = BASELINES,
                  methods: list[str] | None = None) -> pd.DataFrame:
     """Per-seed differences ``method − baseline`` summarised: one row per study × dataset × ratio ×
-    attack × baseline × method × group, with ``seeds`` (paired seeds), ``diff_mean``,
-    ``diff_std`` (NaN for one seed), ``ahead`` / ``behind`` (seeds with a positive / negative
-    difference) and ``diffs`` (the per-seed differences, in seed order)."""
+    attack × baseline × method × group (baselines: :func:`baselines_of`), with ``seeds`` (paired
+    seeds), ``diff_mean``, ``diff_std`` (NaN for one seed), ``ci_low`` / ``ci_high`` (the 95 %
+    Student t interval of the mean, NaN for one seed), ``resolved`` (the interval excludes 0),
+    ``seeds_needed`` (:func:`seeds_to_resolve`, for a difference not resolved yet), ``ahead`` /
+    ``behind`` / ``tied`` (seeds with a positive / negative / zero difference) and ``diffs`` (the
+    per-seed differences in percentage points, in seed order). Accuracies and differences are
+    fractions, as in every other table of :mod:`ltbench.report`."""
     columns = ["study", "dataset", "ratio", "attack", "baseline", "method", "group", "seeds",
-               "diff_mean", "diff_std", "ahead", "behind", "diffs"]
+               "diff_mean", "diff_std", "ci_low", "ci_high", "resolved", "seeds_needed", "ahead", "behind", "tied",
+               "diffs"]
     if jobs.empty:
         return pd.DataFrame(columns=columns)
     order = methods or list(dict.fromkeys(jobs["method"]))
     rows = []
     for (study, dataset, ratio, attack), grp in jobs.groupby(["study", "dataset", "ratio", "attack"], sort=False):
         by_method = {m: g.set_index("seed") for m, g in grp.groupby("method", sort=False)}
-        for base in baselines:
-            if base not in by_method:
+        for m in order:
+            if m not in by_method:
                 continue
-            b = by_method[base]
-            for m in order:
-                if m == base or m not in by_method:
-                    continue
+            for base in baselines_of(m, by_method, baselines):
+                b = by_method[base]
                 seeds = sorted(set(b.index) & set(by_method[m].index))
                 if not seeds:
                     continue
@@ -56,13 +110,24 @@ def paired_table(jobs: pd.DataFrame, baselines: Iterable[str] = BASELINES,
                     if not d:
                         continue
                     s = pd.Series(d)
+                    mean, std = float(s.mean()), float(s.std(ddof=1)) if len(d) > 1 else math.nan
+                    low, high = t_interval(d)
+                    resolved = bool(low > 0 or high < 0)
                     rows.append({"study": study, "dataset": dataset, "ratio": ratio, "attack": attack,
                                  "baseline": base, "method": m, "group": g, "seeds": len(d),
-                                 "diff_mean": float(s.mean()),
-                                 "diff_std": float(s.std(ddof=1)) if len(d) > 1 else math.nan,
+                                 "diff_mean": mean, "diff_std": std, "ci_low": low, "ci_high": high,
+                                 "resolved": resolved,
+                                 "seeds_needed": math.nan if resolved else seeds_to_resolve(mean, std),
                                  "ahead": sum(x > 0 for x in d), "behind": sum(x < 0 for x in d),
+                                 "tied": sum(x == 0 for x in d),
                                  "diffs": " ".join(f"{100 * x:+.1f}" for x in d)})
-    return pd.DataFrame(rows, columns=columns)
+    out = pd.DataFrame(rows, columns=columns)
+    # Rows by baseline in BASELINES order (then the base labels), methods in grid order within each.
+    rank = {b: i for i, b in enumerate(baselines)}
+    keys = list(dict.fromkeys(zip(out["study"], out["dataset"], out["ratio"], out["attack"])))
+    out["_k"] = [keys.index(k) for k in zip(out["study"], out["dataset"], out["ratio"], out["attack"])]
+    out["_b"] = out["baseline"].map(lambda b: rank.get(b, len(rank)))
+    return out.sort_values(["_k", "_b"], kind="stable").drop(columns=["_k", "_b"]).reset_index(drop=True)
 
 
 def epoch_times(curves: pd.DataFrame) -> pd.DataFrame:
@@ -112,11 +177,37 @@ def fmt_diff(mean: float, std: float) -> str:
     return f"{text} ± {100 * std:.1f}" if math.isfinite(std) else text
 
 
+def fmt_interval(low: float, high: float) -> str:
+    """``[+0.3, +4.1]`` in percentage points; empty for one seed."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return ""
+    return f"[{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
+def fmt_record(ahead: int, tied: int, n: int) -> str:
+    """Seeds ahead out of n (``2/3``), with ties said as ties (``0/3, 3 tied``)."""
+    return f"{ahead}/{n}" + (f", {tied} tied" if tied else "")
+
+
+def fmt_needed(row) -> str:
+    """For a difference not resolved: ``not resolved with n seeds`` and, from the observed spread,
+    ``(~k needed)`` where k seeds would resolve it."""
+    if row["resolved"]:
+        return ""
+    n = int(row["seeds"])
+    need = row.get("seeds_needed", math.nan)
+    tail = f"; ~{int(need)} needed" if isinstance(need, (int, float)) and math.isfinite(need) else \
+        "; no seed count would" if n > 1 and math.isfinite(row["diff_std"]) else ""
+    return f"not resolved with {n} seed{'s' * (n != 1)}{tail}"
+
+
 @dataclass
 class PairedCell:
     text: str          # "+2.1 ± 0.8"
     record: str        # "3/3" seeds ahead
-    sign: int          # +1 / −1 when consistent over ≥ 2 seeds (every seed the same sign), else 0
+    sign: int          # +1 / −1 when the 95 % interval excludes 0 (a finding), else 0
+    interval: str = ""  # "[+0.3, +4.1]"
+    note: str = ""     # "not resolved with 3 seeds; ~7 needed"
 
 
 @dataclass
@@ -131,6 +222,14 @@ class PairedDisplay:
     baseline: str
     groups: list
     rows: list  # (method, seeds, [PairedCell per group])
+
+
+def paired_cell(r) -> PairedCell:
+    """A paired-table row as a displayed cell."""
+    n = int(r["seeds"])
+    sign = (1 if r["diff_mean"] > 0 else -1) if r["resolved"] else 0
+    return PairedCell(fmt_diff(r["diff_mean"], r["diff_std"]), fmt_record(int(r["ahead"]), int(r["tied"]), n), sign,
+                      fmt_interval(r["ci_low"], r["ci_high"]), fmt_needed(r))
 
 
 def paired_display(paired: pd.DataFrame, groups: tuple = ("overall", "head", "tail", "worst")) -> list[PairedDisplay]:
@@ -152,13 +251,15 @@ def paired_display(paired: pd.DataFrame, groups: tuple = ("overall", "head", "ta
                         continue
                     r = r.iloc[0]
                     seeds = max(seeds, int(r["seeds"]))
-                    n = int(r["seeds"])
-                    sign = 1 if n > 1 and r["ahead"] == n else -1 if n > 1 and r["behind"] == n else 0
-                    cells.append(PairedCell(fmt_diff(r["diff_mean"], r["diff_std"]), f"{int(r['ahead'])}/{n}", sign))
+                    cells.append(paired_cell(r))
                 rows.append((m, seeds, cells))
             out.append(PairedDisplay(study, dataset, float(ratio), attack, attack_label(attack), base,
                                      [GROUP_LABELS[g] for g in groups], rows))
     return out
+
+
+INTERVAL_WORDS = ("95 % confidence interval of the mean difference: Student t on the per-seed paired "
+                  "differences, n − 1 degrees of freedom")
 
 
 def paired_markdown(tables: list[PairedDisplay], cost: pd.DataFrame) -> str:
@@ -166,15 +267,16 @@ def paired_markdown(tables: list[PairedDisplay], cost: pd.DataFrame) -> str:
     seeds ahead), then the cost table."""
     out = ["# Paired comparisons (accuracy difference method − baseline, percentage points)", "",
            "Same seed = same long-tailed split and initialisation. Cell: mean ± std of the per-seed",
-           "differences; in brackets, the seeds on which the method is ahead. **Bold**: the same sign on",
-           "every seed (at least two).", ""]
+           f"differences, then in square brackets the {INTERVAL_WORDS}; in round",
+           "brackets, the seeds on which the method is ahead. **Bold**: the interval excludes 0 (a finding);",
+           "otherwise the difference is not resolved with this many seeds.", ""]
     for t in tables:
         out += [f"## {t.label}: vs {t.baseline} ({t.dataset}, ratio {t.ratio:g}, {t.study})", "",
                 "| Method | " + " | ".join(t.groups) + " | Seeds |",
                 "|:--|" + "--:|" * (len(t.groups) + 1)]
         for m, seeds, cells in t.rows:
-            vals = [f"**{c.text}** ({c.record})" if c.sign else f"{c.text} ({c.record})" if c.record else c.text
-                    for c in cells]
+            vals = [(f"**{c.text}**" if c.sign else c.text) + (f" {c.interval}" if c.interval else "")
+                    + (f" ({c.record})" if c.record else "") for c in cells]
             out.append(f"| {m} | " + " | ".join(vals) + f" | {seeds} |")
         out.append("")
     if not cost.empty:
