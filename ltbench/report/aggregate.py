@@ -439,8 +439,9 @@ def _csv(df: pd.DataFrame) -> str:
 def write_tables(tables: Tables, out_dir: str | Path) -> dict[str, Path]:
     """Write ``per_class.csv`` (+ ``.parquet`` when pyarrow is importable), ``jobs.csv``,
     ``summary.csv``, ``training.csv``, ``adv_predictions.csv``, ``summary.md``, ``summary.tex`` and,
-    when the study has a baseline to pair with, ``paired.csv``, ``cost.csv`` and ``paired.md`` into
-    ``out_dir``, each atomically; returns file name → path."""
+    when the study has a baseline to pair with, ``paired.csv``, ``cost.csv`` and ``paired.md``, and
+    when a dataset is measured at several imbalance ratios, ``ratios.md``
+    (:mod:`ltbench.report.ratios`) into ``out_dir``, each atomically; returns file name → path."""
     out_dir = Path(out_dir)
     written = {
         "per_class.csv": write_text(out_dir / "per_class.csv", _csv(tables.per_class)),
@@ -458,6 +459,10 @@ def write_tables(tables: Tables, out_dir: str | Path) -> dict[str, Path]:
         written["cost.csv"] = write_text(out_dir / "cost.csv", _csv(tables.cost))
         written["paired.md"] = write_text(out_dir / "paired.md",
                                           paired_markdown(paired_display(tables.paired), tables.cost))
+    from ltbench.report.ratios import ratios_markdown, sweep_datasets
+
+    if sweep_datasets(tables.summary):  # a dataset at two or more ratios: the verdicts along the ratios
+        written["ratios.md"] = write_text(out_dir / "ratios.md", ratios_markdown(tables.paired, tables.summary))
     try:
         import pyarrow  # noqa: F401
     except ImportError:

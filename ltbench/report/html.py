@@ -334,6 +334,41 @@ class Report:
     plots: list
 
 
+def ratio_sections(tables: Tables, coverage: dict) -> list[dict]:
+    """Per dataset measured at two or more imbalance ratios (:mod:`ltbench.report.ratios`): the
+    figure (PGD-20 when present: it runs on every test image), the tail ranking per robust attack with
+    Kendall's τ, and the paired verdicts along the ratios (one table per attack × group)."""
+    from ltbench.report import ratios as R
+
+    out = []
+    pooled = R.pooled(tables.summary)
+    for dataset in R.sweep_datasets(pooled):
+        attacks = R.sweep_attacks(pooled, dataset)
+        if not attacks:
+            continue
+        plot = P.across_ratios(pooled, dataset, attacks[0], images=coverage.get(attacks[0], {}).get("images"))
+        rankings, verdicts = [], []
+        for attack in attacks:
+            r = R.rankings(pooled, dataset, attack, "tail")
+            rows = [(m, [("–" if math.isnan(r.ranks.at[m, x]) else
+                          f"{int(r.ranks.at[m, x])} ({100 * r.means.at[m, x]:.1f})") for x in r.ratios])
+                    for m in r.ranks.index]
+            rankings.append({"label": attack_label(attack), "sentence": R.ranking_sentence(r),
+                             "ratios": [R.ratio_text(x) for x in r.ratios], "rows": rows,
+                             "flips": [f"{R.ratio_text(a)} → {R.ratio_text(b)}: {x} → {y}" for a, b, x, y in r.flips]})
+            for group in R.VERDICT_GROUPS:
+                v = R.verdicts(tables.paired, dataset, attack, group)
+                cols = [c for c in v.columns if c not in ("method", "baseline")]
+                if v.empty or len(cols) < 2:
+                    continue
+                verdicts.append({"label": attack_label(attack), "group": group,
+                                 "ratios": [R.ratio_text(x) for x in cols],
+                                 "rows": [(row["method"], row["baseline"], [R.verdict_cell(row[x]) for x in cols])
+                                          for _, row in v.iterrows()]})
+        out.append({"dataset": dataset, "plot": plot, "rankings": rankings, "verdicts": verdicts})
+    return out
+
+
 def cost_rows(cost: pd.DataFrame) -> list[dict]:
     """The cost table as display rows: method, dataset, ratio, epoch seconds, × baseline."""
     rows = []
@@ -377,6 +412,7 @@ def build_report(studies: list[Study], attack: Optional[str] = None, title: Opti
         sections["adv_pred"].append(P.tail_share(adv, dataset, ratio, palette))
     sections = {k: [p for p in v if p is not None] for k, v in sections.items()}
     pairs = pair_sections(tables, per_class, main_attacks, palette, multi)
+    ratios = ratio_sections(tables, coverage)
 
     common, varying = config_summary(studies)
     counts = {s: sum(st.counts()[s] for st in studies) for s in ("done", "failed", "running", "pending")}
@@ -405,6 +441,7 @@ def build_report(studies: list[Study], attack: Optional[str] = None, title: Opti
         "robust": robust,
         "sections": sections,
         "pairs": pairs,
+        "ratios": ratios,
         "paired": paired_display(tables.paired),
         "cost": cost_rows(tables.cost),
         "warnings": warning_rows(studies),
@@ -412,7 +449,8 @@ def build_report(studies: list[Study], attack: Optional[str] = None, title: Opti
         "csp": csp(CHECK_IMAGES_JS),
     }
     html = environment().get_template(TEMPLATE).render(**context)
-    all_plots = [p for v in sections.values() for p in v] + [s.plot for s in pairs if s.plot is not None]
+    all_plots = [p for v in sections.values() for p in v] + [s.plot for s in pairs if s.plot is not None] \
+        + [r["plot"] for r in ratios if r["plot"] is not None]
     return Report(html, tables, all_plots)
 
 

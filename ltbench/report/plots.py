@@ -388,3 +388,50 @@ def pair_per_class(per_class: pd.DataFrame, a: str, b: str, attacks: list[str], 
     fig.suptitle(text(panel_title(dataset, ratio)), fontsize=9)
     return encode(fig, key, f"{a} vs {b}: per-class accuracy, {panel_title(dataset, ratio)}",
                   f"{seed_text(df, 'whiskers = ±1 std').capitalize()}; classes head → tail.")
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p")
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def marker_style(i: int) -> dict:
+    """A marker and line style for the i-th series: with a colour each, 15+ series stay distinguishable."""
+    return {"marker": MARKERS[i % len(MARKERS)], "linestyle": LINESTYLES[(i // len(MARKERS)) % len(LINESTYLES)]}
+
+
+def across_ratios(summary: pd.DataFrame, dataset: str, attack: str, groups=("head", "tail", "worst"),
+                  images: Optional[str] = None) -> Optional[Plot]:
+    """Accuracy under ``attack`` against the imbalance ratio, one panel per group (head, tail, worst
+    class), one line per method (mean over seeds, bars ±1 std), so that the head-for-tail trade can be
+    seen to grow or shrink with imbalance. ``summary`` is pooled over studies
+    (:func:`ltbench.report.ratios.pooled`)."""
+    df = summary[(summary["dataset"].astype(str) == dataset) & (summary["attack"] == attack)]
+    if df.empty or df["ratio"].nunique() < 2:
+        return None
+    methods = list(dict.fromkeys(df["method"]))
+    palette = colors(methods)
+    ratios = sorted({float(r) for r in df["ratio"]})
+    fig = new_figure(3.0 * len(groups) + 0.4, 3.2 + legend_room(len(methods), 6))
+    axes = fig.subplots(1, len(groups), sharex=True)
+    for ax, g in zip(np.atleast_1d(axes), groups):
+        for i, m in enumerate(methods):
+            sub = df[df["method"] == m].sort_values("ratio")
+            std = 100 * sub[f"{g}_std"].fillna(0.0)
+            ax.errorbar(sub["ratio"], 100 * sub[f"{g}_mean"], yerr=std, color=palette[m], ms=4, lw=1.2, capsize=2,
+                        label=text(m), **marker_style(i))
+        ax.set_xscale("log")
+        ax.set_xticks(ratios)
+        ax.set_xticklabels([f"{r:g}\n(IR {1 / r:g})" for r in ratios])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title({"head": "Head classes (mean)", "medium": "Medium classes (mean)", "tail": "Tail classes (mean)",
+                      "worst": "Worst class", "overall": "All classes (mean)"}.get(g, text(g)))
+        ax.set_xlabel("imbalance ratio")
+        ax.set_ylabel(f"{attack_label(attack)} accuracy (%)")
+        ax.grid(alpha=0.3)
+    if len(methods) > 1:
+        series_legend(fig, np.atleast_1d(axes)[0], len(methods), per_row=6)
+    seeds = "; ".join(sorted({f"{int(k)} seed{'s' * (k != 1)}" for k in df["seeds"]}))
+    return encode(fig, f"across_ratios__{dataset}__{attack}", f"{attack_label(attack)} accuracy against the imbalance "
+                  f"ratio, {dataset}",
+                  f"Mean over seeds ({seeds}), bars ±1 std; log scale, most imbalanced on the left."
+                  + (f" {attack_label(attack)} on {images} test images." if images else ""))
