@@ -138,3 +138,23 @@ def test_cost_is_the_per_seed_ratio_of_mean_epoch_times():
     assert cost.at["mart", "cost_mean"] == pytest.approx(5 / 11) and cost.at["mart", "seeds"] == 1
     done = pd.DataFrame([{"study": "st", "method": "pgd-at", "dataset": "fmnist", "ratio": 0.01, "seed": 0}])
     assert list(cost_table(pd.DataFrame(rows), done_jobs=done)["method"]) == ["pgd-at"]
+
+
+def test_side_by_side_section_is_paired_with_an_interval(tmp_path):
+    """The REAT-as-written vs as-coded section follows the paired tables' rule: mean ± std, t interval, seeds ahead."""
+    from test_report import make_study
+
+    from ltbench.report.aggregate import build_tables, load_study
+    from ltbench.report.html import paired_delta
+    from ltbench.report.paired import t_interval
+
+    study = load_study(make_study(tmp_path))
+    jobs = build_tables([study]).jobs
+    text = paired_delta(jobs, study.label, "fmnist", 0.1, "pgd20", "reat", "reat-official", "tail")
+    sel = jobs[jobs["attack"] == "pgd20"]
+    d = [float(sel[(sel["method"] == "reat") & (sel["seed"] == s)]["tail"].iloc[0]
+               - sel[(sel["method"] == "reat-official") & (sel["seed"] == s)]["tail"].iloc[0]) for s in (0, 1)]
+    low, high = t_interval(d)
+    assert text.startswith(f"{100 * sum(d) / 2:+.1f} ± ") and f"[{100 * low:+.1f}, {100 * high:+.1f}]" in text
+    assert text.endswith(f"({sum(x > 0 for x in d)}/2)")
+    assert paired_delta(jobs, study.label, "fmnist", 0.1, "pgd20", "reat", "trades", "tail") == "–"

@@ -251,6 +251,27 @@ class PairSection:
     plot: Optional[P.Plot] = None
 
 
+def paired_delta(jobs: pd.DataFrame, study: str, dataset: str, ratio: float, attack: str, a: str, b: str,
+                 group: str) -> str:
+    """``a − b`` paired over the seeds both have, as the paired tables write it: ``+8.4 ± 2.0
+    [+3.5, +13.4] (3/3)`` (mean ± std, 95 % Student t interval, seeds ahead); ``–`` without a
+    common seed."""
+    from ltbench.report.paired import fmt_diff, fmt_interval, fmt_record, t_interval
+
+    sel = jobs[(jobs["study"] == study) & (jobs["dataset"] == dataset) & (jobs["ratio"] == ratio)
+               & (jobs["attack"] == attack)]
+    va, vb = (sel[sel["method"] == m].set_index("seed")[group] for m in (a, b))
+    d = [float(va[s] - vb[s]) for s in sorted(set(va.index) & set(vb.index))]
+    d = [x for x in d if math.isfinite(x)]
+    if not d:
+        return "–"
+    mean = sum(d) / len(d)
+    std = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1)) if len(d) > 1 else math.nan
+    interval = fmt_interval(*t_interval(d))
+    return f"{fmt_diff(mean, std)}{' ' + interval if interval else ''} " \
+           f"({fmt_record(sum(x > 0 for x in d), sum(x == 0 for x in d), len(d))})"
+
+
 def pair_sections(tables: Tables, per_class: pd.DataFrame, attacks: list[str], palette: dict,
                   multi: bool) -> list[PairSection]:
     """Side-by-side sections for every pair in :data:`SIDE_BY_SIDE` present in the same study and panel."""
@@ -274,10 +295,9 @@ def pair_sections(tables: Tables, per_class: pd.DataFrame, attacks: list[str], p
                         continue
                     ra, rb = ra.iloc[0], rb.iloc[0]
                     for g in GROUPS:
-                        d = ra[f"{g}_mean"] - rb[f"{g}_mean"]
-                        delta = "–" if not math.isfinite(d) else "0.0" if abs(d) < 5e-4 else f"{100 * d:+.1f}"
                         sec.rows.append((attack_label(attack), g, fmt_cell(ra[f"{g}_mean"], ra[f"{g}_std"]),
-                                         fmt_cell(rb[f"{g}_mean"], rb[f"{g}_std"]), delta))
+                                         fmt_cell(rb[f"{g}_mean"], rb[f"{g}_std"]),
+                                         paired_delta(tables.jobs, study, dataset, ratio, attack, a, b, g)))
                 key = f"pair__{len(out)}__{dataset}__r{ratio:g}"
                 sec.plot = P.pair_per_class(per_class, sa, sb, attacks, dataset, ratio, palette, key)
                 out.append(sec)
