@@ -648,13 +648,13 @@ class Chromium:
             if ev.get("method") == name and ev.get("sessionId") == session:
                 return ev
 
-    def open(self, url: str) -> str:
+    def open(self, url: str, width: int = 1280, height: int = 900) -> str:
         """A new tab with console, log and network events on; returns its session id once loaded."""
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Runtime", "Log", "Page", "Network"):
             self.call(f"{domain}.enable", session=session)
-        self.call("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 900, "deviceScaleFactor": 1,
+        self.call("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1,
                                                           "mobile": False}, session=session)
         seen = len(self.events)
         self.call("Page.navigate", {"url": url}, session=session)
@@ -844,3 +844,40 @@ def test_report_in_chromium(chromium_binary, real_study, evil_report, tmp_path, 
     finally:
         browser.close()
     assert (ARTIFACTS / "report-real-study.png").stat().st_size > 10_000
+
+
+def test_the_answer_is_in_the_first_screen_and_the_warnings_are_not(chromium_binary, tmp_path):
+    """A study like the committed one (15 labels × 3 seeds, PGD-20 and AutoAttack, a warning on every
+    other job): at 1400 × 900 the ranking and its sentence are on the first screen, the warnings below."""
+    study = tmp_path / "like-fmnist-lt"
+    labels = ["pgd-at", "at-bsl", "reat", "reat-official", "cb-at", "trades", "mart", "robal", "taet", "cfa", "wat",
+              "frl", "reat+no-rbl", "reat+no-tail", "reat+no-bsl"]
+    square = ("AutoAttack: Square Attack has decreased the robust accuracy of 0.40%. This might indicate that the "
+              "robustness evaluation using AutoAttack is unreliable. See flags_doc.md for details.")
+    for i, m in enumerate(labels):
+        for seed in (0, 1, 2):
+            write_job(study, m, seed, ratio=0.01, attacks=("clean", "pgd20", "aa"),
+                      warnings=[square] if (i + seed) % 2 else [])
+    page = tmp_path / "page.html"
+    assert cli_main(["report", str(study), "--html", str(page), "--tables-dir", str(tmp_path / "t"), "--quiet"]) == 0
+    browser = Chromium(chromium_binary)
+    try:
+        session = browser.open(page.resolve().as_uri(), width=1400, height=900)
+        where = browser.evaluate(session, """(() => {
+          const top = sel => { const e = document.querySelector(sel); return e ? e.getBoundingClientRect().top : null; };
+          return {ranking: top('table.verdict'), sentence: top('p.verdict-sentence'), warnings: top('section#warnings'),
+                  firstRow: document.querySelector('table.verdict tbody tr') ?
+                            document.querySelector('table.verdict tbody tr').getBoundingClientRect().bottom : null,
+                  kinds: [...document.querySelectorAll('#warning-kinds-table tbody tr')].map(r => r.cells[1].textContent)};
+        })()""")
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = browser.call("Page.captureScreenshot", {"format": "png"}, session=session, timeout=60)
+        (ARTIFACTS / "report-first-screen.png").write_bytes(base64.b64decode(shot["data"]))
+        assert browser.problems(session) == []
+    finally:
+        browser.close()
+    assert where["sentence"] is not None and where["sentence"] < 900
+    assert where["ranking"] is not None and where["firstRow"] < 900
+    assert where["warnings"] > 900
+    flagged = sum((i + seed) % 2 for i in range(len(labels)) for seed in (0, 1, 2))
+    assert where["kinds"] == [str(flagged)]  # one line for the one kind, counting its jobs

@@ -256,20 +256,12 @@ def paired_delta(jobs: pd.DataFrame, study: str, dataset: str, ratio: float, att
     """``a − b`` paired over the seeds both have, as the paired tables write it: ``+8.4 ± 2.0
     [+3.5, +13.4] (3/3)`` (mean ± std, 95 % Student t interval, seeds ahead); ``–`` without a
     common seed."""
-    from ltbench.report.paired import fmt_diff, fmt_interval, fmt_record, t_interval
+    from ltbench.report.paired import diff_stats, fmt_stats, seed_diffs
 
     sel = jobs[(jobs["study"] == study) & (jobs["dataset"] == dataset) & (jobs["ratio"] == ratio)
                & (jobs["attack"] == attack)]
-    va, vb = (sel[sel["method"] == m].set_index("seed")[group] for m in (a, b))
-    d = [float(va[s] - vb[s]) for s in sorted(set(va.index) & set(vb.index))]
-    d = [x for x in d if math.isfinite(x)]
-    if not d:
-        return "–"
-    mean = sum(d) / len(d)
-    std = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1)) if len(d) > 1 else math.nan
-    interval = fmt_interval(*t_interval(d))
-    return f"{fmt_diff(mean, std)}{' ' + interval if interval else ''} " \
-           f"({fmt_record(sum(x > 0 for x in d), sum(x == 0 for x in d), len(d))})"
+    d = seed_diffs(*(sel[sel["method"] == m].set_index("seed") for m in (a, b)), group)
+    return fmt_stats(diff_stats(d)) if d else "–"
 
 
 def pair_sections(tables: Tables, per_class: pd.DataFrame, attacks: list[str], palette: dict,
@@ -433,6 +425,12 @@ def build_report(studies: list[Study], attack: Optional[str] = None, title: Opti
     sections = {k: [p for p in v if p is not None] for k, v in sections.items()}
     pairs = pair_sections(tables, per_class, main_attacks, palette, multi)
     ratios = ratio_sections(tables, coverage)
+    from ltbench.report.verdict import sentence, verdicts
+    from ltbench.report.warning_kinds import PAGE_ANCHOR, group_warnings
+
+    answer = [{"v": v, "sentence": sentence(v)}
+              for v in verdicts(tables.jobs, {a: c["images"] for a, c in coverage.items()})]
+    warnings = warning_rows(studies)
 
     common, varying = config_summary(studies)
     counts = {s: sum(st.counts()[s] for st in studies) for s in ("done", "failed", "running", "pending")}
@@ -464,7 +462,10 @@ def build_report(studies: list[Study], attack: Optional[str] = None, title: Opti
         "ratios": ratios,
         "paired": paired_display(tables.paired),
         "cost": cost_rows(tables.cost),
-        "warnings": warning_rows(studies),
+        "warnings": warnings,
+        "warning_groups": group_warnings(warnings),
+        "warning_anchor": PAGE_ANCHOR,
+        "answer": answer,
         "script": Markup(CHECK_IMAGES_JS),
         "csp": csp(CHECK_IMAGES_JS),
     }

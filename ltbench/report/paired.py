@@ -77,6 +77,35 @@ def baselines_of(method: str, present, baselines: Iterable[str] = BASELINES) -> 
     return [b for b in out if b != method]
 
 
+def diff_stats(d: list[float]) -> dict:
+    """The summary of per-seed differences ``d`` the paired tables use: ``seeds``, ``diff_mean``,
+    ``diff_std`` (NaN for one), ``ci_low`` / ``ci_high`` (:func:`t_interval`), ``resolved``,
+    ``seeds_needed``, ``ahead`` / ``behind`` / ``tied`` and ``diffs`` (points, in order)."""
+    s = pd.Series(d, dtype=float)
+    mean, std = float(s.mean()), float(s.std(ddof=1)) if len(d) > 1 else math.nan
+    low, high = t_interval(list(d))
+    resolved = bool(low > 0 or high < 0)
+    return {"seeds": len(d), "diff_mean": mean, "diff_std": std, "ci_low": low, "ci_high": high,
+            "resolved": resolved, "seeds_needed": math.nan if resolved else seeds_to_resolve(mean, std),
+            "ahead": sum(x > 0 for x in d), "behind": sum(x < 0 for x in d), "tied": sum(x == 0 for x in d),
+            "diffs": " ".join(f"{100 * x:+.1f}" for x in d)}
+
+
+def seed_diffs(a: pd.DataFrame, b: pd.DataFrame, group: str) -> list[float]:
+    """``a − b`` on ``group`` for every seed both have (frames indexed by seed), finite ones only."""
+    d = [float(a.at[s, group]) - float(b.at[s, group]) for s in sorted(set(a.index) & set(b.index))]
+    return [x for x in d if math.isfinite(x)]
+
+
+def fmt_stats(st: dict) -> str:
+    """``+8.4 ± 2.0 [+3.5, +13.4] (3/3)``: mean ± std, interval, seeds ahead (``–`` for no seed)."""
+    if not st or not st["seeds"]:
+        return "–"
+    interval = fmt_interval(st["ci_low"], st["ci_high"])
+    return f"{fmt_diff(st['diff_mean'], st['diff_std'])}{' ' + interval if interval else ''} " \
+           f"({fmt_record(st['ahead'], st['tied'], st['seeds'])})"
+
+
 def paired_table(jobs: pd.DataFrame, baselines: Iterable[str] = BASELINES,
                  methods: list[str] | None = None) -> pd.DataFrame:
     """Per-seed differences ``method − baseline`` summarised: one row per study × dataset × ratio ×
@@ -101,26 +130,11 @@ def paired_table(jobs: pd.DataFrame, baselines: Iterable[str] = BASELINES,
                 continue
             for base in baselines_of(m, by_method, baselines):
                 b = by_method[base]
-                seeds = sorted(set(b.index) & set(by_method[m].index))
-                if not seeds:
-                    continue
                 for g in GROUPS:
-                    d = [float(by_method[m].at[s, g]) - float(b.at[s, g]) for s in seeds]
-                    d = [x for x in d if math.isfinite(x)]
-                    if not d:
-                        continue
-                    s = pd.Series(d)
-                    mean, std = float(s.mean()), float(s.std(ddof=1)) if len(d) > 1 else math.nan
-                    low, high = t_interval(d)
-                    resolved = bool(low > 0 or high < 0)
-                    rows.append({"study": study, "dataset": dataset, "ratio": ratio, "attack": attack,
-                                 "baseline": base, "method": m, "group": g, "seeds": len(d),
-                                 "diff_mean": mean, "diff_std": std, "ci_low": low, "ci_high": high,
-                                 "resolved": resolved,
-                                 "seeds_needed": math.nan if resolved else seeds_to_resolve(mean, std),
-                                 "ahead": sum(x > 0 for x in d), "behind": sum(x < 0 for x in d),
-                                 "tied": sum(x == 0 for x in d),
-                                 "diffs": " ".join(f"{100 * x:+.1f}" for x in d)})
+                    d = seed_diffs(by_method[m], b, g)
+                    if d:
+                        rows.append({"study": study, "dataset": dataset, "ratio": ratio, "attack": attack,
+                                     "baseline": base, "method": m, "group": g, **diff_stats(d)})
     out = pd.DataFrame(rows, columns=columns)
     # Rows by baseline in BASELINES order (then the base labels), methods in grid order within each.
     rank = {b: i for i, b in enumerate(baselines)}
