@@ -420,6 +420,35 @@ def make_partial_study(root: Path) -> Path:
     return study
 
 
+def test_figures_use_the_attack_on_every_test_image_and_labels_do_not_overlap(tmp_path):
+    """With PGD-20 (all images) and AutoAttack (a subset) both complete, the figures use PGD-20; the
+    trade-off scatter's 15 labels, drawn around a tight cluster, do not overlap one another."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    from ltbench.report import plots as P
+
+    study = tmp_path / "s"
+    for m in ("pgd-at", "at-bsl", "reat"):
+        write_job(study, m, 0, ratio=0.01, attacks=("clean", "pgd20", "aa"))
+    report = build_report([A.load_study(study)])
+    assert any(p.key == "tradeoff" and p.title.endswith("PGD-20") for p in report.plots)
+    assert "PGD-20" in next(p.caption for p in report.plots if p.key.startswith("per_class"))
+    fig = P.new_figure(5, 4)
+    ax = fig.subplots()
+    rng = np.random.default_rng(0)
+    xy = [(70 + rng.normal(0, 1.5), 60 + rng.normal(0, 1.5)) for _ in range(15)]
+    ax.scatter(*zip(*xy))
+    ax.set_xlim(60, 80)
+    ax.set_ylim(50, 70)
+    P.place_labels(fig, ax, xy, [f"method-{i}" for i in range(15)], ["#000"] * 15)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw_without_rendering()
+    boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]  # the label, not its leader line
+    assert len(boxes) == 15
+    assert not [(i, j) for i in range(15) for j in range(i) if boxes[i].overlaps(boxes[j])]
+
+
 def test_partial_attack_has_its_own_section_and_never_drives_the_figures(tmp_path):
     st = A.load_study(make_partial_study(tmp_path))
     report = build_report([st])
@@ -428,14 +457,15 @@ def test_partial_attack_has_its_own_section_and_never_drives_the_figures(tmp_pat
     summary_part, partial_part = html.split('<section id="summary">')[1].split('<section id="partial">')
     assert 'data-attack="aa"' not in summary_part and 'data-attack="aa"' in partial_part.split("</section>")[0]
     titles = [p.title for p in report.plots]
-    assert "Clean vs PGD-20 accuracy" in titles and not any("AutoAttack" in t for t in titles)
+    assert "Tail and worst class vs head, PGD-20" in titles and not any("AutoAttack" in t for t in titles)
     assert "PGD-20 on 1000 test images" in next(p.caption for p in report.plots if p.key.startswith("per_class"))
     tables = A.build_tables([st])
     assert set(tables.summary["images"]) == {"1000", "100"}  # every number says on how many images
     assert 'class="num images">1000<' in html and 'class="num images">100<' in html
     # asked for explicitly, the partial attack is shown, and says so in its caption
     forced = build_report([st], attack="aa")
-    assert any(p.title == "Clean vs AutoAttack accuracy" and "100 test images" in p.caption for p in forced.plots)
+    assert any(p.title == "Tail and worst class vs head, AutoAttack" and "100 test images" in p.caption
+               for p in forced.plots)
 
 
 def test_one_seed_wording(tmp_path):
@@ -835,7 +865,7 @@ def test_report_in_chromium(chromium_binary, real_study, evil_report, tmp_path, 
         assert "1 of 4 jobs, 100 images" in dom["body"]
         assert {r["images"] for t in dom["summary"] for r in t["rows"]} == {"1000", "100"}
         assert [t["attack"] for t in dom["summary"]][-1] == "aa"  # after the complete ones, in its own section
-        assert "Clean vs PGD-20 accuracy" in dom["body"] and "Clean vs AutoAttack" not in dom["body"]
+        assert "Tail and worst class vs head, PGD-20" in dom["body"] and "vs head, AutoAttack" not in dom["body"]
         assert dom["figureWidths"] and min(dom["figureWidths"]) >= 0.6 * dom["pageWidth"], dom["figureWidths"]
         dom = check_page(browser, evil_page, evil, ARTIFACTS / "report-escaping.png")
         assert EVIL_METHOD in dom["body"] and EVIL_CLASS in dom["body"]

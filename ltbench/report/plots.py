@@ -94,6 +94,15 @@ def colors(series: list[str]) -> dict[str, str]:
     return {s: matplotlib.colors.to_hex(cmap(i % cmap.N)) for i, s in enumerate(series)}
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p")
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def marker_style(i: int) -> dict:
+    """A marker and line style for the i-th series: with a colour each, 15+ series stay distinguishable."""
+    return {"marker": MARKERS[i % len(MARKERS)], "linestyle": LINESTYLES[(i // len(MARKERS)) % len(LINESTYLES)]}
+
+
 def with_series(df: pd.DataFrame, multi_study: bool) -> pd.DataFrame:
     """Add the ``series`` column: the method, prefixed by the study when comparing studies."""
     df = df.copy()
@@ -214,47 +223,95 @@ def per_class_accuracy(per_class: pd.DataFrame, attacks: list[str], dataset: str
                   + (f" Measured: {measured}." if measured else ""))
 
 
+def place_labels(fig: Figure, ax, xy: list[tuple[float, float]], labels: list[str], colors_: list[str],
+                 fontsize: float = 6.5) -> None:
+    """Label each point without overlaps where one can be found: candidate places on rings of growing
+    radius around the point (12 angles each), the first whose box meets no placed label, no other
+    point and stays in the axes wins (else the one with the least overlap); a thin leader line joins
+    a far label to its point. Points are labelled top to bottom."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.transforms import Bbox
+
+    canvas = FigureCanvasAgg(fig)
+    fig.draw_without_rendering()  # settle the constrained layout before measuring
+    renderer = canvas.get_renderer()
+    to_px = ax.transData.transform
+    frame = ax.get_window_extent(renderer)
+    dots = [Bbox.from_bounds(*(to_px(p) - 5 * fig.dpi / 72), 10 * fig.dpi / 72, 10 * fig.dpi / 72) for p in xy]
+    placed: list = []
+    scale = fig.dpi / 72.0
+    for i in sorted(range(len(xy)), key=lambda k: -xy[k][1]):
+        probe = ax.text(0, 0, text(labels[i]), fontsize=fontsize)
+        w, h = (lambda b: (b.width, b.height))(probe.get_window_extent(renderer))
+        probe.remove()
+        px, py = to_px(xy[i])
+        best, best_cost = None, math.inf
+        for ring in range(1, 13):  # rings of candidate places, 12 angles each, nearest first
+            radius = scale * (3 + 4 * ring)
+            for k in range(12):
+                angle = math.radians(30 * k + 15 * (ring % 2))
+                ox = (radius + w / 2) * math.cos(angle) - w / 2
+                oy = (radius + h / 2) * math.sin(angle) - h / 2
+                box = Bbox.from_bounds(px + ox, py + oy, w, h)
+                cost = 10 * sum(box.overlaps(b) for b in placed) + \
+                    sum(box.overlaps(d) for j, d in enumerate(dots) if j != i)
+                if not (frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)):
+                    cost += 5
+                if cost < best_cost:
+                    best, best_cost = (ox, oy, ring), cost
+                if cost == 0:
+                    break
+            if best_cost == 0:
+                break
+        ox, oy, r = best
+        placed.append(Bbox.from_bounds(px + ox, py + oy, w, h))
+        ax.annotate(text(labels[i]), xy[i], xytext=(ox / scale, oy / scale), textcoords="offset points",
+                    fontsize=fontsize, color=colors_[i], ha="left", va="bottom",
+                    arrowprops={"arrowstyle": "-", "lw": 0.4, "color": colors_[i], "shrinkA": 0, "shrinkB": 2}
+                    if r > 2 else None)
+
+
 def tradeoff(jobs: pd.DataFrame, robust: str, palette: dict[str, str], images: Optional[str] = None) -> Optional[Plot]:
-    """Clean vs robust accuracy: one point per job (faint), the seed mean with ±1 std bars (solid)."""
+    """What long-tailed methods trade: tail (left) and worst-class (right) robust accuracy against the
+    head's, per panel (dataset × ratio); one point per series, the seed mean with ±1 std bars, faint
+    points for single runs; labels placed without overlaps (:func:`place_labels`)."""
     if jobs.empty or robust is None:
         return None
-    wide = jobs.pivot_table(index=["series", "dataset", "ratio", "seed", "job"], columns="attack",
-                            values="overall").reset_index()
-    if "clean" not in wide or robust not in wide:
-        return None
-    wide = wide.dropna(subset=["clean", robust])
-    keys = panels(wide)
+    sub_all = jobs[jobs["attack"] == robust].dropna(subset=["head", "tail", "worst"])
+    keys = panels(sub_all)
     if not keys:
         return None
-    ncols = min(3, len(keys))
-    nrows = math.ceil(len(keys) / ncols)
-    fig = new_figure(max(5.5, 3.4 * ncols + 0.3), 3.2 * nrows)
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
-    for ax, (dataset, ratio) in zip(axes, keys):
-        sub = _sel(wide, dataset, ratio)
-        for series, grp in sub.groupby("series", sort=False):
-            c = palette[series]
-            ax.scatter(100 * grp["clean"], 100 * grp[robust], s=12, color=c, alpha=0.35, lw=0)
-            mx, my = 100 * grp["clean"].mean(), 100 * grp[robust].mean()
-            sx = 100 * grp["clean"].std() if len(grp) > 1 else 0
-            sy = 100 * grp[robust].std() if len(grp) > 1 else 0
-            ax.errorbar(mx, my, xerr=sx, yerr=sy, fmt="o", ms=5, color=c, capsize=2, lw=1, label=text(series))
-            ax.annotate(text(series), (mx, my), textcoords="offset points", xytext=(4, 4), fontsize=7, color=c)
-        ax.set_title(text(panel_title(dataset, ratio)))
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
-        ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
-        ax.set_xlabel("clean accuracy (%)")
-        ax.set_ylabel(f"{attack_label(robust)} accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.margins(0.15)
-        for get, set_ in ((ax.get_xlim, ax.set_xlim), (ax.get_ylim, ax.set_ylim)):
-            min_span(get, set_, 10.0)
-    for ax in axes[len(keys):]:
-        ax.set_visible(False)
-    caption = ("Faint points: single runs; solid: mean over seeds with ±1 std." if several_seeds(wide)
+    series = list(dict.fromkeys(sub_all["series"]))
+    fig = new_figure(9.0, 4.2 * len(keys))
+    axes = np.atleast_2d(fig.subplots(len(keys), 2, squeeze=False))
+    for row, (dataset, ratio) in zip(axes, keys):
+        sub = _sel(sub_all, dataset, ratio)
+        for ax, y in zip(row, ("tail", "worst")):
+            points, names, cols = [], [], []
+            for k, (name, grp) in enumerate(sub.groupby("series", sort=False)):
+                c = palette[name]
+                style = marker_style(series.index(name))
+                ax.scatter(100 * grp["head"], 100 * grp[y], s=10, color=c, alpha=0.3, lw=0, marker=style["marker"])
+                mx, my = 100 * grp["head"].mean(), 100 * grp[y].mean()
+                sx = 100 * grp["head"].std() if len(grp) > 1 else 0
+                sy = 100 * grp[y].std() if len(grp) > 1 else 0
+                ax.errorbar(mx, my, xerr=sx, yerr=sy, fmt=style["marker"], ms=5, color=c, capsize=2, lw=0.9)
+                points.append((mx, my))
+                names.append(name)
+                cols.append(c)
+            ax.set_title(text(f"{dataset}, ratio {ratio:g}: " + ("tail vs head" if y == "tail" else "worst class vs head")))
+            ax.set_xlabel(f"head {attack_label(robust)} accuracy (%)")
+            ax.set_ylabel(f"{'tail' if y == 'tail' else 'worst-class'} {attack_label(robust)} accuracy (%)")
+            ax.grid(alpha=0.3)
+            ax.margins(0.18)
+            for get, set_ in ((ax.get_xlim, ax.set_xlim), (ax.get_ylim, ax.set_ylim)):
+                min_span(get, set_, 10.0, lo=-5.0, hi=105.0)  # room below 0 %: a worst class often sits there
+            place_labels(fig, ax, points, names, cols)
+    caption = ("Solid: mean over seeds with ±1 std; faint: single runs." if several_seeds(sub_all)
                else "One seed: each point is one run.")
-    return encode(fig, "tradeoff", f"Clean vs {attack_label(robust)} accuracy",
-                  caption + (f" {attack_label(robust)} on {images} test images." if images else ""))
+    return encode(fig, "tradeoff", f"Tail and worst class vs head, {attack_label(robust)}",
+                  "Up and to the right is better; long-tailed methods move points up (tail) and left (head). "
+                  + caption + (f" {attack_label(robust)} on {images} test images." if images else ""))
 
 
 def training_curves(curves: pd.DataFrame, dataset: str, ratio: float, palette: dict[str, str]) -> Optional[Plot]:
@@ -388,15 +445,6 @@ def pair_per_class(per_class: pd.DataFrame, a: str, b: str, attacks: list[str], 
     fig.suptitle(text(panel_title(dataset, ratio)), fontsize=9)
     return encode(fig, key, f"{a} vs {b}: per-class accuracy, {panel_title(dataset, ratio)}",
                   f"{seed_text(df, 'whiskers = ±1 std').capitalize()}; classes head → tail.")
-
-
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p")
-LINESTYLES = ("-", "--", ":", "-.")
-
-
-def marker_style(i: int) -> dict:
-    """A marker and line style for the i-th series: with a colour each, 15+ series stay distinguishable."""
-    return {"marker": MARKERS[i % len(MARKERS)], "linestyle": LINESTYLES[(i // len(MARKERS)) % len(LINESTYLES)]}
 
 
 def across_ratios(summary: pd.DataFrame, dataset: str, attack: str, groups=("head", "tail", "worst"),
