@@ -41,6 +41,10 @@ def safe_name_part(text: str) -> str:
 LATER_FIELDS = {"modifiers": {}, "clip_start": True, "augment_params": {}, "select_from": 1, "nesterov": False,
                 "val_n_per_class": None, "val_attack_steps": 5, "init_from": None}
 
+# Fields a config.json written before they existed lacks, with the value that keeps its meaning where
+# that differs from today's default (every such file ran the schedules absolute).
+OLD_MEANING = {"scale_schedules": False}
+
 
 @dataclass
 class JobConfig:
@@ -101,6 +105,11 @@ class JobConfig:
     # A finished job's folder whose evaluated weights initialise this job's model (fine-tuning, FRL);
     # optimiser and schedule start fresh. Left out of config.json when None.
     init_from: Optional[str] = None
+    # Method hyper-parameters that are numbers of epochs (CFA's start, TRADES-AWP's warm-up, FRL's
+    # halving), given as their paper states them, scaled by epochs / the paper's epochs; false keeps
+    # them absolute (ltbench.method.resolve_schedules). Always written to config.json: a stored
+    # configuration without it was written before the scaling and ran them absolute (OLD_MEANING).
+    scale_schedules: bool = True
     eval_batch_size: int = 250  # fastest on CPU; the GPU path may raise it
     device: str = "auto"
     compile: bool = False
@@ -167,6 +176,8 @@ class JobConfig:
             raise LtbenchError(f"val_n_per_class must be a non-negative integer, got {self.val_n_per_class!r}")
         if isinstance(self.val_attack_steps, bool) or not isinstance(self.val_attack_steps, int) or self.val_attack_steps < 1:
             raise LtbenchError(f"val_attack_steps must be a positive integer, got {self.val_attack_steps!r}")
+        if not isinstance(self.scale_schedules, bool):
+            raise LtbenchError(f"scale_schedules must be true or false, got {self.scale_schedules!r}")
         if self.init_from is not None and not isinstance(self.init_from, str):
             raise LtbenchError(f"init_from must be a job folder, got {self.init_from!r}")
         return self
@@ -202,7 +213,7 @@ class JobConfig:
         unknown = set(d) - names
         if unknown:
             raise LtbenchError(f"unknown config keys: {', '.join(sorted(unknown))}")
-        d = dict(d)
+        d = {**LATER_FIELDS, **OLD_MEANING, **d}
         for k in ("lr_milestones", "eval_attacks"):
             if k in d and isinstance(d[k], list):
                 d[k] = tuple(d[k])

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from ltbench.attacks.base import autocast_for
+from ltbench.method import epoch_field
 from ltbench.modifier import Modifier
 from ltbench.registry import register_modifier
 
@@ -43,7 +44,7 @@ class AWPConfig:
     weight norm (AT-AWP 0.01; TRADES-AWP 0.005); ``warmup`` = epochs trained without AWP first."""
 
     gamma: float = 0.01
-    warmup: int = 0
+    warmup: int = epoch_field(0, paper_epochs=200)
 
 
 def perturbed_weights(model: torch.nn.Module) -> list[torch.Tensor]:

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from ltbench.errors import LtbenchError
-from ltbench.method import Method, kl_rows, small_normal_start
+from ltbench.method import Method, epoch_field, kl_rows, small_normal_start
 from ltbench.registry import register_method
 
 AVG = "fawa."  # state keys of the weight average: "fawa.<parameter or buffer name>"
@@ -59,7 +59,7 @@ class CFAConfig:
     fawa: bool = True
     lambda1: float = 0.5
     lambda2: float = 0.5
-    begin: int = 10
+    begin: int = epoch_field(10, paper_epochs=200)
     beta: float = 6.0
     decay: float = 0.88
     threshold: float = 0.24

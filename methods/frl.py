@@ -14,7 +14,7 @@ constraints e_c − ē ≤ τ₁, b_c − b̄ ≤ τ₂ get Lagrange multipliers
 
 Π = clip at 0 then, if Σλ > ``lim`` (0.5), rescale to sum ``lim``; α₁ = 0.05, halved every 40
 epochs (before 1-based epochs 40, 80, …; ``halve_every`` is in the authors' 40 epochs and scaled
-to the job's, ``ltbench.schedule``). They weigh the TRADES terms per class,
+to the job's, :func:`ltbench.method.resolve_schedules`). They weigh the TRADES terms per class,
 w⁰_c = 1/C + λ₀_c − mean(λ₀), w¹_c = 1/C + λ₁_c − mean(λ₁), each term normalised by its own
 weights (``utils_frl.train_model``):
 
@@ -45,14 +45,14 @@ Departures from the authors' code:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
 from ltbench.errors import LtbenchError
-from ltbench.method import kl_rows
+from ltbench.method import epoch_field, kl_rows
 from ltbench.registry import register_method
 from methods.trades import TRADES, TRADESConfig
 
@@ -76,7 +76,7 @@ class FRLConfig(TRADESConfig):
     bound1: Optional[float] = None
     rate1: float = 0.05
     rate2: Optional[float] = None
-    halve_every: int = field(default=40, metadata={"paper_epochs": 40})
+    halve_every: int = epoch_field(40, paper_epochs=40)
     lim: float = 0.5
     max_eps_step: bool = True
 

@@ -32,7 +32,7 @@ from ltbench.engine import validation
 from ltbench.env import environment, resolve_device
 from ltbench.errors import LtbenchError
 from ltbench.io import quarantine, save_torch
-from ltbench.method import BatchContext, EpochStats, Method, build_method
+from ltbench.method import BatchContext, EpochStats, Method, build_method, resolve_schedules
 from ltbench.models import build_model
 from ltbench.progress import batch_message, epoch_message
 from ltbench.plugins import load_all
@@ -268,6 +268,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         counts = torch.tensor(self.class_counts, dtype=torch.float32, device=dev)
         method, model = build_job_model(cfg, self.info, counts)
+        self.schedules = resolve_schedules(method, cfg.epochs, cfg.scale_schedules)
         self.method: Method = method.to(dev)
         if not self.val_n and any(m.needs_validation() for m in method_chain(method)):
             raise LtbenchError(f"{cfg.label or cfg.method} needs a validation split: leave val_n_per_class unset "
@@ -605,6 +606,8 @@ def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) 
         **result_header(cfg, trainer.device, trainer.class_names, trainer.class_counts, len(trainer.y_test),
                         trainer.eps, trainer.step),
         "method_config": trainer.method.config_dict(),  # defaults resolved: tells reat from reat-official
+        # the epoch-valued hyper-parameters as given and as run (scaled to the job's epochs or not)
+        **({"schedules": trainer.schedules} if trainer.schedules else {}),
         "selection": selection,  # which epoch's model was evaluated (None: the last)
         # the method's own weights were evaluated (CFA's FAWA average), saved in this file
         **({"evaluated_weights": own_weights} if own_weights else {}),

@@ -59,6 +59,9 @@ def add_arguments(p):
     g.add_argument("--no-clip-start", dest="clip_start", action="store_const", const=False, default=None,
                    help="training PGD: clip the random start to the ε-ball only, not to the image range [0, 1] "
                         "(as the AT-BSL authors' script does; default: clipped to both)")
+    g.add_argument("--absolute-schedules", dest="scale_schedules", action="store_const", const=False, default=None,
+                   help="keep method hyper-parameters that are numbers of epochs (CFA's start, TRADES-AWP's warm-up, "
+                        "FRL's halving) as given (default: scaled by the job's epochs / the paper's)")
     g.add_argument("--profile", choices=["exp", "step"],
                    help="long-tail profile of the training set: exp (class c keeps n_max · ratio^(c/(C−1)) images) "
                         "or step (the first half of the classes n_max, the rest n_max · ratio) (default: exp)")
@@ -118,7 +121,7 @@ def _default(field: str):
 
 FIELDS = ("model", "epochs", "batch_size", "lr", "weight_decay", "eps", "step", "train_attack_steps", "augment",
           "compile", "select_best", "clip_start", "profile", "split_seed", "device", "val_n_per_class",
-          "val_attack_steps", "init_from")  # JobConfig fields a flag of the same name sets
+          "val_attack_steps", "init_from", "scale_schedules")  # JobConfig fields a flag of the same name sets
 GRID_KEYS = ("methods", "datasets", "ratios", "seeds")
 
 
