@@ -126,7 +126,7 @@ def test_presets_expand_to_valid_jobs(preset):
         j = jobs[0]
         assert (j.model, j.epochs, j.batch_size, j.lr, j.momentum, j.weight_decay) == \
             ("resnet18", 80, 128, 0.1, 0.9, 5e-4)
-        assert j.select_best == "pgd20"  # "best checkpoint by PGD-20"
+        assert j.select_best == "pgd20" and j.select_on == "test"  # "best checkpoint by PGD-20", on the test set
         assert [round(f * j.epochs) for f in j.lr_milestones] == [60, 75] and j.train_attack_steps == 10
         assert {"reat", "reat-official"} <= {x.method for x in jobs}
     if preset == "fmnist-lt-ratios":  # the sweep: the reference study's setting at two more ratios
