@@ -427,3 +427,22 @@ def test_old_configs_read_as_absolute_schedules_and_new_ones_say_so():
     assert JobConfig.from_dict(tiny_job("cfa", scale_schedules=False).to_dict()).scale_schedules is False
     with pytest.raises(LtbenchError, match="scale_schedules"):
         tiny_job("cfa", scale_schedules="no").validate()
+
+
+def test_every_method_module_says_where_it_departs_from_its_authors_code():
+    """Each module in methods/ has a "Departures from the authors' code" paragraph: a list, a
+    sentence, or an explicit "none" (issue 27)."""
+    import ast
+    import pathlib
+    import re
+
+    folder = pathlib.Path(__file__).resolve().parents[1] / "methods"
+    modules = sorted(p for p in folder.glob("*.py") if p.name != "__init__.py")
+    assert len(modules) >= 13
+    lacking = []
+    for path in modules:
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        m = re.search(r"^Departures from the authors' code[^:]*:\s*(\S.*)", doc, re.MULTILINE | re.DOTALL)
+        if m is None or not m.group(1).strip():
+            lacking.append(path.name)
+    assert not lacking, f"no 'Departures from the authors' code:' paragraph in {lacking}"
