@@ -104,8 +104,30 @@ def test_changed_config_for_existing_job_is_refused(tiny, capsys):
     before = (out / "study.json").read_text()
     assert run("--out", str(out), "--epochs", "3") == 2
     err = capsys.readouterr().err
-    assert "configured differently" in err and "epochs 2 → 3" in err
+    assert "configured differently" in err and "epochs 2 → 3" in err and "--redo" in err
     assert (out / "study.json").read_text() == before
+
+
+def test_redo_starts_matching_jobs_afresh_with_the_new_configuration(tiny, capsys):
+    tmp, _ = tiny
+    out = tmp / "study"
+    args = ("--out", str(out), "--methods", "pgd-at", "trades", *TINY_ARGS)
+    assert run(*args, "--epochs", "1") == 0
+    job, other = out / "pgd-at__fmnist__r0.2__s0", out / "trades__fmnist__r0.2__s0"
+    untouched = (other / "result.json").read_text()
+    assert run(*args, "--epochs", "1", "--redo", "nomatch*") == 2
+    assert "matches no job" in capsys.readouterr().err
+    assert run(*args, "--epochs", "2", "--redo", "pgd-at__*") == 2  # the trades job changed too
+    err = capsys.readouterr().err
+    assert "trades__fmnist__r0.2__s0" in err and "configured differently" in err
+    assert (job / "result.json").is_file()  # a refused run deletes nothing
+    assert run(*args, "--epochs", "2", "--redo", "*__s0", "--dry-run") == 0
+    assert capsys.readouterr().out.count("afresh (--redo)") == 2 and (job / "result.json").is_file()
+    assert run(*args, "--epochs", "2", "--redo", "*__s0") == 0
+    for folder in (job, other):
+        assert json.loads((folder / "config.json").read_text())["epochs"] == 2 and starts(folder) == 1
+    assert json.loads((out / "study.json").read_text())["jobs"][job.name]["epochs"] == 2
+    assert (other / "result.json").read_text() != untouched
 
 
 @pytest.mark.parametrize("preset", ["fmnist-lt-quick", "fmnist-lt", "fmnist-lt-ratios", "cifar10-lt-reat-paper", "cifar100-lt-reat-paper",

@@ -13,6 +13,7 @@ failed or was interrupted, 2 for bad input, 130 when stopped with Ctrl-C and 143
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import sys
 import threading
@@ -98,6 +99,9 @@ def add_arguments(p):
                         "batch 128 leaves a GPU mostly idle")
     e.add_argument("--workers", type=int, help="local: number of CPU worker processes (default 1 without GPUs)")
     e.add_argument("--retry-failed", action="store_true", help="rerun jobs that failed before (resuming them)")
+    e.add_argument("--redo", nargs="+", metavar="PATTERN",
+                   help="start the jobs of this run whose folder name matches a glob afresh, e.g. 'cfa__*' 'frl__*': "
+                        "their folders are deleted and this run's configuration replaces the recorded one")
     e.add_argument("--quiet", action="store_true", help="no progress output")
     e.add_argument("--tensorboard", action="store_true",
                    help="also log each job's training curves for TensorBoard under <study>/tensorboard "
@@ -366,6 +370,26 @@ def sigterm_stops_like_ctrl_c():
         signal.signal(signal.SIGTERM, previous)
 
 
+def redo_jobs(out: Path, jobs: list[JobConfig], patterns: list[str]) -> frozenset[str]:
+    """The names of the jobs ``--redo`` starts afresh: those matching a glob; each glob must match a
+    job of this run, and none of them may be running elsewhere."""
+    from fnmatch import fnmatchcase
+
+    from ltbench.runner.study import RUNNING, job_status
+
+    names = set()
+    for pattern in patterns:
+        matched = {cfg.job_name for cfg in jobs if fnmatchcase(cfg.job_name, pattern)}
+        if not matched:
+            raise LtbenchError(f"--redo {pattern!r} matches no job of this run (job folders look like "
+                               f"{jobs[0].job_name})")
+        names |= matched
+    busy = sorted(n for n in names if job_status(out / n).state == RUNNING)
+    if busy:
+        raise LtbenchError(f"--redo: {busy[0]} is running elsewhere; stop it before starting it afresh")
+    return frozenset(names)
+
+
 def main(args) -> int:
     from ltbench.runner import job as J
     from ltbench.runner.display import describe, make_display
@@ -376,15 +400,18 @@ def main(args) -> int:
     jobs = build_jobs(spec, args.methods_dir)
     out = Path(spec["out"])
     check_writable(out, tuple(cfg.job_name for cfg in jobs))
-    Study.check_compatible(out, jobs)
+    redo = redo_jobs(out, jobs, getattr(args, "redo", None) or [])
+    Study.check_compatible(out, jobs, redo)
     if getattr(args, "dry_run", False):
         from ltbench.runner import dryrun
 
         workers = (args.max_parallel or len(jobs)) if getattr(args, "executor", "local") == "slurm" \
             else len(make_executor(args, spec).slots)
-        dryrun.report(out, jobs, workers, bool(getattr(args, "retry_failed", False)))
+        dryrun.report(out, jobs, workers, bool(getattr(args, "retry_failed", False)), redo=redo)
         return 0
     executor = make_executor(args, spec)
+    for name in sorted(redo):  # after every check: nothing is deleted for a run that is refused
+        shutil.rmtree(out / name, ignore_errors=True)
     if getattr(args, "executor", "local") == "local":  # Slurm: the data is checked where the jobs run
         to_run = [cfg for cfg in jobs if job_status(out / cfg.job_name).state not in (DONE, RUNNING)]
         check_data([cfg.dataset for cfg in to_run])
@@ -394,7 +421,7 @@ def main(args) -> int:
 
         tensorboard.enable(out)  # checked before anything is written: a missing package is one line
     launched = Path(sys.argv[0]).name in ("ltbench", "__main__.py") if sys.argv else False
-    study = Study.prepare(out, spec, jobs, command=["ltbench", *sys.argv[1:]] if launched else None)
+    study = Study.prepare(out, spec, jobs, command=["ltbench", *sys.argv[1:]] if launched else None, afresh=redo)
     from ltbench.runner.slurm import queued_in_slurm
 
     outcomes: dict[str, dict] = {}
