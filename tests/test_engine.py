@@ -95,6 +95,21 @@ def test_model_selection_keeps_the_most_robust_epoch_without_changing_training(t
     assert same == (sel["epoch"] == 3)
 
 
+def test_selection_on_the_validation_split_is_the_mean_of_its_class_accuracies(tiny_fmnist, tmp_path):
+    """On the validation split, capped at 20 % of a class, the selection score is the mean over its
+    classes of each class's accuracy (the balanced test subset's overall accuracy, per class)."""
+    cfg = JobConfig(method="pgd-at", **TINY, select_best="clean", select_n_per_class=4)
+    trainer = Trainer(cfg, tmp_path)
+    counts = torch.bincount(trainer.y_val.cpu(), minlength=10).tolist()
+    assert len(set(counts)) > 1  # the tail classes are capped: the mean over classes is not the overall
+    trainer.model.eval()
+    with torch.no_grad():
+        pred = [int(trainer.model(x[None].float() / 255).argmax()) for x in trainer.x_val]
+    y = trainer.y_val.tolist()
+    per_class = [sum(p == c for p, t in zip(pred, y) if t == c) / counts[c] for c in range(10) if counts[c]]
+    assert trainer.selection_accuracy() == pytest.approx(sum(per_class) / len(per_class), abs=1e-12)
+
+
 def test_split_seed_shares_one_split_across_run_seeds(tiny_fmnist, tmp_path):
     """split_seed: every run seed trains on the same long-tailed split (recorded as such); without
     it each run seed draws its own."""

@@ -560,17 +560,20 @@ class Trainer:
         return EVAL_WEIGHTS
 
     def selection_accuracy(self) -> float:
-        """Accuracy under ``select_best`` on the selection images, the mean of the per-class
-        accuracies over the classes present (the validation split is capped per class; the test
-        subset is balanced, where this is the overall accuracy). Its random starts draw from a
-        forked RNG, so training continues exactly as it would without model selection."""
+        """Accuracy under ``select_best`` on the selection images: on the balanced test subset the
+        overall accuracy; on the validation split, capped per class, the mean of the per-class
+        accuracies over the classes it holds. Its random starts draw from a forked RNG, so training
+        continues exactly as it would without model selection."""
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             pred = predict(self.model, self.x_select, self.y_select, self.select_attack, self.device,
                            eval_batch_size(self.cfg.eval_batch_size, self.device))
         y = self.y_select.cpu()
+        hit = (pred == y).double()
+        if self.cfg.select_on == "test":
+            return hit.mean().item()
         n = torch.bincount(y, minlength=self.info.num_classes).double()
-        right = torch.bincount(y[pred == y], minlength=self.info.num_classes).double()
+        right = torch.bincount(y, weights=hit, minlength=self.info.num_classes)
         return (right[n > 0] / n[n > 0]).mean().item()
 
     def load_best(self) -> Optional[dict]:
