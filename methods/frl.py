@@ -85,11 +85,6 @@ class FRLConfig(TRADESConfig):
             if getattr(self, key) is None:
                 setattr(self, key, value)
 
-    def validate(self):
-        for key in VARIANT_DEFAULTS[True]:
-            if isinstance(getattr(self, key), bool) or not isinstance(getattr(self, key), (int, float)):
-                raise LtbenchError(f"frl.{key} must be a number, got {getattr(self, key)!r}")
-
 
 def project_multipliers(lmbda: torch.Tensor, lim: float) -> torch.Tensor:
     """Π: clip at 0, then rescale to sum ``lim`` if the sum exceeds it (no host read)."""
