@@ -41,6 +41,10 @@ def safe_name_part(text: str) -> str:
 LATER_FIELDS = {"modifiers": {}, "clip_start": True, "augment_params": {}, "select_from": 1, "nesterov": False,
                 "val_n_per_class": None, "val_attack_steps": 5, "init_from": None}
 
+# Fields a config.json written before they existed lacks, with the value that keeps its meaning where
+# that differs from today's default (every such file ran the schedules absolute and selected on the test set).
+OLD_MEANING = {"scale_schedules": False, "select_on": "test"}
+
 
 @dataclass
 class JobConfig:
@@ -86,8 +90,14 @@ class JobConfig:
     clip_start: bool = True
     eval_attacks: tuple = ("clean", "pgd20", "cw20")  # add "aa" for AutoAttack (slow on a CPU: opt-in)
     aa_n_per_class: Optional[int] = None  # AutoAttack on a balanced subset of N per class; None = all
-    select_best: Optional[str] = None  # e.g. "pgd20": keep the epoch most robust on a test subset (REAT recipe)
-    select_n_per_class: int = 100  # size of that fixed, balanced, seeded subset, per class
+    select_best: Optional[str] = None  # e.g. "pgd20": evaluate the most robust epoch, not the last (REAT recipe)
+    # Where that epoch is chosen: "validation", the held-out validation split (the job holds out
+    # select_n_per_class images per class when it would hold out fewer, capped at 20 % of a class),
+    # or "test", a fixed, balanced, seeded subset of the test set of select_n_per_class images per
+    # class, as the AT-BSL and REAT scripts select (the reported test numbers are then optimistic).
+    # Always written to config.json: one written before the option selected on the test set.
+    select_on: str = "validation"
+    select_n_per_class: int = 100  # images per class of that split or subset
     # First epoch (1-based) that select_best may choose (AT-BSL's script: 75); earlier epochs are not
     # evaluated for selection. Left out of config.json when 1.
     select_from: int = 1
@@ -101,6 +111,11 @@ class JobConfig:
     # A finished job's folder whose evaluated weights initialise this job's model (fine-tuning, FRL);
     # optimiser and schedule start fresh. Left out of config.json when None.
     init_from: Optional[str] = None
+    # Method hyper-parameters that are numbers of epochs (CFA's start, TRADES-AWP's warm-up, FRL's
+    # halving), given as their paper states them, scaled by epochs / the paper's epochs; false keeps
+    # them absolute (ltbench.method.resolve_schedules). Always written to config.json: a stored
+    # configuration without it was written before the scaling and ran them absolute (OLD_MEANING).
+    scale_schedules: bool = True
     eval_batch_size: int = 250  # fastest on CPU; the GPU path may raise it
     device: str = "auto"
     compile: bool = False
@@ -167,6 +182,13 @@ class JobConfig:
             raise LtbenchError(f"val_n_per_class must be a non-negative integer, got {self.val_n_per_class!r}")
         if isinstance(self.val_attack_steps, bool) or not isinstance(self.val_attack_steps, int) or self.val_attack_steps < 1:
             raise LtbenchError(f"val_attack_steps must be a positive integer, got {self.val_attack_steps!r}")
+        if self.select_on not in ("validation", "test"):
+            raise LtbenchError(f"select_on must be 'validation' or 'test', got {self.select_on!r}")
+        if self.select_best and self.select_on == "validation" and self.val_n_per_class == 0:
+            raise LtbenchError("select_best on the validation split needs one: leave val_n_per_class unset or above 0, "
+                               "or select on the test set (select_on = test)")
+        if not isinstance(self.scale_schedules, bool):
+            raise LtbenchError(f"scale_schedules must be true or false, got {self.scale_schedules!r}")
         if self.init_from is not None and not isinstance(self.init_from, str):
             raise LtbenchError(f"init_from must be a job folder, got {self.init_from!r}")
         return self
@@ -202,7 +224,7 @@ class JobConfig:
         unknown = set(d) - names
         if unknown:
             raise LtbenchError(f"unknown config keys: {', '.join(sorted(unknown))}")
-        d = dict(d)
+        d = {**LATER_FIELDS, **OLD_MEANING, **d}
         for k in ("lr_milestones", "eval_attacks"):
             if k in d and isinstance(d[k], list):
                 d[k] = tuple(d[k])

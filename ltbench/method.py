@@ -35,7 +35,8 @@ of TRADES/MART, TRADES' small Gaussian start) live at the end of this module.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
@@ -199,6 +200,47 @@ class Method:
             if isinstance(v, torch.Tensor):
                 setattr(self, k, v.to(device))
         return self
+
+
+# --- schedules in epochs ------------------------------------------------------------------
+
+
+def epoch_field(default: int, paper_epochs: int) -> Any:
+    """A Config field that is a number of epochs, ``default`` as the paper states it for a run of
+    ``paper_epochs`` epochs (CFA's start, 10 of 200). A job scales it to its own epochs
+    (:func:`resolve_schedules`) unless it keeps schedules absolute."""
+    return field(default=default, metadata={"paper_epochs": paper_epochs})
+
+
+def scale_epochs(value: int, paper_epochs: int, epochs: int) -> int:
+    """``value`` · ``epochs`` / ``paper_epochs``, rounded half up; a positive value stays ≥ 1 epoch."""
+    scaled = int(math.floor(value * epochs / paper_epochs + 0.5))
+    return max(scaled, 1) if value > 0 else scaled
+
+
+def resolve_schedules(method: "Method", epochs: int, scale: bool = True) -> dict[str, dict]:
+    """Set every epoch-valued field (:func:`epoch_field`) of ``method`` and of the modifiers around
+    it to its value for a job of ``epochs`` epochs: scaled by ``epochs / paper_epochs`` (``scale``)
+    or kept as given. Returns the record ``result.json`` keeps, ``{"cfa.begin": {"given": 10,
+    "paper_epochs": 200, "job_epochs": 20, "resolved": 1}}`` (empty when the method has none)."""
+    record = {}
+    m: Optional[Method] = method
+    while m is not None:
+        config = m.config
+        if dataclasses.is_dataclass(config):
+            changes = {}
+            for f in dataclasses.fields(config):
+                paper = f.metadata.get("paper_epochs")
+                if paper is None:
+                    continue
+                given = getattr(config, f.name)
+                changes[f.name] = scale_epochs(given, paper, epochs) if scale else given
+                record[f"{m.registered_name}.{f.name}"] = {"given": given, "paper_epochs": paper, "job_epochs": epochs,
+                                                            "resolved": changes[f.name]}
+            if changes:
+                m.config = dataclasses.replace(config, **changes)
+        m = getattr(m, "inner", None)
+    return record
 
 
 def parse_overrides(method: str, config_cls: type, overrides: dict[str, Any]) -> Any:

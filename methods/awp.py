@@ -22,7 +22,13 @@ Defaults are the AT-AWP setting (γ = 0.01, no warm-up: ``train_cifar10.py`` of 
 For TRADES-AWP the authors use γ = 0.005 and start AWP at epoch 10 (1-based, ``epoch >= 10`` in
 ``trades_AWP/train_trades_cifar.py``), i.e. ``warmup = 9``: TRADES declares these as its
 ``modifier_defaults``, so ``'trades +awp'`` runs them. RobustLT's configs use γ = 0.005, warm-up 0
-for AT (``--set awp.gamma=0.005``).
+for AT (``--set awp.gamma=0.005``). ``warmup`` is in the authors' 200 epochs and scaled to the job's
+(:func:`ltbench.method.resolve_schedules`): 9 of 200 is 1 of 20. The perturbation agrees with the
+authors' ``diff_in_weights`` to 1e-7 on the same batch.
+
+Departures from the authors' code: the warm-up is scaled to the job's epochs
+(``--absolute-schedules`` keeps it as given); none in the perturbation itself (RobustLT's
+re-implementation, which takes the ascent with the training optimiser, is not followed).
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ from dataclasses import dataclass
 import torch
 
 from ltbench.attacks.base import autocast_for
+from ltbench.method import epoch_field
 from ltbench.modifier import Modifier
 from ltbench.registry import register_modifier
 
@@ -40,10 +47,11 @@ NORM_GUARD = 1e-20  # the authors' EPS in γ·‖w‖ / (‖Δ‖ + EPS)
 @dataclass
 class AWPConfig:
     """AWP (Wu et al., NeurIPS 2020): ``gamma`` = γ, the perturbation's size relative to each layer's
-    weight norm (AT-AWP 0.01; TRADES-AWP 0.005); ``warmup`` = epochs trained without AWP first."""
+    weight norm (AT-AWP 0.01; TRADES-AWP 0.005); ``warmup`` = epochs trained without AWP first, of
+    the authors' 200 (scaled to the job's epochs)."""
 
     gamma: float = 0.01
-    warmup: int = 0
+    warmup: int = epoch_field(0, paper_epochs=200)
 
 
 def perturbed_weights(model: torch.nn.Module) -> list[torch.Tensor]:

@@ -7,6 +7,10 @@ loss (Sec. 4): CB(z, y) = w_y · CE(z, y) with w_i ∝ 1 / E_{N_i}, normalised s
 are the logits of the PGD adversarial examples (inner loss: plain CE); the loss is the batch mean of
 w_y · CE. β = 0.9999 is the paper's usual choice for CIFAR-LT; β = 0 gives plain PGD-AT, β → 1
 inverse-frequency weighting.
+
+Departures from the authors' code: none known. Cui et al. released the loss, not adversarial
+training: the PGD part is PGD-AT's (uniform start, clipped to [0, 1]); RoBal's authors' code, which
+runs this loss as its ``outer_CB`` configuration, was not compared with it number by number.
 """
 from dataclasses import dataclass
 

@@ -3,10 +3,13 @@
 
 Three parts, each switchable, on top of TRADES (``base = "trades"``, default) or PGD-AT
 (``base = "at"``). With t_c the robust accuracy of class c on the previous epoch's training AEs
-(``EpochStats.train_adv_acc``), from 0-based epoch ``begin`` on (the authors' 10):
+(``EpochStats.train_adv_acc``), from 0-based epoch ``begin`` on (the authors' 10 of their 200
+epochs, scaled to the job's by default: 1 of 20, :func:`ltbench.method.resolve_schedules`):
 
 * **CCM** (class-wise calibrated margin, Sec. 4.1): class c is attacked with ε_c = (λ₁ + t_c)·ε,
-  the PGD step unchanged (the authors' ``--pgd-alpha``), uniform start in each ε_c-ball. λ₁ = 0.5.
+  the PGD step unchanged (the authors' ``--pgd-alpha``). λ₁ = 0.5. The attack starts as its base's:
+  TRADES' x + 0.001·N(0, I) (the default base, as the authors' ``cw_trades_loss``), or uniform in
+  each ε_c-ball for ``base = "at"``.
 * **CCR** (class-wise calibrated regularisation, Sec. 4.2; TRADES base only, AT has no β): the
   TRADES loss of a sample of class c is (1 − β'_c)·CE(f(x), y) + β'_c·KL(f(x) ‖ f(x')) with
   β'_c = (λ₂ + t_c)·β / (1 + (λ₂ + t_c)·β), λ₂ = 0.5. Before ``begin`` (or without CCR) every
@@ -18,7 +21,10 @@ Three parts, each switchable, on top of TRADES (``base = "trades"``, default) or
   is what the job evaluates, selects from and saves (``eval_weights.pt``); it lives in the method
   state, so it is in every checkpoint. If it never started, the trained model is evaluated.
 
-Where ltbench differs from the authors' code, on purpose:
+ε_c, β'_c and the FAWA average agree with the authors' functions to 1e-7 on the same batch,
+weights and noise.
+
+Departures from the authors' code (PKU-ML/CFA), on purpose:
 
 * t_c is the **true per-class accuracy** (correct AEs of class c / training images of class c).
   The authors compute C·(correct of class c) / (all images), which equals it only on balanced
@@ -28,6 +34,11 @@ Where ltbench differs from the authors' code, on purpose:
   2/255 on CIFAR-10, which ``--val-attack-steps 10`` reproduces at ε = 8/255), over the classes
   that have validation images. CFA holds out 100 images per class by default (the authors'
   CIFAR-10 split), capped at 20 % of a class (``ltbench/data/validation.py``).
+* The PGD random start is clipped to [0, 1] (ltbench's default, ``JobConfig.clip_start``); the
+  authors' start is not (``--no-clip-start`` reproduces it).
+* The authors' TRADES step runs three train-mode forwards (x, x', x again for the KL target), each
+  updating the BatchNorm statistics; ltbench runs two.
+* ``begin`` is scaled to the job's epochs (``--absolute-schedules`` keeps the authors' 10).
 
 All per-class quantities live on the device; the FAWA test is a ``torch.where``, so neither the
 step nor the epoch end reads a value back.
@@ -41,7 +52,7 @@ import torch
 import torch.nn.functional as F
 
 from ltbench.errors import LtbenchError
-from ltbench.method import Method, kl_rows, small_normal_start
+from ltbench.method import Method, epoch_field, kl_rows, small_normal_start
 from ltbench.registry import register_method
 
 AVG = "fawa."  # state keys of the weight average: "fawa.<parameter or buffer name>"
@@ -50,7 +61,8 @@ AVG = "fawa."  # state keys of the weight average: "fawa.<parameter or buffer na
 @dataclass
 class CFAConfig:
     """CFA (Wei et al., CVPR 2023), the authors' defaults: ``base`` trades or at; CCM, CCR, FAWA
-    switches; λ₁ (CCM), λ₂ (CCR), the 0-based epoch both start (10), TRADES β (6), FAWA's decay
+    switches; λ₁ (CCM), λ₂ (CCR), the 0-based epoch both start (10 of the authors' 200 epochs, scaled
+    to the job's), TRADES β (6), FAWA's decay
     (0.88) and worst-class validation threshold (0.24); TRADES' Gaussian start σ (0.001)."""
 
     base: str = "trades"
@@ -59,7 +71,7 @@ class CFAConfig:
     fawa: bool = True
     lambda1: float = 0.5
     lambda2: float = 0.5
-    begin: int = 10
+    begin: int = epoch_field(10, paper_epochs=200)
     beta: float = 6.0
     decay: float = 0.88
     threshold: float = 0.24

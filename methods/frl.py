@@ -1,59 +1,89 @@
 """FRL: Xu, Liu, Li, Jain, Tang, "To be Robust or to be Fair: Towards Fairness in Adversarial
 Training", ICML 2021 (hannxu123/fair_robust), Algorithm 1 (reweight, remargin).
 
-A fine-tuning method: the authors start from an adversarially trained model and fine-tune it for
-120 epochs at learning rate 0.001 (decayed ×0.1 at epochs 40 and 80); in ltbench, a job started
-with ``--init-from`` another job's folder. Each epoch starts from the validation split measured
-on the current model (before the first epoch, on the initial model): per class c the clean error
-e_c and the boundary error b_c (clean right, adversarially wrong), and their averages ē, b̄. The
-fairness constraints e_c − ē ≤ τ₁, b_c − b̄ ≤ τ₂ (τ₁ = τ₂ = 0.1) get Lagrange multipliers
+A fine-tuning method: the authors start from an adversarially trained model (``hot_start.pt``)
+and fine-tune it; their scripts' default run is 40 epochs at learning rate 0.001 (SGD, momentum
+0.9, wd 5e−4), whose MultiStepLR milestones 40 and 80 are never reached: a constant rate. In
+ltbench, a job started with ``--init-from`` another job's folder (``fmnist-lt``: each seed's PGD-AT
+job, lr 0.001, constant). Each epoch starts from the validation split measured on the current
+model (before the first epoch, on the initial model): per class c the clean error e_c and the
+boundary error b_c (clean right, adversarially wrong), and their averages ē, b̄. The fairness
+constraints e_c − ē ≤ τ₁, b_c − b̄ ≤ τ₂ get Lagrange multipliers
 
     λ₀ ← Π(λ₀ + α₁·(e − ē − τ₁)),   λ₁ ← Π(λ₁ + 2α₁·(b − b̄ − τ₂)),
 
 Π = clip at 0 then, if Σλ > ``lim`` (0.5), rescale to sum ``lim``; α₁ = 0.05, halved every 40
-epochs (before 1-based epochs 40, 80, …). They weigh the TRADES terms per class,
-w⁰_c = 1/C + λ₀_c − mean(λ₀), w¹_c = 1/C + λ₁_c − mean(λ₁), and the loss is
+epochs (before 1-based epochs 40, 80, …; ``halve_every`` is in the authors' 40 epochs and scaled
+to the job's, :func:`ltbench.method.resolve_schedules`). They weigh the TRADES terms per class,
+w⁰_c = 1/C + λ₀_c − mean(λ₀), w¹_c = 1/C + λ₁_c − mean(λ₁), each term normalised by its own
+weights (``utils_frl.train_model``):
 
-    Σ_i (w⁰_{y_i}·CE(f(x_i), y_i) + β·w¹_{y_i}·KL(f(x_i) ‖ f(x'_i))) / Σ_i (w⁰_{y_i} + w¹_{y_i}),
+    Σ_i w⁰_{y_i}·CE(f(x_i), y_i) / Σ_i w⁰_{y_i}  +  β · Σ_i w¹_{y_i}·KL(f(x_i) ‖ f(x'_i)) / Σ_i w¹_{y_i}.
 
-β = 1. **Remargin** (``remargin``, default; ``frl --no-remargin`` is FRL-Reweight) also moves the
-attack's budget: λ₂ ← λ₂ + α₂·(b − b̄ − τ₂) (α₂ = 0.1, not projected), ε_c = ε·clip(exp(2λ₂_c),
-0.98, 3). The attack is TRADES' (KL, 0.001·N(0, 1) start, the job's step). FRL holds out 300
-images per class by default (the authors' CIFAR-10 split), capped at 20 % of a class.
+**Remargin** (``remargin``, default, the authors' ``frlrmrw.py``; ``frl --no-remargin`` is
+FRL-Reweight, ``frlrw.py``) also moves the attack's budget: λ₂ ← λ₂ + α₂·(b − b̄ − τ₂) (not
+projected), ε_c = ε·clip(exp(2λ₂_c), 0.98, 3), and the attack's step is max over the batch of
+ε_{y_i} / 4 (``utils_frl2.trades_adv``); FRL-Reweight attacks with the job's ε and step. The attack
+is TRADES' (KL, 0.001·N(0, 1) start). Defaults per variant, as the authors' scripts set them:
+β = 1.5 for both; τ₁ = τ₂ = 0.07 and α₂ = 0.2 for remargin, τ₁ = τ₂ = 0.1 for reweight (its α₂ is
+unused); α₁ = 0.05, ``lim`` = 0.5. FRL holds out 300 images per class by default (the authors'
+CIFAR-10 split), capped at 20 % of a class.
 
-Where ltbench differs from the authors' code, on purpose: the boundary error is the paper's
-(share of class-c images with f(x) right and f(x') wrong; the code takes clean minus robust
-accuracy, which also counts images the attack makes right); ē and b̄ are means over the classes
-with validation images (the authors' set is balanced, where they agree with the overall error);
-the validation attack is ltbench's per-epoch PGD (``val_attack_steps`` = 5 by default; the authors'
-is PGD-20 with step 2/255, ``--val-attack-steps 20`` gives step 2.5·ε/20 instead).
+Departures from the authors' code:
+
+* the boundary error is the paper's (share of class-c images with f(x) right and f(x') wrong; the
+  code takes clean minus robust accuracy, which also counts images the attack makes right);
+* ē and b̄ are means over the classes with validation images (the authors' set is balanced, where
+  they agree with the overall error);
+* the validation attack is ltbench's per-epoch PGD (``val_attack_steps`` = 5 by default; the
+  authors' is PGD-20 with step 2/255, ``--val-attack-steps 20`` gives step 2.5·ε/20 instead);
+* the training attack's 0.001·N(0, 1) start is clipped to [0, 1] (``--no-clip-start`` does not,
+  as the authors);
+* the authors' outer step runs three train-mode forwards (x, x', x again for the KL target), each
+  updating the BatchNorm statistics; ltbench runs two (x, x');
+* the fine-tuning length is the job's (``fmnist-lt``: the study's 20 epochs, not the authors' 40).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
 from ltbench.errors import LtbenchError
-from ltbench.method import kl_rows
+from ltbench.method import epoch_field, kl_rows
 from ltbench.registry import register_method
 from methods.trades import TRADES, TRADESConfig
 
 
+# The authors' defaults of each variant: frlrmrw.py (remargin), frlrw.py (reweight).
+VARIANT_DEFAULTS = {True: {"bound0": 0.07, "bound1": 0.07, "rate2": 0.2},
+                    False: {"bound0": 0.1, "bound1": 0.1, "rate2": 0.1}}
+
+
 @dataclass
 class FRLConfig(TRADESConfig):
-    """FRL (Xu et al., ICML 2021), the authors' defaults: β = 1, remargin on, τ₁ = τ₂ = 0.1
-    (``bound0``, ``bound1``), α₁ = 0.05 halved every 40 epochs, α₂ = 0.1, ``lim`` = 0.5."""
+    """FRL (Xu et al., ICML 2021), the authors' defaults per variant (``frlrmrw.py``, ``frlrw.py``):
+    β = 1.5, remargin on; τ₁ = τ₂ (``bound0``, ``bound1``) 0.07 with remargin, 0.1 without; α₁ =
+    0.05 halved every 40 epochs (of the authors' 40); α₂ = 0.2 (remargin; unused without); ``lim`` =
+    0.5; ``max_eps_step``: the remargin attack's step is max ε_c / 4 over the batch (false: the
+    job's step). ``None`` takes the variant's default."""
 
-    beta: float = 1.0
+    beta: float = 1.5
     remargin: bool = True
-    bound0: float = 0.1
-    bound1: float = 0.1
+    bound0: Optional[float] = None
+    bound1: Optional[float] = None
     rate1: float = 0.05
-    rate2: float = 0.1
-    halve_every: int = 40
+    rate2: Optional[float] = None
+    halve_every: int = epoch_field(40, paper_epochs=40)
     lim: float = 0.5
+    max_eps_step: bool = True
+
+    def __post_init__(self):
+        for key, value in VARIANT_DEFAULTS[bool(self.remargin)].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
 
 
 def project_multipliers(lmbda: torch.Tensor, lim: float) -> torch.Tensor:
@@ -88,6 +118,8 @@ class FRL(TRADES):
 
     def __init__(self, config, num_classes, class_counts):
         super().__init__(config, num_classes, class_counts)
+        if config.halve_every < 1:
+            raise LtbenchError(f"frl.halve_every must be at least 1 epoch, got {config.halve_every}")
         if not 0.0 < config.lim < 1.0:
             raise LtbenchError(f"frl.lim must be in (0, 1) so every class weight stays positive, got {config.lim}")
         self.lmbda = torch.zeros(3, num_classes)  # λ₀, λ₁, λ₂
@@ -100,9 +132,14 @@ class FRL(TRADES):
         return self.config.rate1 / 2 ** ((epoch + 1) // self.config.halve_every)
 
     def attack_budget(self, eps, step, ctx):
-        if self.config.remargin:
-            return eps * self.eps_factor[ctx.y], step
-        return eps, step
+        """Remargin: ε_c per sample and, as the authors' ``utils_frl2.trades_adv``, the step
+        max_i ε_{y_i} / 4 (a device tensor, no host read)."""
+        if not self.config.remargin:
+            return eps, step
+        eps_c = eps * self.eps_factor[ctx.y]
+        if self.config.max_eps_step:
+            step = (eps_c.amax() / 4).expand_as(eps_c)
+        return eps_c, step
 
     def train_loss(self, model, x, x_adv, y, ctx):
         logits = model(x)
@@ -110,7 +147,8 @@ class FRL(TRADES):
         w0, w1 = self.w_clean[y], self.w_bndy[y]
         ce = F.cross_entropy(logits.float(), y, reduction="none")
         kl = kl_rows(logits, logits_adv)
-        loss = (w0 * ce + self.config.beta * w1 * kl).sum() / (w0 + w1).sum()
+        # each term normalised by its own weights, as the authors' utils_frl.train_model
+        loss = (w0 * ce).sum() / w0.sum() + self.config.beta * (w1 * kl).sum() / w1.sum()
         return loss, logits_adv
 
     def on_epoch_end(self, epoch, stats):

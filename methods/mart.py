@@ -10,6 +10,14 @@ where x' = argmax_{‖x'−x‖∞≤ε} CE(f(x'), y) is found by PGD (the defau
 (1 − p_y(x)) factor weights the KL by how misclassified the clean input is; like the authors'
 release it stays in the graph. The start is 0.001·N(0, I), as in the authors' release (which
 follows TRADES). λ = 5 is the paper's setting for ResNet-18 on CIFAR-10 (6 for WRN-34-10).
+
+Departures from the authors' code (YisenWang/MART, ``mart.py``):
+
+* the PGD random start is clipped to [0, 1] (ltbench's default, ``JobConfig.clip_start``); the authors' start is not (``--no-clip-start`` reproduces it);
+* the margin term is −log(1 − max_{k≠y} p_k(x')) with 1 − p clamped at 1e-12, and the KL weight is
+  1 − p_y(x); the authors write −log(1.0001 − p + 1e-12), (1.0000001 − p_y) and log(p(x') + 1e-12)
+  in the KL: guards that bound their margin term at −log(1e-4) where max_{k≠y} p_k(x') → 1 (not
+  compared number by number).
 """
 from dataclasses import dataclass
 

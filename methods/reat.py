@@ -17,6 +17,11 @@ Two switchable parts, with N_i the training count of class i and C classes:
 ``reat`` computes TAIL per pair as the paper writes it; ``reat-official`` (``per_pair = False``)
 reproduces the reduction of the authors' public code. Ablations: ``--set reat.rbl=false``,
 ``reat.tail=false``, ``reat.bsl=false``.
+
+Departures from the authors' code: ``reat`` departs on purpose in TAIL's reduction (per pair, as the
+paper writes it; ``reat-official`` is the authors'); the PGD random start is clipped to [0, 1]
+(ltbench's default); the authors' uniform start is not (``--no-clip-start`` reproduces it); their
+script selects the best epoch on the test set (``select_on = test`` in the paper presets).
 """
 from __future__ import annotations
 

@@ -17,6 +17,15 @@ Three parts, all written with the class prior π_i = N_i / Σ_j N_j:
 
 Defaults are the authors' CIFAR-10-LT RoBal configuration (s = 10, m = 0.1, τ_m = 0, τ_b = 1.2,
 γ = 1/32, β = 6, boundary adjustment τ_p = 0.1).
+
+Departures from the authors' code (wutong16/Adversarial_Long-Tail, ``methods/train_modes.py``), not
+compared number by number:
+
+* the authors' PGD starts from x + ε·U[0, 1) (one-sided, not clipped to [0, 1]); ltbench from a
+  uniform draw in [−ε, ε], clipped (``--no-clip-start`` drops the clipping, not the one-sidedness);
+* their outer step runs a train-mode forward for each term (x' for the margin loss, then x and x'
+  again for the TRADES term), each updating the BatchNorm statistics; ltbench runs two (x, x');
+  their KL takes log(p(x') + 1e-12).
 """
 from __future__ import annotations
 

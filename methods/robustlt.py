@@ -15,6 +15,19 @@ over the first β·epochs: at 0-based epoch e the budget is ε_c·min(e / (β·E
 
 Only the training attack changes: the evaluation keeps the job's ε. With equal class counts every
 ε_c is ε (τ·0 for all classes). Outside a job (no ``ctx.epochs``) the budgets are at full size.
+The class-wise ε_c agree with the authors' to 1e-7.
+
+Departures from the authors' code (zhang-lilin/RobustLT, ``core/methods/utils.py``, ``robustlt.py``):
+
+* their training attack starts uniformly in the global ε-ball (then clipped to [0, 1]) and projects
+  onto each sample's ε_c from the first step; ltbench starts inside each sample's ε_c-ball (the
+  wrapped method's start: uniform, or TRADES' Gaussian);
+* their attack runs the model in train mode with BatchNorm statistics frozen (each batch normalised
+  with its own statistics); ltbench attacks in eval mode (running statistics), as every method;
+* their trainer runs two more train-mode forwards per step for its logging (x' and x), which update
+  the BatchNorm running statistics; ltbench's step runs the method's own forwards only;
+* their AWP (``core/methods/awp.py``) takes the ascent with the training optimiser; ltbench's
+  ``+awp`` follows the AWP authors (``methods/awp.py``).
 """
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ Two stages over the job's E epochs:
 
 1. the first ⌊stage1·E⌉ epochs (stage1 = 0.4): plain cross-entropy on the clean images, with **no
    attack computed** (``attacks`` is False: each step costs a standard step);
-2. the rest: PGD with cross-entropy from x + 0.001·N(0, I), then the hierarchical adversarial
+2. the rest: PGD with cross-entropy from x + 0.001·N(0, I) (clipped to [0, 1] by default, see
+   below), then the hierarchical adversarial
    robust loss (HARL) on the adversarial logits,
 
        L = α·mean_c(L_c) + β·var_c(L_c) + γ·Σ_c (L_c / Σ_k L_k)²,
@@ -20,7 +21,11 @@ and variance over the classes present in the batch only (the ratio term is the s
 absent class adds 0 to it). RobustLT's configs give 40 cross-entropy epochs of 100 but compare
 1-based epochs with ``<``, so they train 39; here stage 1 is round(0.4·E) = 40 epochs.
 In stage 1 the engine's "adversarial" training accuracy and prediction histogram are those of
-the clean images (there are no adversarial ones).
+the clean images (there are no adversarial ones). HARL agrees with the authors' ``HARL.py`` to 1e-7
+on the same batch.
+
+Departures from the authors' code: the PGD random start is clipped to [0, 1] (ltbench's default, ``JobConfig.clip_start``); the authors' start is not (``--no-clip-start`` reproduces it); stage 1 is round(0.4·E) epochs
+where RobustLT's configs train 39 of 100 (above).
 """
 from __future__ import annotations
 

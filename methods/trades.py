@@ -11,6 +11,13 @@ The TRADES objective (Sec. 4) and its Algorithm 1, with the KL surrogate of the 
 * outer minimisation: CE on the clean logits + β · the batch mean of the same KL, both
   forward passes in train mode, gradients through both (as in Algorithm 1).
 β = 6 (1/λ) is the paper's CIFAR-10 setting.
+
+Departures from the authors' code (yaodongyu/TRADES, ``trades.py``):
+
+* the PGD random start is clipped to [0, 1] (ltbench's default, ``JobConfig.clip_start``); the authors' start is not (``--no-clip-start`` reproduces it);
+* the authors' outer step runs three train-mode forwards (x for the CE, x', and x again for the KL
+  target), each updating the BatchNorm running statistics; ltbench runs two (x, x'), the KL target
+  being the first forward's logits (the same values: train mode normalises with batch statistics).
 """
 from dataclasses import dataclass
 

@@ -127,6 +127,9 @@ def test_cfa_job_evaluates_and_saves_the_average(tmp_path):
     job = tmp_path / "cfa"
     result = run_job(_cfa_job(), job)
     assert result["evaluated_weights"] == EVAL_WEIGHTS and result["validation"]["n_per_class"] == 100
+    # begin is in the authors' 200 epochs: 1 · 3 / 200 rounds to 0, a positive start stays ≥ 1 epoch
+    assert result["schedules"] == {"cfa.begin": {"given": 1, "paper_epochs": 200, "job_epochs": 3, "resolved": 1}}
+    assert result["method_config"]["begin"] == 1 and result["config"]["scale_schedules"] is True
     ck = torch.load(job / "checkpoint.pt", weights_only=True)
     avg = {k[len("fawa."):]: v for k, v in ck["method"].items() if k.startswith("fawa.")}
     saved = torch.load(job / EVAL_WEIGHTS, weights_only=True)

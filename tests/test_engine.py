@@ -6,7 +6,7 @@ import torch
 
 from ltbench.config import JobConfig
 from ltbench.data import LongTailSplit
-from ltbench.engine.train import run_job
+from ltbench.engine.train import Trainer, run_job
 from ltbench.errors import LtbenchError
 
 TINY = dict(dataset="fmnist", ratio=0.1, epochs=2, model="small-cnn", model_params={"width": 4},
@@ -62,16 +62,28 @@ def test_group_summaries_follow_train_counts(tiny_fmnist, tmp_path):
     assert abs(rec["tail"] - sum(pc[7:]) / 3) < 1e-12
 
 
-def test_model_selection_keeps_the_most_robust_epoch_without_changing_training(tiny_fmnist, tmp_path):
+@pytest.mark.parametrize("on", ["validation", "test"])
+def test_model_selection_keeps_the_most_robust_epoch_without_changing_training(tiny_fmnist, tmp_path, on):
     base = {**TINY, "epochs": 3, "ratio": 1.0, "eps": 0.02, "step": 0.01, "batch_size": 32}
-    plain = run_job(JobConfig(method="pgd-at", **base), tmp_path / "plain")
+    # selecting on the validation split holds it out of training: the plain job holds the same out
+    plain = run_job(JobConfig(method="pgd-at", **base, val_n_per_class=3 if on == "validation" else None),
+                    tmp_path / "plain")
     job = tmp_path / "select"
-    chosen = run_job(JobConfig(method="pgd-at", **base, select_best="pgd3", select_n_per_class=3), job)
+    cfg = JobConfig(method="pgd-at", **base, select_best="pgd3", select_n_per_class=3, select_on=on)
+    trainer = Trainer(cfg, tmp_path / "probe")
+    chosen = run_job(cfg, job)
     lines = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
     accs = [r["select_acc"] for r in lines]
     sel = chosen["selection"]
     assert sel["epoch"] == accs.index(max(accs)) + 1 and sel["acc"] == max(accs)
-    assert sel["attack"] == "pgd3" and sel["n_per_class"] == 3 and plain["selection"] is None
+    assert sel["attack"] == "pgd3" and sel["on"] == on and sel["n_per_class"] == 3 and plain["selection"] is None
+    # the images selected on: the held-out validation split (never a test image), or the test subset
+    if on == "validation":
+        assert chosen["validation"]["n_per_class"] == 3 and torch.equal(trainer.x_select, trainer.x_val)
+        assert not any("test set" in w for w in chosen["warnings"])
+    else:
+        assert "validation" not in chosen and len(trainer.y_select) == 3 * 10
+        assert any("selected on the test set" in w for w in chosen["warnings"])
     assert (job / "best.pt").exists()
     # The selection's attacks use a forked RNG: training is the same as without selection.
     plain_lines = [json.loads(line) for line in (tmp_path / "plain" / "metrics.jsonl").read_text().splitlines()]
@@ -81,6 +93,21 @@ def test_model_selection_keeps_the_most_robust_epoch_without_changing_training(t
     last = torch.load(job / "checkpoint.pt", weights_only=True)["model"]
     same = all(torch.equal(best[k], last[k]) for k in best)
     assert same == (sel["epoch"] == 3)
+
+
+def test_selection_on_the_validation_split_is_the_mean_of_its_class_accuracies(tiny_fmnist, tmp_path):
+    """On the validation split, capped at 20 % of a class, the selection score is the mean over its
+    classes of each class's accuracy (the balanced test subset's overall accuracy, per class)."""
+    cfg = JobConfig(method="pgd-at", **TINY, select_best="clean", select_n_per_class=4)
+    trainer = Trainer(cfg, tmp_path)
+    counts = torch.bincount(trainer.y_val.cpu(), minlength=10).tolist()
+    assert len(set(counts)) > 1  # the tail classes are capped: the mean over classes is not the overall
+    trainer.model.eval()
+    with torch.no_grad():
+        pred = [int(trainer.model(x[None].float() / 255).argmax()) for x in trainer.x_val]
+    y = trainer.y_val.tolist()
+    per_class = [sum(p == c for p, t in zip(pred, y) if t == c) / counts[c] for c in range(10) if counts[c]]
+    assert trainer.selection_accuracy() == pytest.approx(sum(per_class) / len(per_class), abs=1e-12)
 
 
 def test_split_seed_shares_one_split_across_run_seeds(tiny_fmnist, tmp_path):

@@ -15,7 +15,8 @@ from ltbench.config import JobConfig
 from ltbench.data.base import DatasetInfo, RawData
 from ltbench.engine.train import EpochAccumulator, Trainer, run_job, train_step
 from ltbench.errors import LtbenchError
-from ltbench.method import BatchContext, EpochStats, Method, build_method, parse_method_spec, parse_overrides
+from ltbench.method import (BatchContext, EpochStats, Method, build_method, parse_method_spec, parse_overrides,
+                            resolve_schedules)
 from ltbench.models import build_model
 from ltbench.plugins import load_methods
 from ltbench.registry import DATASETS, METHODS, register_dataset
@@ -204,7 +205,9 @@ def test_one_epoch_writes_valid_result(name, tmp_path):
     result = run_job(cfg, tmp_path)
     on_disk = json.loads((tmp_path / "result.json").read_text())
     assert on_disk["config"]["method"] == name
-    assert on_disk["method_config"] == METHODS.get(name)(METHODS.get(name).Config(), C, torch.ones(C)).config_dict()
+    expected = METHODS.get(name)(METHODS.get(name).Config(), C, torch.ones(C))
+    resolve_schedules(expected, cfg.epochs)  # epoch-valued defaults scaled to the job's epochs
+    assert on_disk["method_config"] == expected.config_dict()
     assert on_disk["dataset"]["name"] == "tiny-test" and len(on_disk["dataset"]["train_counts"]) == C
     assert set(on_disk["metrics"]) == {"clean", "pgd2"}
     for rec in on_disk["metrics"].values():
@@ -385,3 +388,61 @@ def test_parse_method_spec():
         parse_method_spec("reat tail")
     name, flags = parse_method_spec("reat --no-bsl")
     assert build_method(name, flags, C, COUNTS).config.bsl is False
+
+
+# --- schedules in epochs (issue 27) ------------------------------------------------------------------
+
+
+def _scaled_reference(value, paper, epochs):
+    """value · epochs / paper rounded half up, a positive value at least 1 epoch."""
+    exact = value * epochs / paper
+    whole = int(exact) + (1 if exact - int(exact) >= 0.5 else 0)
+    return max(whole, 1) if value > 0 else whole
+
+
+@pytest.mark.parametrize("epochs", [1, 3, 20, 100, 200, 400])
+def test_epoch_hyperparameters_scale_with_the_job(epochs):
+    cases = [("cfa", {}, None, "cfa.begin", 10, 200), ("trades", {}, {"awp": {}}, "awp.warmup", 9, 200),
+             ("frl", {}, None, "frl.halve_every", 40, 40), ("cfa", {"begin": "50"}, None, "cfa.begin", 50, 200)]
+    for name, params, modifiers, key, given, paper in cases:
+        method = build_method(name, params, C, COUNTS, modifiers)
+        record = resolve_schedules(method, epochs)
+        want = _scaled_reference(given, paper, epochs)
+        assert record[key] == {"given": given, "paper_epochs": paper, "job_epochs": epochs, "resolved": want}
+        owner, field_name = key.split(".")
+        assert getattr(method.config, field_name) == want  # the outermost config: awp's wraps trades
+        kept = build_method(name, params, C, COUNTS, modifiers)
+        assert resolve_schedules(kept, epochs, scale=False)[key]["resolved"] == given
+        assert getattr(kept.config, field_name) == given
+    assert resolve_schedules(build_method("pgd-at", {}, C, COUNTS), 20) == {}
+    # the committed study's 20 epochs: CFA from epoch 1 (not 10), TRADES-AWP from 1, FRL halves at 20
+    assert _scaled_reference(10, 200, 20) == 1 and _scaled_reference(9, 200, 20) == 1
+
+
+def test_old_configs_read_as_absolute_schedules_and_new_ones_say_so():
+    old = tiny_job("cfa").to_dict()
+    del old["scale_schedules"]  # a config.json written before the scaling
+    assert JobConfig.from_dict(old).scale_schedules is False
+    assert tiny_job("cfa").to_dict()["scale_schedules"] is True
+    assert JobConfig.from_dict(tiny_job("cfa", scale_schedules=False).to_dict()).scale_schedules is False
+    with pytest.raises(LtbenchError, match="scale_schedules"):
+        tiny_job("cfa", scale_schedules="no").validate()
+
+
+def test_every_method_module_says_where_it_departs_from_its_authors_code():
+    """Each module in methods/ has a "Departures from the authors' code" paragraph: a list, a
+    sentence, or an explicit "none" (issue 27)."""
+    import ast
+    import pathlib
+    import re
+
+    folder = pathlib.Path(__file__).resolve().parents[1] / "methods"
+    modules = sorted(p for p in folder.glob("*.py") if p.name != "__init__.py")
+    assert len(modules) >= 13
+    lacking = []
+    for path in modules:
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        m = re.search(r"^Departures from the authors' code[^:]*:\s*(\S.*)", doc, re.MULTILINE | re.DOTALL)
+        if m is None or not m.group(1).strip():
+            lacking.append(path.name)
+    assert not lacking, f"no 'Departures from the authors' code:' paragraph in {lacking}"

@@ -398,6 +398,7 @@ def test_at_bsl_preset_is_the_authors_script():
     assert lrs == pytest.approx(want)
     assert j.augment == "randaugment" and PolicyAugment(j.augment, **j.augment_params).transform.magnitude == 8
     assert j.clip_start is False and (j.select_best, j.select_from, j.select_n_per_class) == ("pgd20", 75, 1000)
+    assert j.select_on == "test"  # the script selects on the test set
     assert j.to_dict()["clip_start"] is False and "modifiers" not in j.to_dict()
 
 

@@ -104,8 +104,30 @@ def test_changed_config_for_existing_job_is_refused(tiny, capsys):
     before = (out / "study.json").read_text()
     assert run("--out", str(out), "--epochs", "3") == 2
     err = capsys.readouterr().err
-    assert "configured differently" in err and "epochs 2 → 3" in err
+    assert "configured differently" in err and "epochs 2 → 3" in err and "--redo" in err
     assert (out / "study.json").read_text() == before
+
+
+def test_redo_starts_matching_jobs_afresh_with_the_new_configuration(tiny, capsys):
+    tmp, _ = tiny
+    out = tmp / "study"
+    args = ("--out", str(out), "--methods", "pgd-at", "trades", *TINY_ARGS)
+    assert run(*args, "--epochs", "1") == 0
+    job, other = out / "pgd-at__fmnist__r0.2__s0", out / "trades__fmnist__r0.2__s0"
+    untouched = (other / "result.json").read_text()
+    assert run(*args, "--epochs", "1", "--redo", "nomatch*") == 2
+    assert "matches no job" in capsys.readouterr().err
+    assert run(*args, "--epochs", "2", "--redo", "pgd-at__*") == 2  # the trades job changed too
+    err = capsys.readouterr().err
+    assert "trades__fmnist__r0.2__s0" in err and "configured differently" in err
+    assert (job / "result.json").is_file()  # a refused run deletes nothing
+    assert run(*args, "--epochs", "2", "--redo", "*__s0", "--dry-run") == 0
+    assert capsys.readouterr().out.count("afresh (--redo)") == 2 and (job / "result.json").is_file()
+    assert run(*args, "--epochs", "2", "--redo", "*__s0") == 0
+    for folder in (job, other):
+        assert json.loads((folder / "config.json").read_text())["epochs"] == 2 and starts(folder) == 1
+    assert json.loads((out / "study.json").read_text())["jobs"][job.name]["epochs"] == 2
+    assert (other / "result.json").read_text() != untouched
 
 
 @pytest.mark.parametrize("preset", ["fmnist-lt-quick", "fmnist-lt", "fmnist-lt-ratios", "cifar10-lt-reat-paper", "cifar100-lt-reat-paper",
@@ -126,9 +148,23 @@ def test_presets_expand_to_valid_jobs(preset):
         j = jobs[0]
         assert (j.model, j.epochs, j.batch_size, j.lr, j.momentum, j.weight_decay) == \
             ("resnet18", 80, 128, 0.1, 0.9, 5e-4)
-        assert j.select_best == "pgd20"  # "best checkpoint by PGD-20"
+        assert j.select_best == "pgd20" and j.select_on == "test"  # "best checkpoint by PGD-20", on the test set
         assert [round(f * j.epochs) for f in j.lr_milestones] == [60, 75] and j.train_attack_steps == 10
         assert {"reat", "reat-official"} <= {x.method for x in jobs}
+    if preset == "fmnist-lt":  # FRL fine-tunes at the authors' lr 0.001, constant (their milestones are never reached)
+        import torch
+
+        from ltbench.engine.train import make_optimizer
+
+        frl = [j for j in jobs if j.method == "frl"]
+        assert len(frl) == 3 and all(j.init_from and j.lr == 0.001 for j in frl)
+        opt, sched = make_optimizer(torch.nn.Linear(1, 1), frl[0], 1)
+        lrs = []
+        for _ in range(frl[0].epochs):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        assert lrs == [0.001] * frl[0].epochs
     if preset == "fmnist-lt-ratios":  # the sweep: the reference study's setting at two more ratios
         ref = {j.job_name.split("__")[0]: j for j in build_jobs({**load_preset("fmnist-lt"), "method_params": {},
                                                                   "model_params": {}})}

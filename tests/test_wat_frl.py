@@ -82,9 +82,10 @@ def test_wat_loss_matches_a_per_sample_reference():
 # --- FRL -------------------------------------------------------------------------------------------
 
 
-def _frl_reference(vals, epochs, *, remargin=True, rate1=0.05, rate2=0.1, b0=0.1, b1=0.1, lim=0.5, halve=40):
+def _frl_reference(vals, epochs, *, remargin=True, rate1=0.05, rate2=0.2, b0=0.07, b1=0.07, lim=0.5, halve=40):
     """Algorithm 1 of the paper, one class at a time with Python floats; ``vals[k]`` is measured
-    after 0-based epoch ``epochs[k]`` (−1: the initial model) and sets the next epoch's weights."""
+    after 0-based epoch ``epochs[k]`` (−1: the initial model) and sets the next epoch's weights.
+    The defaults are the authors' ``frlrmrw.py`` (remargin)."""
     l0, l1, l2 = [0.0] * C, [0.0] * C, [0.0] * C
     out = []
 
@@ -117,7 +118,8 @@ def test_frl_multipliers_weights_and_margins_follow_algorithm_1(remargin):
     # large gaps, so the projection onto Σλ ≤ lim and the ε clip both act
     vals = [_val(s, boundary_err=torch.linspace(0, 0.9, C) * (s + 1)) for s in range(4)]
     epochs = [-1, 0, 1, 2]
-    ref = _frl_reference(vals, epochs, remargin=remargin, halve=2, lim=0.3)
+    bound = 0.07 if remargin else 0.1  # frlrmrw.py, frlrw.py
+    ref = _frl_reference(vals, epochs, remargin=remargin, halve=2, lim=0.3, b0=bound, b1=bound)
     for val, epoch, (w0, w1, eps) in zip(vals, epochs, ref):
         with no_host_reads():
             method.on_epoch_end(epoch, EpochStats(torch.zeros(C), None, val))
@@ -129,20 +131,45 @@ def test_frl_multipliers_weights_and_margins_follow_algorithm_1(remargin):
         assert method.eps_factor.max().item() > 1.0
 
 
+def test_frl_defaults_are_each_variants_scripts():
+    remargin, reweight = build_method("frl", {}, C, COUNTS).config, build_method("frl", {"remargin": "false"}, C, COUNTS).config
+    assert (remargin.beta, remargin.bound0, remargin.bound1, remargin.rate1, remargin.rate2) == (1.5, 0.07, 0.07, 0.05, 0.2)
+    assert (reweight.beta, reweight.bound0, reweight.bound1, reweight.rate1) == (1.5, 0.1, 0.1, 0.05)
+    assert build_method("frl", {"remargin": "false", "bound1": "0.2"}, C, COUNTS).config.bound1 == 0.2
+    with pytest.raises(LtbenchError, match="halve_every"):
+        build_method("frl", {"halve_every": "0"}, C, COUNTS)
+
+
 def test_frl_loss_and_budget_match_a_per_sample_reference():
+    """utils_frl.train_model: Σ w⁰·CE / Σ w⁰ + β·Σ w¹·KL / Σ w¹, each term by its own weights; and
+    utils_frl2.trades_adv: ε_c per sample, step max ε_c / 4. At these weights the old form
+    Σ (w⁰·CE + β·w¹·KL) / Σ (w⁰ + w¹) and the job's step differ from them."""
     method = build_method("frl", {}, C, COUNTS)
-    method.on_epoch_end(-1, EpochStats(torch.zeros(C), None, _val(3, boundary_err=torch.linspace(0, 0.9, C))))
+    for epoch in range(-1, 3):  # a few updates, so the weights move well away from 1/C
+        method.on_epoch_end(epoch, EpochStats(torch.zeros(C), None, _val(3, boundary_err=torch.linspace(0, 0.9, C))))
     model = _model_for(method).eval()
     x, x_adv, y = _inputs()
     ctx = BatchContext(model, x, y, COUNTS, 0.1, step=0.02)
     loss, _ = method.train_loss(model, x, x_adv, y, ctx)
     w0, w1 = method.w_clean.tolist(), method.w_bndy.tolist()
+    assert max(w1) > 1.5 * min(w1)  # the weights moved
     terms = _per_sample_terms(model, x, x_adv, y)
-    num = sum(w0[int(y[i])] * ce + 1.0 * w1[int(y[i])] * kl for i, (ce, kl) in enumerate(terms))
-    den = sum(w0[int(c)] + w1[int(c)] for c in y)
-    assert loss.item() == pytest.approx(num / den, rel=1e-5)
-    eps, step = method.attack_budget(0.1, 0.02, ctx)
-    assert step == 0.02 and torch.allclose(eps, 0.1 * method.eps_factor[y])
+    ws0, ws1 = [w0[int(c)] for c in y], [w1[int(c)] for c in y]
+    clean = sum(w * ce for w, (ce, _) in zip(ws0, terms)) / sum(ws0)
+    bndy = sum(w * kl for w, (_, kl) in zip(ws1, terms)) / sum(ws1)
+    assert loss.item() == pytest.approx(clean + 1.5 * bndy, rel=1e-5)
+    old = sum(a * ce + 1.5 * b * kl for a, b, (ce, kl) in zip(ws0, ws1, terms)) / (sum(ws0) + sum(ws1))
+    assert abs(loss.item() - old) > 0.1 * old
+
+    with no_host_reads():
+        eps, step = method.attack_budget(0.1, 0.02, ctx)
+    factors = method.eps_factor.tolist()
+    eps_ref = [0.1 * factors[int(c)] for c in y]
+    assert eps.tolist() == pytest.approx(eps_ref, rel=1e-6)
+    assert step.tolist() == pytest.approx([max(eps_ref) / 4] * len(y), rel=1e-6) and max(eps_ref) / 4 > 0.03
+    eps, step = build_method("frl", {"max_eps_step": "false"}, C, COUNTS).attack_budget(0.1, 0.02, ctx)
+    assert step == 0.02
+    assert build_method("frl", {"remargin": "false"}, C, COUNTS).attack_budget(0.1, 0.02, ctx) == (0.1, 0.02)
 
 
 def test_methods_need_the_validation_split_in_a_job():

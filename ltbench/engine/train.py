@@ -32,7 +32,7 @@ from ltbench.engine import validation
 from ltbench.env import environment, resolve_device
 from ltbench.errors import LtbenchError
 from ltbench.io import quarantine, save_torch
-from ltbench.method import BatchContext, EpochStats, Method, build_method
+from ltbench.method import BatchContext, EpochStats, Method, build_method, resolve_schedules
 from ltbench.models import build_model
 from ltbench.progress import batch_message, epoch_message
 from ltbench.plugins import load_all
@@ -250,6 +250,8 @@ class Trainer:
         dev = self.device
         self.val_n = (cfg.val_n_per_class if cfg.val_n_per_class is not None
                       else validation.default_n_per_class(cfg.method, cfg.modifiers))
+        if cfg.select_best and cfg.select_on == "validation" and cfg.val_n_per_class is None:
+            self.val_n = max(self.val_n, cfg.select_n_per_class)  # the split the epoch is selected on
         self.x_val = self.y_val = None
         if self.val_n:
             x_all, y_all = raw.x_train, raw.y_train
@@ -268,6 +270,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         counts = torch.tensor(self.class_counts, dtype=torch.float32, device=dev)
         method, model = build_job_model(cfg, self.info, counts)
+        self.schedules = resolve_schedules(method, cfg.epochs, cfg.scale_schedules)
         self.method: Method = method.to(dev)
         if not self.val_n and any(m.needs_validation() for m in method_chain(method)):
             raise LtbenchError(f"{cfg.label or cfg.method} needs a validation split: leave val_n_per_class unset "
@@ -288,11 +291,16 @@ class Trainer:
         self.perm_gen = torch.Generator().manual_seed(cfg.seed)
         self.aug_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 1)
         self.start_epoch = 0
-        # Model selection (REAT recipe: "best checkpoint by PGD-20") on a fixed balanced test subset.
+        # Model selection (REAT recipe: "best checkpoint by PGD-20") on the validation split, or on a
+        # fixed balanced test subset as the AT-BSL and REAT scripts do (select_on = test).
         self.best = {"epoch": None, "acc": None}
         if cfg.select_best:
             self.select_attack = build_attack(cfg.select_best, self.eps, self.step, seed=cfg.seed)
-            self.select_idx = balanced_subset(self.y_test, cfg.select_n_per_class, cfg.seed)
+            if cfg.select_on == "test":
+                idx = balanced_subset(self.y_test, cfg.select_n_per_class, cfg.seed)
+                self.x_select, self.y_select = self.x_test[idx], self.y_test[idx]
+            else:
+                self.x_select, self.y_select = self.x_val, self.y_val
 
     def validation_split(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Positions (in the long-tailed training set) of the training and the validation images:
@@ -552,14 +560,21 @@ class Trainer:
         return EVAL_WEIGHTS
 
     def selection_accuracy(self) -> float:
-        """Accuracy under ``select_best`` on the selection subset. Its random starts draw from a
-        forked RNG, so training continues exactly as it would without model selection."""
-        idx = self.select_idx
+        """Accuracy under ``select_best`` on the selection images: on the balanced test subset the
+        overall accuracy; on the validation split, capped per class, the mean of the per-class
+        accuracies over the classes it holds. Its random starts draw from a forked RNG, so training
+        continues exactly as it would without model selection."""
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            pred = predict(self.model, self.x_test[idx], self.y_test[idx], self.select_attack, self.device,
+            pred = predict(self.model, self.x_select, self.y_select, self.select_attack, self.device,
                            eval_batch_size(self.cfg.eval_batch_size, self.device))
-        return (pred == self.y_test[idx]).double().mean().item()
+        y = self.y_select.cpu()
+        hit = (pred == y).double()
+        if self.cfg.select_on == "test":
+            return hit.mean().item()
+        n = torch.bincount(y, minlength=self.info.num_classes).double()
+        right = torch.bincount(y, weights=hit, minlength=self.info.num_classes)
+        return (right[n > 0] / n[n > 0]).mean().item()
 
     def load_best(self) -> Optional[dict]:
         """Put the selected epoch's weights in the model; returns the selection record (or None)."""
@@ -571,7 +586,8 @@ class Trainer:
             raise LtbenchError(f"{self.job_dir / BEST} is damaged ({type(exc).__name__}); delete it and "
                                f"{CHECKPOINT} to start the job over") from None
         self.model.load_state_dict(weights)
-        record = {"attack": self.cfg.select_best, "n_per_class": self.cfg.select_n_per_class, **self.best}
+        record = {"attack": self.cfg.select_best, "on": self.cfg.select_on,
+                  "n_per_class": self.cfg.select_n_per_class if self.cfg.select_on == "test" else self.val_n, **self.best}
         if self.cfg.select_from != 1:
             record["from_epoch"] = self.cfg.select_from
         return record
@@ -583,6 +599,10 @@ class Trainer:
                               eps=self.eps, step=self.step, device=self.device, batch_size=self.cfg.eval_batch_size,
                               seed=self.cfg.seed, aa_n_per_class=self.cfg.aa_n_per_class, state_dir=self.job_dir,
                               progress=self.progress)
+
+
+TEST_SELECTION_WARNING = ("epoch {epoch} was selected on the test set ({attack} on {n_per_class} test images per class, "
+                          "as the paper did): the test accuracies are optimistic")
 
 
 def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) -> dict:
@@ -601,10 +621,14 @@ def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) 
     own_weights = trainer.load_eval_weights() if selection is None else None
     t0 = time.perf_counter()
     evaluation = trainer.evaluate()  # metrics, checks, warnings, evaluation settings
+    if selection is not None and selection["on"] == "test":  # the report lists the job's warnings
+        evaluation["warnings"] = [*evaluation.get("warnings", []), TEST_SELECTION_WARNING.format(**selection)]
     result = {
         **result_header(cfg, trainer.device, trainer.class_names, trainer.class_counts, len(trainer.y_test),
                         trainer.eps, trainer.step),
         "method_config": trainer.method.config_dict(),  # defaults resolved: tells reat from reat-official
+        # the epoch-valued hyper-parameters as given and as run (scaled to the job's epochs or not)
+        **({"schedules": trainer.schedules} if trainer.schedules else {}),
         "selection": selection,  # which epoch's model was evaluated (None: the last)
         # the method's own weights were evaluated (CFA's FAWA average), saved in this file
         **({"evaluated_weights": own_weights} if own_weights else {}),

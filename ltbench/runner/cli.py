@@ -13,6 +13,7 @@ failed or was interrupted, 2 for bad input, 130 when stopped with Ctrl-C and 143
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import sys
 import threading
@@ -52,13 +53,20 @@ def add_arguments(p):
     g.add_argument("--augment", choices=["randaugment", "autoaugment"],
                    help="per-sample policy augmentation before crop/flip (AT-BSL's recipe uses one)")
     g.add_argument("--select-best", metavar="ATTACK",
-                   help="evaluate the epoch most robust to ATTACK (e.g. pgd20) on a balanced test subset, "
-                        "not the last one")
+                   help="evaluate the epoch most robust to ATTACK (e.g. pgd20), not the last one, chosen on the "
+                        "held-out validation split (see --select-on)")
+    g.add_argument("--select-on", choices=["validation", "test"],
+                   help="where --select-best chooses: validation (default; the job holds out select_n_per_class, 100, "
+                        "images per class) or test, a balanced test subset as the AT-BSL and REAT scripts do "
+                        "(recorded in result.json and shown by the report: the test numbers are then optimistic)")
     g.add_argument("--compile", action="store_const", const=True, default=None,
                    help="torch.compile the model (worth it on GPUs for long runs; default: off)")
     g.add_argument("--no-clip-start", dest="clip_start", action="store_const", const=False, default=None,
                    help="training PGD: clip the random start to the ε-ball only, not to the image range [0, 1] "
                         "(as the AT-BSL authors' script does; default: clipped to both)")
+    g.add_argument("--absolute-schedules", dest="scale_schedules", action="store_const", const=False, default=None,
+                   help="keep method hyper-parameters that are numbers of epochs (CFA's start, TRADES-AWP's warm-up, "
+                        "FRL's halving) as given (default: scaled by the job's epochs / the paper's)")
     g.add_argument("--profile", choices=["exp", "step"],
                    help="long-tail profile of the training set: exp (class c keeps n_max · ratio^(c/(C−1)) images) "
                         "or step (the first half of the classes n_max, the rest n_max · ratio) (default: exp)")
@@ -91,6 +99,9 @@ def add_arguments(p):
                         "batch 128 leaves a GPU mostly idle")
     e.add_argument("--workers", type=int, help="local: number of CPU worker processes (default 1 without GPUs)")
     e.add_argument("--retry-failed", action="store_true", help="rerun jobs that failed before (resuming them)")
+    e.add_argument("--redo", nargs="+", metavar="PATTERN",
+                   help="start the jobs of this run whose folder name matches a glob afresh, e.g. 'cfa__*' 'frl__*': "
+                        "their folders are deleted and this run's configuration replaces the recorded one")
     e.add_argument("--quiet", action="store_true", help="no progress output")
     e.add_argument("--tensorboard", action="store_true",
                    help="also log each job's training curves for TensorBoard under <study>/tensorboard "
@@ -118,7 +129,7 @@ def _default(field: str):
 
 FIELDS = ("model", "epochs", "batch_size", "lr", "weight_decay", "eps", "step", "train_attack_steps", "augment",
           "compile", "select_best", "clip_start", "profile", "split_seed", "device", "val_n_per_class",
-          "val_attack_steps", "init_from")  # JobConfig fields a flag of the same name sets
+          "val_attack_steps", "init_from", "scale_schedules", "select_on")  # JobConfig fields a flag of the same name sets
 GRID_KEYS = ("methods", "datasets", "ratios", "seeds")
 
 
@@ -359,6 +370,26 @@ def sigterm_stops_like_ctrl_c():
         signal.signal(signal.SIGTERM, previous)
 
 
+def redo_jobs(out: Path, jobs: list[JobConfig], patterns: list[str]) -> frozenset[str]:
+    """The names of the jobs ``--redo`` starts afresh: those matching a glob; each glob must match a
+    job of this run, and none of them may be running elsewhere."""
+    from fnmatch import fnmatchcase
+
+    from ltbench.runner.study import RUNNING, job_status
+
+    names = set()
+    for pattern in patterns:
+        matched = {cfg.job_name for cfg in jobs if fnmatchcase(cfg.job_name, pattern)}
+        if not matched:
+            raise LtbenchError(f"--redo {pattern!r} matches no job of this run (job folders look like "
+                               f"{jobs[0].job_name})")
+        names |= matched
+    busy = sorted(n for n in names if job_status(out / n).state == RUNNING)
+    if busy:
+        raise LtbenchError(f"--redo: {busy[0]} is running elsewhere; stop it before starting it afresh")
+    return frozenset(names)
+
+
 def main(args) -> int:
     from ltbench.runner import job as J
     from ltbench.runner.display import describe, make_display
@@ -369,15 +400,18 @@ def main(args) -> int:
     jobs = build_jobs(spec, args.methods_dir)
     out = Path(spec["out"])
     check_writable(out, tuple(cfg.job_name for cfg in jobs))
-    Study.check_compatible(out, jobs)
+    redo = redo_jobs(out, jobs, getattr(args, "redo", None) or [])
+    Study.check_compatible(out, jobs, redo)
     if getattr(args, "dry_run", False):
         from ltbench.runner import dryrun
 
         workers = (args.max_parallel or len(jobs)) if getattr(args, "executor", "local") == "slurm" \
             else len(make_executor(args, spec).slots)
-        dryrun.report(out, jobs, workers, bool(getattr(args, "retry_failed", False)))
+        dryrun.report(out, jobs, workers, bool(getattr(args, "retry_failed", False)), redo=redo)
         return 0
     executor = make_executor(args, spec)
+    for name in sorted(redo):  # after every check: nothing is deleted for a run that is refused
+        shutil.rmtree(out / name, ignore_errors=True)
     if getattr(args, "executor", "local") == "local":  # Slurm: the data is checked where the jobs run
         to_run = [cfg for cfg in jobs if job_status(out / cfg.job_name).state not in (DONE, RUNNING)]
         check_data([cfg.dataset for cfg in to_run])
@@ -387,7 +421,7 @@ def main(args) -> int:
 
         tensorboard.enable(out)  # checked before anything is written: a missing package is one line
     launched = Path(sys.argv[0]).name in ("ltbench", "__main__.py") if sys.argv else False
-    study = Study.prepare(out, spec, jobs, command=["ltbench", *sys.argv[1:]] if launched else None)
+    study = Study.prepare(out, spec, jobs, command=["ltbench", *sys.argv[1:]] if launched else None, afresh=redo)
     from ltbench.runner.slurm import queued_in_slurm
 
     outcomes: dict[str, dict] = {}

@@ -13,8 +13,9 @@ from ltbench.progress import fmt_duration
 from ltbench import study_folder as sf
 
 
-def plan(out: Path, jobs: list, retry_failed: bool = False) -> list[dict]:
-    """One row per job: ``job``, ``action`` (run / resume / skip), ``why``, ``epochs_left``, ``estimate``."""
+def plan(out: Path, jobs: list, retry_failed: bool = False, redo: frozenset = frozenset()) -> list[dict]:
+    """One row per job: ``job``, ``action`` (run / resume / skip), ``why``, ``epochs_left``, ``estimate``;
+    the jobs in ``redo`` (``--redo``) run afresh whatever their state."""
     from ltbench.runner.estimate import estimate_job, past_timings
     from ltbench.runner.study import DONE, FAILED, RUNNING, job_status
 
@@ -23,9 +24,11 @@ def plan(out: Path, jobs: list, retry_failed: bool = False) -> list[dict]:
     for cfg in jobs:
         job_dir = out / cfg.job_name
         state = job_status(job_dir, cfg.epochs)
-        done_epochs = sf.epochs_done(job_dir)
+        done_epochs = 0 if cfg.job_name in redo else sf.epochs_done(job_dir)
         row = {"job": cfg.job_name, "epochs_left": max(0, cfg.epochs - done_epochs), "estimate": None}
-        if state.state == DONE:
+        if cfg.job_name in redo:
+            row.update(action="run", why="afresh (--redo)")
+        elif state.state == DONE:
             row.update(action="skip", why="done")
         elif state.state == RUNNING:
             row.update(action="skip", why="running elsewhere")
@@ -35,15 +38,17 @@ def plan(out: Path, jobs: list, retry_failed: bool = False) -> list[dict]:
             row.update(action="resume" if done_epochs else "run",
                        why="" if not done_epochs else f"from epoch {done_epochs + 1}" if done_epochs < cfg.epochs
                        else "(evaluation only)")
+        if row["action"] != "skip":
             row["estimate"] = estimate_job(cfg, past, row["epochs_left"])
         rows.append(row)
     return rows
 
 
 
-def report(out: Path, jobs: list, workers: int, retry_failed: bool = False, say=print) -> None:
+def report(out: Path, jobs: list, workers: int, retry_failed: bool = False, say=print,
+           redo: frozenset = frozenset()) -> None:
     """Print the plan (see the module docstring); writes nothing."""
-    rows = plan(out, jobs, retry_failed)
+    rows = plan(out, jobs, retry_failed, redo)
     width = max(len(r["job"]) for r in rows)
     to_run = [r for r in rows if r["action"] != "skip"]
     say(f"dry run: study {out} ({len(rows)} jobs): {len(to_run)} to run, {len(rows) - len(to_run)} to skip; "

@@ -108,8 +108,9 @@ class Study:
         return cls(root, data, label, jobs)
 
     @classmethod
-    def check_compatible(cls, root: Path, jobs: list[JobConfig]) -> None:
-        """Refuse a job whose name exists in the study with a different configuration."""
+    def check_compatible(cls, root: Path, jobs: list[JobConfig], afresh: frozenset = frozenset()) -> None:
+        """Refuse a job whose name exists in the study with a different configuration, unless it is
+        one of ``afresh`` (``--redo``: started afresh, its new configuration replaces the old)."""
         existing = {}
         if (root / STUDY_FILE).is_file():
             try:
@@ -117,6 +118,8 @@ class Study:
             except LtbenchError:  # damaged: `prepare` moves it aside; the job folders' config.json remain
                 existing = {}
         for cfg in jobs:
+            if cfg.job_name in afresh:
+                continue
             old = existing.get(cfg.job_name)
             if old is None and (root / cfg.job_name / sf.CONFIG).is_file():
                 old = sf.read_config(root / cfg.job_name)  # None when damaged: the job rewrites it
@@ -128,11 +131,13 @@ class Study:
             if diff:
                 shown = ", ".join(f"{k} {old.get(k)!r} → {new.get(k)!r}" for k in diff[:4])
                 raise LtbenchError(f"job {cfg.job_name} in {root} was configured differently ({shown}); "
-                                   f"use another --out, or delete {root / cfg.job_name} to start it afresh")
+                                   f"use another --out, or start it afresh with --redo {cfg.job_name}")
 
     @classmethod
-    def prepare(cls, root: Path, spec: dict, jobs: list[JobConfig], command: Optional[list[str]] = None) -> "Study":
-        """Create ``root/study.json`` or add ``jobs`` to it (under the study lock)."""
+    def prepare(cls, root: Path, spec: dict, jobs: list[JobConfig], command: Optional[list[str]] = None,
+                afresh: frozenset = frozenset()) -> "Study":
+        """Create ``root/study.json`` or add ``jobs`` to it (under the study lock); the jobs in
+        ``afresh`` (``--redo``) may change their configuration."""
         from ltbench.env import code_version
         from ltbench.runner.job import now_iso
 
@@ -143,7 +148,7 @@ class Study:
             raise LtbenchError(f"cannot create output folder {root}: {exc.strerror or exc}") from None
         with study_lock(root):
             remove_stale_temps(root, STUDY_FILE)  # of a study.json write that was killed
-            cls.check_compatible(root, jobs)
+            cls.check_compatible(root, jobs, afresh)
             data = None
             if (root / STUDY_FILE).is_file():
                 try:
