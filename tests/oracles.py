@@ -31,3 +31,29 @@ def tail_loss_loop(features: torch.Tensor, labels: torch.Tensor, class_counts: t
     if not terms:
         return features.sum() * 0.0
     return torch.stack(terms).mean()
+
+
+def dafa_weights_loop(probs: list[list[float]], labels: list[int], num_classes: int, lam: float) -> list[float]:
+    """DAFA's class weights (Lee et al., ICLR 2024, Sec. 4) one image and one class pair at a time:
+    p_i(j) the mean over the images of class i of their probability of class j (0 for a class
+    without images), then W_i = 1 + λ Σ_{j≠i} ([p_i(i) < p_j(j)] p_i(j) p_j(j) − [otherwise] p_j(i) p_i(i))."""
+    C = num_classes
+    p = [[0.0] * C for _ in range(C)]
+    n = [0] * C
+    for row, label in zip(probs, labels):
+        n[label] += 1
+        for j in range(C):
+            p[label][j] += row[j]
+    p = [[v / n[i] if n[i] else 0.0 for v in p[i]] for i in range(C)]
+    weights = []
+    for i in range(C):
+        w = 1.0
+        for j in range(C):
+            if j == i:
+                continue
+            if p[i][i] < p[j][j]:
+                w += lam * p[i][j] * p[j][j]
+            else:
+                w -= lam * p[j][i] * p[i][i]
+        weights.append(w)
+    return weights
