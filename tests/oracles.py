@@ -1,6 +1,8 @@
 """Reference implementations the tests check the vectorised code against, written the obvious way."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -57,3 +59,28 @@ def dafa_weights_loop(probs: list[list[float]], labels: list[int], num_classes: 
                 w -= lam * p[j][i] * p[i][i]
         weights.append(w)
     return weights
+
+
+def kl_ball_worst_distribution(losses: list[float], prior: list[float], rho: float) -> list[float]:
+    """The maximiser of Σ_c q_c L_c over distributions q with KL(q ‖ prior) ≤ ρ, one float at a time:
+    the exponential tilt q_c ∝ prior_c·exp(L_c / τ) at the τ where KL = ρ, found by 200 bisections
+    of log τ in float64 (the whole weight on the worst class when even τ → 0 stays inside the ball)."""
+    classes = [c for c, p in enumerate(prior) if p > 0]
+
+    def tilt(tau):
+        top = max(losses[c] / tau for c in classes)
+        e = {c: prior[c] * math.exp(losses[c] / tau - top) for c in classes}
+        s = sum(e.values())
+        return [e[c] / s if c in e else 0.0 for c in range(len(prior))]
+
+    def kl(q):
+        return sum(q[c] * math.log(q[c] / prior[c]) for c in classes if q[c] > 0)
+
+    worst = max(classes, key=lambda c: losses[c])
+    if -math.log(prior[worst]) <= rho:
+        return [1.0 if c == worst else 0.0 for c in range(len(prior))]
+    lo, hi = math.log(1e-8), math.log(1e8)
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if kl(tilt(math.exp(mid))) <= rho else (mid, hi)
+    return tilt(math.exp(hi))
