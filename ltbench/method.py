@@ -228,6 +228,22 @@ class Method:
         return self
 
 
+class TradesOrPgdAttack(Method):
+    """The attack of a method built on a TRADES or a PGD-AT base (``config.base`` "trades" or "at"):
+    TRADES' Gaussian start (σ = ``config.start_std``) and KL to the clean prediction, or PGD-AT's
+    uniform start and cross-entropy (CFA, FAAL)."""
+
+    def attack_start(self, x: torch.Tensor, ctx: BatchContext) -> torch.Tensor:
+        if self.config.base == "trades":
+            return small_normal_start(x, self.config.start_std)
+        return super().attack_start(x, ctx)
+
+    def attack_loss(self, logits_adv: torch.Tensor, y: torch.Tensor, ctx: BatchContext) -> torch.Tensor:
+        if self.config.base == "trades":
+            return kl_rows(ctx.clean_logits, logits_adv).sum()
+        return super().attack_loss(logits_adv, y, ctx)
+
+
 def parse_overrides(method: str, config_cls: type, overrides: dict[str, Any]) -> Any:
     """Build ``config_cls`` from string overrides (``{"tail_weight": "0.5"}``), type-checked."""
     if not dataclasses.is_dataclass(config_cls):

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from ltbench.errors import LtbenchError
-from ltbench.method import Method, kl_rows, small_normal_start
+from ltbench.method import TradesOrPgdAttack, kl_rows
 from ltbench.registry import register_method
 
 LOG_TAU = (math.log(1e-4), math.log(1e4))  # the bisection's bracket for log τ
@@ -88,7 +88,7 @@ def worst_class_distribution(class_losses: torch.Tensor, prior: torch.Tensor, rh
 
 
 @register_method("faal")
-class FAAL(Method):
+class FAAL(TradesOrPgdAttack):
     """FAAL (Zhang et al., CVPR 2024): AT whose loss weighs the classes by the worst class distribution in a KL ball, per batch."""
 
     Config = FAALConfig
@@ -99,16 +99,6 @@ class FAAL(Method):
             raise LtbenchError(f"faal.base must be 'at' or 'trades', got {config.base!r}")
         if not config.rho >= 0.0:
             raise LtbenchError(f"faal.rho is a KL radius ≥ 0, got {config.rho}")
-
-    def attack_start(self, x, ctx):
-        if self.config.base == "trades":
-            return small_normal_start(x, self.config.start_std)
-        return super().attack_start(x, ctx)
-
-    def attack_loss(self, logits_adv, y, ctx):
-        if self.config.base == "trades":
-            return kl_rows(ctx.clean_logits, logits_adv).sum()
-        return super().attack_loss(logits_adv, y, ctx)
 
     def train_loss(self, model, x, x_adv, y, ctx):
         logits_adv = model(x_adv)

@@ -63,6 +63,10 @@ class SDLTConfig(ATBSLConfig):
     teacher_epochs: float = 1.0
     distill: float = 1.0
 
+    def __post_init__(self):
+        if not self.gamma > 0 or not self.teacher_epochs > 0:
+            raise ValueError(f"gamma and teacher_epochs must be > 0, got {self.gamma}, {self.teacher_epochs}")
+
 
 @register_method("sd-lt")
 class SDLT(ATBSL):
@@ -72,8 +76,6 @@ class SDLT(ATBSL):
 
     def __init__(self, config, num_classes, class_counts):
         super().__init__(config, num_classes, class_counts)
-        if not config.gamma > 0 or not config.teacher_epochs > 0:
-            raise LtbenchError(f"sd-lt.gamma and sd-lt.teacher_epochs must be > 0, got {config.gamma}, {config.teacher_epochs}")
         present = self.class_counts[self.class_counts > 0]
         self.n_per_class = max(1, round(config.gamma * float(present.min()))) if len(present) else 1
         balanced = torch.where(self.class_counts > 0, float(self.n_per_class), 0.0)
