@@ -17,7 +17,7 @@ linear programme with the known solution (exponential tilting)
 
     q_c(τ) ∝ p̂_c · exp(L_c / τ),   τ > 0 the smallest with KL(q(τ) ‖ p̂) ≤ ρ,
 
-found per batch by bisection on log τ (KL(q(τ) ‖ p̂) falls as τ grows), a fixed number of halvings
+found per batch by a search on log τ (KL(q(τ) ‖ p̂) falls as τ grows), a fixed number of rounds
 on the device, so the step reads nothing back. q is held fixed in the update (Danskin: the
 gradient of the max is Σ_c q*_c ∇L_c), i.e. the loss is Σ_b q_{y_b} / n_{y_b} · ℓ_b over the batch.
 ``base`` chooses ℓ and its attack: ``at`` (default) cross-entropy on the PGD example, PGD on the
@@ -32,8 +32,9 @@ section could not be read here (only its abstract and summaries), so these are l
   centre p̂ = the batch's class frequencies (so that ρ = 0 is conventional AT, as the paper's
   "generalisation of conventional AT" requires; on balanced data, the paper's setting, p̂ is about
   uniform);
-* the middle max solved exactly per batch by bisection (40 halvings of log τ over [10⁻⁴, 10⁴]),
-  where the paper may use another solver; classes absent from the batch get q_c = 0;
+* the middle max solved per batch by a search on log τ over [10⁻⁴, 10⁴] (4 rounds of 64
+  candidates, to 10⁻⁶ of the bracket), where the paper may use another solver; classes absent from
+  the batch get q_c = 0;
 * the PGD-AT base by default; the paper pairs FAAL with several AT methods.
 """
 from __future__ import annotations
@@ -48,8 +49,8 @@ from ltbench.errors import LtbenchError
 from ltbench.method import TradesOrPgdAttack, kl_rows
 from ltbench.registry import register_method
 
-LOG_TAU = (math.log(1e-4), math.log(1e4))  # the bisection's bracket for log τ
-HALVINGS = 40
+LOG_TAU = (math.log(1e-4), math.log(1e4))  # the search bracket for log τ
+GRID, ROUNDS = 64, 4  # each round splits the bracket into 64: 4 rounds leave it 64⁻⁴ of its width
 
 
 @dataclass
@@ -65,26 +66,29 @@ class FAALConfig:
 
 
 def worst_class_distribution(class_losses: torch.Tensor, prior: torch.Tensor, rho: float) -> torch.Tensor:
-    """argmax_q Σ_c q_c L_c over the simplex with KL(q ‖ prior) ≤ ρ: q ∝ prior · exp(L / τ), τ by
-    bisection on log τ (fixed halvings, no host read); classes with prior 0 get 0."""
+    """argmax_q Σ_c q_c L_c over the simplex with KL(q ‖ prior) ≤ ρ: q ∝ prior · exp(L / τ) at the
+    smallest τ inside the ball (KL falls as τ grows), searched on log τ by rounds of 64 candidates
+    at once (a few batched operations per round, no host read); classes with prior 0 get 0."""
     present = prior > 0
     log_prior = torch.where(present, prior.clamp_min(1e-30).log(), -math.inf)
-    losses = class_losses.detach().float()
+    losses = torch.where(present, class_losses.detach().float(), 0.0)
+    fractions = torch.linspace(0.0, 1.0, GRID + 1, device=prior.device)[1:]
 
-    def tilt(log_tau):
-        return torch.softmax(log_prior + torch.where(present, losses, 0.0) * torch.exp(-log_tau), 0)
-
-    def kl(q):
-        return torch.where(present, q * (q.clamp_min(1e-30).log() - log_prior.clamp_min(-1e30)), 0.0).sum()
+    def tilt(log_tau):  # (K,) → (K, C)
+        return torch.softmax(log_prior + losses * torch.exp(-log_tau)[:, None], 1)
 
     lo = torch.full((), LOG_TAU[0], device=prior.device)  # τ small: q near the worst class, KL large
     hi = torch.full((), LOG_TAU[1], device=prior.device)  # τ large: q near the prior, KL near 0
-    for _ in range(HALVINGS):
-        mid = (lo + hi) / 2
-        inside = kl(tilt(mid)) <= rho
-        hi = torch.where(inside, mid, hi)
-        lo = torch.where(inside, lo, mid)
-    return tilt(hi)
+    for _ in range(ROUNDS):
+        candidates = lo + (hi - lo) * fractions  # ascending, the last is hi
+        q = tilt(candidates)
+        kl = torch.where(present, q * (q.clamp_min(1e-30).log() - log_prior.clamp_min(-1e30)), 0.0).sum(1)
+        inside = kl <= rho
+        first = inside.int().argmax()  # the smallest candidate inside the ball (0 when none is)
+        found = inside.any()
+        lo = torch.where(found & (first > 0), candidates[(first - 1).clamp_min(0)], torch.where(found, lo, hi))
+        hi = torch.where(found, candidates[first], hi)
+    return tilt(hi.view(1))[0]
 
 
 @register_method("faal")
