@@ -45,7 +45,7 @@ import torch
 
 from ltbench.errors import LtbenchError
 from ltbench.method import AuxiliaryTraining, balanced_softmax_ce, build_method, kl_rows
-from ltbench.registry import register_method
+from ltbench.registry import METHODS, register_method
 from methods.at_bsl import ATBSL, ATBSLConfig
 
 TEACHER = "teacher."  # state keys of the teacher's weights
@@ -79,6 +79,8 @@ class SDLT(ATBSL):
         present = self.class_counts[self.class_counts > 0]
         self.n_per_class = max(1, round(config.gamma * float(present.min()))) if len(present) else 1
         balanced = torch.where(self.class_counts > 0, float(self.n_per_class), 0.0)
+        if issubclass(METHODS.get(config.teacher), SDLT):
+            raise LtbenchError(f"sd-lt.teacher cannot be {config.teacher!r}: the teacher trains without a teacher")
         self.teacher_method = build_method(config.teacher, {}, num_classes, balanced)
         self.teacher = None  # the engine attaches it (Method.attach_auxiliary_model)
 
