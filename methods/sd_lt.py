@@ -21,8 +21,8 @@ Two steps:
 **Budget rule.** The teacher trains for round(``teacher_epochs`` · E) epochs over D_B (default 1.0:
 as many epochs as the student, E), with the job's optimiser settings and learning-rate schedule
 over its own epochs, the job's attack (PGD-K, ε, step) and batch size. Its cost is |D_B| / |D| of
-a student epoch per epoch — on Fashion-MNIST-LT at ratio 0.01 n_B = 60, 600 images against about
-19,000 — and it is counted in the job's time: it runs inside epoch 0, whose ``time_s`` includes it
+a student epoch per epoch — on Fashion-MNIST-LT at ratio 0.01 n_B = 60, 600 images against
+14,886 — and it is counted in the job's time: it runs inside epoch 0, whose ``time_s`` includes it
 (``metrics.jsonl`` also records it alone as ``auxiliary_s``). Each student step adds one
 forward pass of the teacher (no gradient) to AT-BSL's step.
 
