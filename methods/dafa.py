@@ -6,7 +6,7 @@ clean cross-entropy of the class's samples and as the scale of their adversarial
 p_i(j) the mean softmax probability of class j over the training images of class i (their
 adversarial examples, the model in train mode, as the training forward pass sees them),
 
-    W_i = 1 + λ · Σ_{j ≠ i} ( [p_i(i) < p_j(j)] · p_i(j) · p_j(j)  −  [p_i(i) ≥ p_j(j)] · p_j(i) · p_i(i) )   (Sec. 4, the class-weight update)
+    W_i = 1 + λ · Σ_{j ≠ i} ( [p_i(i) < p_j(j)] · p_i(j) · p_j(j)  −  [p_i(i) ≥ p_j(j)] · p_j(i) · p_i(i) )   (the class-weight update)
 
 a hard class (low p_i(i)) takes weight from the easier classes it is confused with, in proportion
 to how similar they are (p_i(j), p_j(i)): W rises for the classes that are hard and close to an
@@ -28,6 +28,9 @@ per-image memory (an N × C array indexed by sample), without it.
 
 Departures from the authors' code / paper:
 
+* The equations above are written from the authors' code (``utils.calculate_class_weights``,
+  ``losses.trades_loss``, ``train.py``) and the paper's abstract; the paper's own text, and so its
+  equation numbers, could not be read here.
 * Only the TRADES base (the paper's method and the authors' default). Their ``--loss pgd``
   variant is not offered: its attack applies the class-wise step and then a second, unweighted one
   in every iteration, which neither the paper nor PGD-AT describes.
@@ -63,7 +66,7 @@ class DAFAConfig(TRADESConfig):
 
 
 def dafa_weights(similarity: torch.Tensor, lam: float) -> torch.Tensor:
-    """W (C,) from the class-similarity matrix P, P[i, j] = p_i(j) (DAFA, Sec. 4), vectorised:
+    """W (C,) from the class-similarity matrix P, P[i, j] = p_i(j) (DAFA's class-weight update), vectorised:
     W_i = 1 + λ Σ_{j≠i} ([P_ii < P_jj] P_ij P_jj − [P_ii ≥ P_jj] P_ji P_ii)."""
     d = similarity.diagonal()
     harder = d[:, None] < d[None, :]  # [i, j]: class i is harder than class j

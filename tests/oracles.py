@@ -36,7 +36,7 @@ def tail_loss_loop(features: torch.Tensor, labels: torch.Tensor, class_counts: t
 
 
 def dafa_weights_loop(probs: list[list[float]], labels: list[int], num_classes: int, lam: float) -> list[float]:
-    """DAFA's class weights (Lee et al., ICLR 2024, Sec. 4) one image and one class pair at a time:
+    """DAFA's class weights (Lee et al., ICLR 2024) one image and one class pair at a time:
     p_i(j) the mean over the images of class i of their probability of class j (0 for a class
     without images), then W_i = 1 + λ Σ_{j≠i} ([p_i(i) < p_j(j)] p_i(j) p_j(j) − [otherwise] p_j(i) p_i(i))."""
     C = num_classes

@@ -7,7 +7,9 @@ histogram of labels predicted on the training AEs) accumulate in device tensors 
 per epoch — and, when a progress listener is given, at most once a second for the running loss and
 accuracy (:meth:`Trainer.report_batch`) — so the step itself has no host sync. A job with a validation
 split (``val_n_per_class``, :mod:`ltbench.engine.validation`) measures it at each epoch's end for the
-method. Every epoch ends with an atomic checkpoint, from which a re-run resumes exactly.
+method. Every epoch ends with an atomic checkpoint, from which a re-run resumes exactly. A method
+that asks for an auxiliary model (SD-LT's teacher) has it trained at the start of epoch 0, inside
+that epoch's time, on a balanced subset of the training set (:meth:`Trainer.train_auxiliary`).
 """
 from __future__ import annotations
 
@@ -523,6 +525,8 @@ class Trainer:
         steps = math.ceil(len(idx) / cfg.batch_size)
         optimizer, scheduler = make_optimizer(model, dataclasses.replace(cfg, epochs=epochs), steps)
         zeros = torch.zeros(self.info.num_classes, device=self.device)
+        self.progress(f"auxiliary model ({aux.method.registered_name}): {epochs} epochs on a balanced subset "
+                      f"of {len(idx)} images, before epoch 1")
         model.train()
         for epoch in range(epochs):
             order = idx[torch.randperm(len(idx), generator=gen).to(self.device)]
