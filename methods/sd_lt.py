@@ -68,6 +68,12 @@ class SDLTConfig(ATBSLConfig):
             raise ValueError(f"gamma and teacher_epochs must be > 0, got {self.gamma}, {self.teacher_epochs}")
 
 
+def balanced_size(class_counts: torch.Tensor, gamma: float) -> int:
+    """n_B = round(γ · n_min), n_min the smallest class that has images (at least 1)."""
+    present = class_counts[class_counts > 0]
+    return max(1, round(gamma * float(present.min()))) if len(present) else 1
+
+
 @register_method("sd-lt")
 class SDLT(ATBSL):
     """SD-LT (Cho et al., ICLR 2025): AT-BSL distilling a frozen self-teacher adversarially trained on a balanced subset."""
@@ -75,13 +81,13 @@ class SDLT(ATBSL):
     Config = SDLTConfig
 
     def __init__(self, config, num_classes, class_counts):
-        super().__init__(config, num_classes, class_counts)
-        present = self.class_counts[self.class_counts > 0]
-        self.n_per_class = max(1, round(config.gamma * float(present.min()))) if len(present) else 1
-        balanced = torch.where(self.class_counts > 0, float(self.n_per_class), 0.0)
         if issubclass(METHODS.get(config.teacher), SDLT):
             raise LtbenchError(f"sd-lt.teacher cannot be {config.teacher!r}: the teacher trains without a teacher")
-        self.teacher_method = build_method(config.teacher, {}, num_classes, balanced)
+        super().__init__(config, num_classes, class_counts)
+        self.n_per_class = balanced_size(self.class_counts, config.gamma)
+        # the teacher's method sees the balanced counts: n_B in every class that has images
+        self.teacher_method = build_method(config.teacher, {}, num_classes,
+                                           torch.where(self.class_counts > 0, float(self.n_per_class), 0.0))
         self.teacher = None  # the engine attaches it (Method.attach_auxiliary_model)
 
     def auxiliary_training(self):

@@ -37,12 +37,11 @@ def test_teacher_subset_and_config():
     aux = method.auxiliary_training()
     assert aux.n_per_class == 4 and aux.upsample and aux.epochs == 1.0  # round(2 · 2), the smallest class has 2
     assert aux.method.registered_name == "pgd-at" and aux.method.class_counts.tolist() == [4.0] * C
-    with pytest.raises(LtbenchError, match="sd-lt: gamma and teacher_epochs must be > 0"):
-        build_method("sd-lt", {"gamma": "0"}, C, COUNTS)
-    with pytest.raises(LtbenchError, match="sd-lt.teacher cannot be 'sd-lt'"):
-        build_method("sd-lt", {"teacher": "sd-lt"}, C, COUNTS)
-    with pytest.raises(LtbenchError, match="unknown method 'nope'"):
-        build_method("sd-lt", {"teacher": "nope"}, C, COUNTS)
+    bad = [({"gamma": "0"}, "sd-lt: gamma and teacher_epochs must be > 0"),
+           ({"teacher": "sd-lt"}, "sd-lt.teacher cannot be 'sd-lt'"), ({"teacher": "nope"}, "unknown method 'nope'")]
+    for params, message in bad:
+        with pytest.raises(LtbenchError, match=message):
+            build_method("sd-lt", params, C, COUNTS)
     with pytest.raises(LtbenchError, match="no teacher"):
         x, x_adv, y = _inputs()
         build_method("sd-lt", {}, C, COUNTS).train_loss(None, x, x_adv, y, None)
