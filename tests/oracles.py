@@ -61,26 +61,23 @@ def dafa_weights_loop(probs: list[list[float]], labels: list[int], num_classes: 
     return weights
 
 
-def kl_ball_worst_distribution(losses: list[float], prior: list[float], rho: float) -> list[float]:
-    """The maximiser of Σ_c q_c L_c over distributions q with KL(q ‖ prior) ≤ ρ, one float at a time:
-    the exponential tilt q_c ∝ prior_c·exp(L_c / τ) at the τ where KL = ρ, found by 200 bisections
-    of log τ in float64 (the whole weight on the worst class when even τ → 0 stays inside the ball)."""
-    classes = [c for c, p in enumerate(prior) if p > 0]
 
-    def tilt(tau):
-        top = max(losses[c] / tau for c in classes)
-        e = {c: prior[c] * math.exp(losses[c] / tau - top) for c in classes}
-        s = sum(e.values())
-        return [e[c] / s if c in e else 0.0 for c in range(len(prior))]
+def faal_weights_reference(margins: list[float], labels: list[int], num_classes: int, r: float) -> list[float]:
+    """FAAL's class weights as the authors' ``DAW`` problem states them, solved by a generic solver
+    (scipy's SLSQP, float64): maximise Σ_b w[y_b]·m[y_b] over the b of the batch, subject to
+    Σ_c w_c = 1, w ≥ 0 and Σ_c u_c log(u_c / w_c) ≤ r with u_c = 1/C."""
+    import numpy as np
+    from scipy.optimize import minimize
 
-    def kl(q):
-        return sum(q[c] * math.log(q[c] / prior[c]) for c in classes if q[c] > 0)
-
-    worst = max(classes, key=lambda c: losses[c])
-    if -math.log(prior[worst]) <= rho:
-        return [1.0 if c == worst else 0.0 for c in range(len(prior))]
-    lo, hi = math.log(1e-8), math.log(1e8)
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if kl(tilt(math.exp(mid))) <= rho else (mid, hi)
-    return tilt(math.exp(hi))
+    C = num_classes
+    a = np.zeros(C)
+    for m, c in zip(margins, labels):
+        a[c] += m
+    u = np.full(C, 1.0 / C)
+    res = minimize(lambda w: -a @ w, u, jac=lambda w: -a, method="SLSQP", bounds=[(1e-9, 1.0)] * C,
+                   constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones(C)},
+                                {"type": "ineq", "fun": lambda w: r - (u * np.log(u / w)).sum(),
+                                 "jac": lambda w: u / w}],
+                   options={"ftol": 1e-14, "maxiter": 1000})
+    assert res.success, res.message
+    return res.x.tolist()
