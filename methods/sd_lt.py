@@ -1,6 +1,7 @@
 """SD-LT: Cho, Lee, Kim, "Long-tailed Adversarial Training with Self-Distillation", ICLR 2025
-(arXiv 2503.06461). No public code was found; this module is written from the paper's description
-as far as it could be read here (its abstract and reviews of it; see the departures paragraph).
+(arXiv 2503.06461). The authors' code is in the paper's OpenReview supplementary material, which
+could not be read here, nor the paper's method section; this module is written from the abstract and
+from the public reviews of the submission (see the departures paragraph).
 
 Two steps:
 
@@ -32,10 +33,13 @@ section could not be read here, so these are ltbench's choices, each a ``Config`
 * n_B = round(γ·n_min) with γ = 1 (the review of the paper we could read says n_B is set by the
   tail classes and γ controls up- and down-sampling; its exact rule and default were not read);
 * the teacher's method: PGD-AT (``teacher``, any registered method without a validation split);
-  its epochs: the student's (``teacher_epochs`` = 1.0); trained once, before the student;
+  its epochs: the student's (``teacher_epochs`` = 1.0; a reviewer reports the teacher phase as
+  "e.g., 30 epochs", the student's count was not read); trained once, before the student;
 * the distillation term: KL from the teacher's clean prediction to the student's adversarial one,
-  weight λ = 1, no temperature (the ARD/RSLAD form); the classification loss: Balanced Softmax
-  (τ = 1), AT-BSL's attack and start.
+  weight λ = 1, no temperature (the ARD/RSLAD form); a reviewer names Balanced Softmax and
+  "indirect gradient matching" (IGDM, Lee, Cho, Kim, arXiv 2312.03286) as the student's pieces,
+  and another asks which loss L_KD is: IGDM is not implemented here. The classification loss:
+  Balanced Softmax (τ = 1), AT-BSL's attack and start.
 """
 from __future__ import annotations
 
