@@ -231,7 +231,7 @@ def build_rows(args, device: torch.device) -> tuple[list[Row], dict]:
     """The timed rows (standard, attack iteration, one per method) and a description of the setup."""
     from ltbench.attacks.base import attack_mode, autocast_for
     from ltbench.data import DeviceAugment, get_dataset, long_tail_counts
-    from ltbench.engine.train import EpochAccumulator, compile_model, prepare_batch, train_step
+    from ltbench.engine.train import EpochAccumulator, attach_auxiliary_copy, compile_model, prepare_batch, train_step
     from ltbench.method import BatchContext, build_method, parse_overrides
     from ltbench.modifier import parse_spec
     from ltbench.models import build_model
@@ -327,6 +327,7 @@ def build_rows(args, device: torch.device) -> tuple[list[Row], dict]:
         if head is not None:
             model.head = head.to(device)
         model.train()
+        attach_auxiliary_copy(method, model)  # SD-LT's teacher: its forward pass is part of the step
         fwd, opt, acc = wrap(model), optimizer(model), EpochAccumulator(C, device)
 
         def step(method=method, model=model, fwd=fwd, opt=opt, acc=acc):

@@ -20,7 +20,11 @@ method's name. Every hook's default is PGD-AT (Madry et al., ICLR 2018):
   place around the optimiser step (AWP);
 * :meth:`Method.eval_weights` — weights to evaluate instead of the trained ones (CFA's FAWA
   average); ``val_n_per_class`` / :meth:`Method.needs_validation` / ``val_before_training`` — the
-  validation split a method holds out by default and hears about in ``EpochStats.val`` (CFA, WAT, FRL).
+  validation split a method holds out by default and hears about in ``EpochStats.val`` (CFA, WAT, FRL);
+* :meth:`Method.auxiliary_training` / :meth:`Method.attach_auxiliary_model` — a second model of the
+  job's architecture that the engine trains for the method, with another method, on a balanced
+  subset of the training set, at the start of the first epoch (its time is that epoch's), then
+  hands over frozen (SD-LT's balanced self-teacher); the method keeps its weights in its state.
 
 A *modifier* (:class:`Modifier`, ``@register_modifier``) wraps any method and overrides some of
 these hooks: ``reat +robustlt`` is REAT with RobustLT's budgets, ``at-bsl +awp`` AT-BSL with AWP.
@@ -102,6 +106,19 @@ class EpochStats:
     model: Optional[nn.Module] = None
 
 
+@dataclass
+class AuxiliaryTraining:
+    """A second model the engine trains for a method (:meth:`Method.auxiliary_training`): ``method``
+    trains it for round(``epochs`` · the job's epochs) epochs (at least 1) on ``n_per_class`` images
+    of each class of the training set (``upsample``: a smaller class repeated up to it, else all of
+    it), with the job's optimiser settings and its schedule over those epochs."""
+
+    method: "Method"
+    n_per_class: int
+    epochs: float = 1.0
+    upsample: bool = True
+
+
 class Method:
     """PGD-AT defaults for every hook; subclasses override what differs."""
 
@@ -170,6 +187,16 @@ class Method:
         """Whether a job of this method cannot run without a validation split (checked when the job
         starts, before it trains). Default: when the method holds images out by default."""
         return self.val_n_per_class > 0
+
+    def auxiliary_training(self) -> Optional[AuxiliaryTraining]:
+        """A second model for the engine to train at the start of the first epoch, or None (the
+        default). The engine builds it (the job's architecture, the training method's head) and
+        hands it to :meth:`attach_auxiliary_model` before training or resuming."""
+        return None
+
+    def attach_auxiliary_model(self, model: nn.Module) -> None:
+        """Receive the model :meth:`auxiliary_training` asked for: untrained when the job starts
+        (its weights then come from the method's state on resume), frozen in eval mode once trained."""
 
     def eval_weights(self) -> Optional[dict]:
         """Weights (a model state dict) to evaluate, select and hand to ``--init-from`` in place of
@@ -241,6 +268,22 @@ def resolve_schedules(method: "Method", epochs: int, scale: bool = True) -> dict
                 m.config = dataclasses.replace(config, **changes)
         m = getattr(m, "inner", None)
     return record
+
+
+class TradesOrPgdAttack(Method):
+    """The attack of a method built on a TRADES or a PGD-AT base (``config.base`` "trades" or "at"):
+    TRADES' Gaussian start (σ = ``config.start_std``) and KL to the clean prediction, or PGD-AT's
+    uniform start and cross-entropy (CFA, FAAL)."""
+
+    def attack_start(self, x: torch.Tensor, ctx: BatchContext) -> torch.Tensor:
+        if self.config.base == "trades":
+            return small_normal_start(x, self.config.start_std)
+        return super().attack_start(x, ctx)
+
+    def attack_loss(self, logits_adv: torch.Tensor, y: torch.Tensor, ctx: BatchContext) -> torch.Tensor:
+        if self.config.base == "trades":
+            return kl_rows(ctx.clean_logits, logits_adv).sum()
+        return super().attack_loss(logits_adv, y, ctx)
 
 
 def parse_overrides(method: str, config_cls: type, overrides: dict[str, Any]) -> Any:

@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 
 from ltbench.errors import LtbenchError
-from ltbench.method import Method, epoch_field, kl_rows, small_normal_start
+from ltbench.method import TradesOrPgdAttack, epoch_field, kl_rows
 from ltbench.registry import register_method
 
 AVG = "fawa."  # state keys of the weight average: "fawa.<parameter or buffer name>"
@@ -90,7 +90,7 @@ def ccr_betas(train_adv_acc: torch.Tensor, lambda2: float, beta: float) -> torch
 
 
 @register_method("cfa")
-class CFA(Method):
+class CFA(TradesOrPgdAttack):
     """CFA (Wei et al., CVPR 2023): class-wise ε (CCM) and TRADES β (CCR) from per-class train robustness, FAWA weight average."""
 
     Config = CFAConfig
@@ -118,16 +118,6 @@ class CFA(Method):
         if self.config.ccm and self.active(ctx):
             return eps * self.eps_factor[ctx.y], step  # (B,) budgets, the step unchanged
         return eps, step
-
-    def attack_start(self, x, ctx):
-        if self.config.base == "trades":
-            return small_normal_start(x, self.config.start_std)
-        return super().attack_start(x, ctx)
-
-    def attack_loss(self, logits_adv, y, ctx):
-        if self.config.base == "trades":
-            return kl_rows(ctx.clean_logits, logits_adv).sum()
-        return super().attack_loss(logits_adv, y, ctx)
 
     def train_loss(self, model, x, x_adv, y, ctx):
         if self.config.base == "at":

@@ -13,7 +13,7 @@ import torch
 
 from ltbench.config import JobConfig
 from ltbench.data.base import DatasetInfo, RawData
-from ltbench.engine.train import EpochAccumulator, Trainer, run_job, train_step
+from ltbench.engine.train import EpochAccumulator, Trainer, attach_auxiliary_copy, run_job, train_step
 from ltbench.errors import LtbenchError
 from ltbench.method import (BatchContext, EpochStats, Method, build_method, parse_method_spec, parse_overrides,
                             resolve_schedules)
@@ -80,11 +80,14 @@ def tiny_job(method: str, **overrides) -> JobConfig:
 
 
 def _model_for(method: Method, width: int = 8):
+    """The tiny model with the method's head; a method that asks for an auxiliary model (SD-LT's
+    teacher) gets a frozen copy of it."""
     torch.manual_seed(0)
     model = build_model("small-cnn", C, 1, (0.5,), (0.5,), width=width)
     head = method.build_head(model.feature_dim, C, method.class_counts)
     if head is not None:
         model.head = head
+    attach_auxiliary_copy(method, model)
     return model
 
 
@@ -191,6 +194,7 @@ def test_two_steps_change_weights_and_state_round_trips(name):
     torch.save(state, buf)
     buf.seek(0)
     fresh = build_method(name, {}, C, COUNTS)
+    _model_for(fresh)  # SD-LT: the teacher its state loads into
     fresh.load_state_dict(torch.load(buf, weights_only=True))
     assert _states_equal(fresh.state_dict(), state)
     x, y = _batch()

@@ -54,15 +54,20 @@ def eval_batch_size(requested: Optional[int], device: torch.device) -> int:
     return int(requested or CPU_BATCH)
 
 
-def balanced_subset(y: torch.Tensor, n_per_class: int, seed: int) -> torch.Tensor:
+def balanced_subset(y: torch.Tensor, n_per_class: int, seed: int, upsample: bool = False) -> torch.Tensor:
     """Sorted indices of ``n_per_class`` images per class (all of a smaller class), chosen with a
-    seeded generator: the same labels, N and seed always give the same subset."""
+    seeded generator: the same labels, N and seed always give the same subset. ``upsample``: a
+    smaller class is repeated (each of its images ⌊N/k⌋ or ⌈N/k⌉ times) up to ``n_per_class``."""
     gen = torch.Generator().manual_seed(int(seed))
     y = y.cpu()
     picked = []
     for c in torch.unique(y).tolist():
         idx = torch.nonzero(y == c).flatten()
-        picked.append(idx[torch.randperm(len(idx), generator=gen)[:n_per_class]])
+        if upsample and len(idx) < n_per_class:
+            extra = idx[torch.randperm(len(idx), generator=gen)[:n_per_class % len(idx)]]
+            picked.append(torch.cat([idx.repeat(n_per_class // len(idx)), extra]))
+        else:
+            picked.append(idx[torch.randperm(len(idx), generator=gen)[:n_per_class]])
     return torch.cat(picked).sort().values
 
 

@@ -7,11 +7,15 @@ histogram of labels predicted on the training AEs) accumulate in device tensors 
 per epoch — and, when a progress listener is given, at most once a second for the running loss and
 accuracy (:meth:`Trainer.report_batch`) — so the step itself has no host sync. A job with a validation
 split (``val_n_per_class``, :mod:`ltbench.engine.validation`) measures it at each epoch's end for the
-method. Every epoch ends with an atomic checkpoint, from which a re-run resumes exactly.
+method. Every epoch ends with an atomic checkpoint, from which a re-run resumes exactly. A method
+that asks for an auxiliary model (SD-LT's teacher) has it trained at the start of epoch 0, inside
+that epoch's time, on a balanced subset of the training set (:meth:`Trainer.train_auxiliary`).
 """
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -32,7 +36,7 @@ from ltbench.engine import validation
 from ltbench.env import environment, resolve_device
 from ltbench.errors import LtbenchError
 from ltbench.io import quarantine, save_torch
-from ltbench.method import BatchContext, EpochStats, Method, build_method, resolve_schedules
+from ltbench.method import AuxiliaryTraining, BatchContext, EpochStats, Method, build_method, resolve_schedules
 from ltbench.models import build_model
 from ltbench.progress import batch_message, epoch_message
 from ltbench.plugins import load_all
@@ -40,6 +44,7 @@ from ltbench import study_folder as sf
 from ltbench.study_folder import BEST, CHECKPOINT, EVAL_WEIGHTS, METRICS, SPLIT
 
 Progress = Callable[["str | dict"], None]  # see ltbench.progress
+AUX_SEED_OFFSET = 7_919  # the auxiliary model's subset and order: seeded apart from the job's other draws
 
 
 class TrainingDiverged(LtbenchError):
@@ -154,11 +159,41 @@ def train_step(model: nn.Module, forward_model: nn.Module, method: Method, optim
 def build_job_model(cfg: JobConfig, info, class_counts: torch.Tensor) -> tuple[Method, nn.Module]:
     """The job's method and model, the model carrying the method's head if it has one."""
     method = build_method(cfg.method, cfg.method_params, info.num_classes, class_counts, cfg.modifiers)
+    return method, model_for(cfg, info, method)
+
+
+def model_for(cfg: JobConfig, info, method: Method) -> nn.Module:
+    """A fresh model of the job's architecture carrying ``method``'s head if it has one."""
     model = build_model(cfg.model, info.num_classes, info.image_shape[0], info.mean, info.std, **cfg.model_params)
-    head = method.build_head(model.feature_dim, info.num_classes, class_counts)
+    head = method.build_head(model.feature_dim, info.num_classes, method.class_counts)
     if head is not None:
         model.head = head
-    return method, model
+    return model
+
+
+def auxiliary_training(method: Method) -> tuple[Optional[Method], Optional[AuxiliaryTraining]]:
+    """The method (through its modifiers) that asks for an auxiliary model, and what it asks; (None, None)."""
+    for m in method_chain(method):
+        aux = m.auxiliary_training()
+        if aux is not None:
+            return m, aux
+    return None, None
+
+
+def attach_auxiliary_copy(method: Method, model: nn.Module) -> None:
+    """Outside a job (``ltbench bench``, tests): give a method that asks for an auxiliary model a
+    frozen copy of ``model``, untrained, so its step runs and costs what it costs in a job."""
+    owner, aux = auxiliary_training(method)
+    if aux is not None:
+        owner.attach_auxiliary_model(freeze(copy.deepcopy(model)))
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Eval mode, no parameter gradients: a model used, not trained."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
 
 
 def result_header(cfg: JobConfig, device: torch.device, class_names: list[str], train_counts: list[int],
@@ -277,6 +312,16 @@ class Trainer:
                                f"or set it above 0")
         # channels_last is faster on CUDA and, measured for the small CNN, on the CPU too.
         self.model = model.to(dev, memory_format=torch.channels_last)
+        # A second model the method asks the engine to train (SD-LT's balanced self-teacher): built
+        # now, so that a resumed job loads its weights from the method's state; trained in epoch 0.
+        owner, self.aux = auxiliary_training(self.method)
+        self.aux_model = None
+        if self.aux is not None:
+            if self.aux.method.needs_validation():
+                raise LtbenchError(f"{cfg.method}: the auxiliary model's method cannot need a validation split")
+            self.aux.method.to(dev)
+            self.aux_model = model_for(cfg, self.info, self.aux.method).to(dev, memory_format=torch.channels_last)
+            owner.attach_auxiliary_model(self.aux_model)
         if cfg.init_from:  # fine-tuning: another job's evaluated weights; optimiser and schedule fresh
             try:
                 self.model.load_state_dict(load_job_weights(Path(cfg.init_from), cfg))
@@ -354,6 +399,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.method.load_state_dict(state["method"])
+        if self.aux_model is not None:  # a checkpoint comes after epoch 0, which trained it
+            freeze(self.aux_model)
         set_rng_state(state["rng"], self.device)
         self.perm_gen.set_state(state["perm_gen"])
         self.aug_gen.set_state(state["aug_gen"])
@@ -439,6 +486,7 @@ class Trainer:
         acc = EpochAccumulator(C, dev)
         loss_sum, correct, pred_hist = acc.loss_sum, acc.correct, acc.pred_hist
         t0 = time.perf_counter()
+        aux_s = self.train_auxiliary() if epoch == 0 and self.aux is not None else None  # part of epoch 0's time
         counts = self.method.class_counts
         for b in range(self.steps_per_epoch):
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
@@ -468,7 +516,37 @@ class Trainer:
             "adv_pred_hist": pred_hist.long().tolist(),
             "train_adv_acc_per_class": train_adv_acc.tolist(),
             **({"val": val.record()} if val is not None else {}),
+            **({"auxiliary_s": aux_s} if aux_s is not None else {}),
         }
+
+    def train_auxiliary(self) -> float:
+        """Train the method's auxiliary model (:class:`~ltbench.method.AuxiliaryTraining`) with its
+        own method on a balanced subset of the training set — seeded per job, the engine's batches,
+        attack and step, the job's optimiser settings with the schedule over its epochs — then
+        freeze it. Returns its seconds (counted in epoch 0's ``time_s``)."""
+        t0 = time.perf_counter()
+        cfg, aux, model = self.cfg, self.aux, self.aux_model
+        epochs = max(1, round(aux.epochs * cfg.epochs))
+        seed = cfg.seed * 100_003 + AUX_SEED_OFFSET
+        idx = balanced_subset(self.y_train, aux.n_per_class, seed, upsample=aux.upsample).to(self.device)
+        gen = torch.Generator().manual_seed(seed)
+        steps = math.ceil(len(idx) / cfg.batch_size)
+        optimizer, scheduler = make_optimizer(model, dataclasses.replace(cfg, epochs=epochs), steps)
+        zeros = torch.zeros(self.info.num_classes, device=self.device)
+        self.progress(f"auxiliary model ({aux.method.registered_name}): {epochs} epochs on a balanced subset "
+                      f"of {len(idx)} images, before epoch 1")
+        model.train()
+        for epoch in range(epochs):
+            order = idx[torch.randperm(len(idx), generator=gen).to(self.device)]
+            for b in range(steps):
+                x, y = self.batch(order[b * cfg.batch_size:(b + 1) * cfg.batch_size])
+                ctx = BatchContext(model, x, y, aux.method.class_counts, self.eps, epoch, step=self.step, epochs=epochs)
+                train_step(model, model, aux.method, optimizer, x, y, ctx, eps=self.eps, step=self.step,
+                           steps=cfg.train_attack_steps, clip_start=cfg.clip_start)
+            aux.method.on_epoch_end(epoch, EpochStats(zeros, None, None, model))
+            scheduler.step()
+        freeze(model)
+        return time.perf_counter() - t0
 
     # --- progress ----------------------------------------------------------------------
     PROGRESS_READ_S = 1.0  # the accumulators are read (one host sync) at most once a second
