@@ -44,7 +44,7 @@ class StudyResults:
     * ``paired`` — per-seed differences with the baselines pgd-at / at-bsl (and, for an ablation or a
       modifier, its base label), summarised: mean, std, the 95 % Student t interval (``ci_low`` /
       ``ci_high``, n − 1 degrees of freedom), ``resolved`` (the interval excludes 0), ``seeds_needed``,
-      seeds ahead / behind / tied (all as fractions; ``diffs`` lists the per-seed values in points);
+      seeds ahead / behind / tied (all as fractions; ``diffs_pp`` lists the per-seed values in percentage points, as its name says);
     * ``cost`` — mean epoch time and its per-seed ratio to pgd-at;
     * ``status`` — one row per job of the grid: done / running / failed / pending.
     """

@@ -30,7 +30,7 @@ def test_paired_differences_match_a_hand_computation():
     std = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 2)
     assert tail["seeds"] == 3 and tail["ahead"] == 2 and tail["behind"] == 1
     assert tail["diff_mean"] == pytest.approx(mean) and tail["diff_std"] == pytest.approx(std)
-    assert tail["diffs"] == "+5.0 +2.0 -1.0"
+    assert tail["diffs_pp"] == "+5.0 +2.0 -1.0"  # the one column in percentage points, and named so
     half = 4.302653 * std / math.sqrt(3)  # t_{0.975, 2}
     assert tail["ci_low"] == pytest.approx(mean - half) and tail["ci_high"] == pytest.approx(mean + half)
     assert not tail["resolved"] and tail["seeds_needed"] >= 4 and tail["tied"] == 0

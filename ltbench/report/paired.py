@@ -80,7 +80,7 @@ def baselines_of(method: str, present, baselines: Iterable[str] = BASELINES) -> 
 def diff_stats(d: list[float]) -> dict:
     """The summary of per-seed differences ``d`` the paired tables use: ``seeds``, ``diff_mean``,
     ``diff_std`` (NaN for one), ``ci_low`` / ``ci_high`` (:func:`t_interval`), ``resolved``,
-    ``seeds_needed``, ``ahead`` / ``behind`` / ``tied`` and ``diffs`` (points, in order)."""
+    ``seeds_needed``, ``ahead`` / ``behind`` / ``tied`` and ``diffs_pp`` (the per-seed values in percentage points, in order)."""
     s = pd.Series(d, dtype=float)
     mean, std = float(s.mean()), float(s.std(ddof=1)) if len(d) > 1 else math.nan
     low, high = t_interval(list(d))
@@ -88,7 +88,7 @@ def diff_stats(d: list[float]) -> dict:
     return {"seeds": len(d), "diff_mean": mean, "diff_std": std, "ci_low": low, "ci_high": high,
             "resolved": resolved, "seeds_needed": math.nan if resolved else seeds_to_resolve(mean, std),
             "ahead": sum(x > 0 for x in d), "behind": sum(x < 0 for x in d), "tied": sum(x == 0 for x in d),
-            "diffs": " ".join(f"{100 * x:+.1f}" for x in d)}
+            "diffs_pp": " ".join(f"{100 * x:+.1f}" for x in d)}
 
 
 def seed_diffs(a: pd.DataFrame, b: pd.DataFrame, group: str) -> list[float]:
@@ -113,12 +113,12 @@ def paired_table(jobs: pd.DataFrame, baselines: Iterable[str] = BASELINES,
     seeds), ``diff_mean``, ``diff_std`` (NaN for one seed), ``ci_low`` / ``ci_high`` (the 95 %
     Student t interval of the mean, NaN for one seed), ``resolved`` (the interval excludes 0),
     ``seeds_needed`` (:func:`seeds_to_resolve`, for a difference not resolved yet), ``ahead`` /
-    ``behind`` / ``tied`` (seeds with a positive / negative / zero difference) and ``diffs`` (the
+    ``behind`` / ``tied`` (seeds with a positive / negative / zero difference) and ``diffs_pp`` (the
     per-seed differences in percentage points, in seed order). Accuracies and differences are
     fractions, as in every other table of :mod:`ltbench.report`."""
     columns = ["study", "dataset", "ratio", "attack", "baseline", "method", "group", "seeds",
                "diff_mean", "diff_std", "ci_low", "ci_high", "resolved", "seeds_needed", "ahead", "behind", "tied",
-               "diffs"]
+               "diffs_pp"]
     if jobs.empty:
         return pd.DataFrame(columns=columns)
     order = methods or list(dict.fromkeys(jobs["method"]))
