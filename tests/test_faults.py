@@ -548,3 +548,164 @@ def test_eval_with_out_keeps_its_resume_state_next_to_the_result(reference, tmp_
     job = reference[0] / JOB
     assert cli_main(["eval", str(job), "--attacks", "clean", "--quiet", "--no-checks", "--out", str(out)]) == 0
     assert seen["state_dir"] == out.parent and out.is_file()
+
+
+# --- eval never rewrites another job's record, nor an unfinished or running job's -----------------
+
+def copy_reference(reference, tmp_path: Path) -> Path:
+    root = tmp_path / "study"
+    shutil.copytree(reference[0], root)
+    return root
+
+
+EVAL = ["--attacks", "clean", "--no-checks", "--quiet"]
+
+
+def test_eval_refuses_a_running_or_unfinished_job_and_never_makes_it_done(reference, tmp_path, capsys):
+    root = copy_reference(reference, tmp_path)
+    job = root / JOB
+    before = (job / "result.json").read_bytes()
+    with sf.JobLock(job) as lock:  # a runner holds the job
+        assert lock.acquire()
+        assert cli_main(["eval", str(job), *EVAL]) == 2
+        assert cli_main(["eval", str(job), *EVAL, "--out", str(tmp_path / "e.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and err.count(f"{job} is running (a runner holds its lock)") == 2, err
+    assert (job / "result.json").read_bytes() == before and not (tmp_path / "e.json").exists()
+
+    (job / "result.json").unlink()  # trained, not evaluated: unfinished
+    (job / "running.json").write_text(json.dumps({"host": "h", "pid": 1}))
+    assert cli_main(["eval", str(job), *EVAL]) == 2
+    assert capsys.readouterr().err.startswith(f"ltbench eval: error: {job} is not finished (no result.json)")
+    assert not (job / "result.json").exists()
+    from ltbench.runner.study import job_status
+
+    assert job_status(job, EPOCHS).state == "pending"
+    # its last checkpoint may be evaluated into a file of the user's: the job stays unfinished
+    assert cli_main(["eval", str(job), *EVAL, "--out", str(tmp_path / "e.json")]) == 0
+    assert (tmp_path / "e.json").is_file() and not (job / "result.json").exists()
+
+
+def test_no_runner_starts_a_job_while_eval_writes_into_it(reference, tmp_path, monkeypatch):
+    """eval holds the job's lock while it evaluates: a runner started meanwhile finds the job busy."""
+    import ltbench.engine.evaluate
+
+    root = copy_reference(reference, tmp_path)
+    (root / JOB / "result.json").rename(root / "kept.json")
+    seen = {}
+    real = ltbench.engine.evaluate.run_evaluation
+
+    def runner_meanwhile(*args, **kw):
+        seen["outcome"] = execute(root)["outcome"]
+        return real(*args, **kw)
+
+    (root / "kept.json").rename(root / JOB / "result.json")
+    monkeypatch.setattr(ltbench.engine.evaluate, "run_evaluation", runner_meanwhile)
+    assert cli_main(["eval", str(root / JOB), *EVAL]) == 0
+    assert seen["outcome"] == "busy"
+
+
+def test_eval_out_never_names_another_jobs_record(reference, tmp_path, capsys):
+    root = copy_reference(reference, tmp_path)
+    job, other = root / JOB, root / JOB.replace("__s0", "__s1")
+    shutil.copytree(job, other)
+    record = (other / "result.json").read_bytes()
+    E = "ltbench eval: error: --out "
+    for out, says in ((other, "is a job's result.json"), (other / "result.json", "is a job's result.json"),
+                      (other / "sub" / "e.json", "is inside another job's folder"),
+                      (job / "result.json", "is a job's result.json, which only its job writes; leave out --out")):
+        assert cli_main(["eval", str(job), *EVAL, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"{E}{out} {says}") and err.count("\n") == 1, err
+    assert (other / "result.json").read_bytes() == record and not (other / "sub").exists()
+    assert cli_main(["eval", "--model-factory", "m:f", "--out", str(other)]) == 2
+    assert "is a job's result.json" in capsys.readouterr().err
+    assert cli_main(["eval", str(job), *EVAL, "--out", str(job / "clean-only.json")]) == 0  # beside the job
+    assert (job / "clean-only.json").is_file()
+
+
+# --- a job folder is the job its name says ----------------------------------------------------------
+
+def test_renamed_job_folder_is_inconsistent_never_a_seed(reference, tmp_path, capsys):
+    from ltbench.report.aggregate import build_tables, load_study
+
+    root = copy_reference(reference, tmp_path)
+    renamed = root / JOB.replace("__s0", "__s7")
+    shutil.copytree(root / JOB, renamed)  # a copy renamed by hand: seed 0's model under seed 7's name
+    assert cli_main(["status", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert f"{renamed.name}  failed   inconsistent: the folder is named {renamed.name} but its configuration " \
+           f"is job {JOB}" in out, out
+    tables = build_tables([load_study(root)])
+    assert list(tables.jobs["job"].unique()) == [JOB]
+    assert tables.summary["seeds"].tolist() == [1, 1]
+    args = ["run", "--out", str(root), "--methods", "pgd-at", "--seeds", "0", *TINY_RUN]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ltbench run: error: {renamed} is inconsistent: ") and err.count("\n") == 1, err
+    assert cli_main(["eval", str(renamed), *EVAL]) == 2
+    assert capsys.readouterr().err.startswith(f"ltbench eval: error: {renamed} is inconsistent")
+
+
+def test_config_edited_to_another_method_is_inconsistent(reference, tmp_path, capsys):
+    from ltbench.report.aggregate import build_tables, load_study
+
+    root = copy_reference(reference, tmp_path)
+    job = root / JOB
+    result = (job / "result.json").read_bytes()
+    config = json.loads((job / "config.json").read_text())
+    (job / "config.json").write_text(json.dumps({**config, "method": "trades"}))
+    assert cli_main(["status", str(root)]) == 1
+    assert f"{JOB}  failed   inconsistent: " in capsys.readouterr().out
+    assert cli_main(["eval", str(job), *EVAL]) == 2
+    assert "is inconsistent" in capsys.readouterr().err
+    assert (job / "result.json").read_bytes() == result  # the method label in its result is kept
+    tables = build_tables([load_study(root)])
+    assert tables.jobs.empty and "trades" not in set(tables.summary["method"])
+
+
+# --- a study never averages jobs of different settings ----------------------------------------------
+
+TINY_RUN = ["--datasets", "fmnist", "--ratios", "0.2", "--model", "small-cnn", "--set", "model.width=4",
+            "--batch-size", "32", "--train-attack-steps", "2", "--attacks", "clean", "pgd2", "--device", "cpu",
+            "--workers", "1", "--quiet", "--epochs", str(EPOCHS)]
+
+
+def test_run_refuses_a_seed_with_other_settings(reference, tmp_path, capsys):
+    root = copy_reference(reference, tmp_path)
+    study_json = (root / "study.json").read_bytes()
+    args = ["run", "--out", str(root), "--methods", "pgd-at", "--seeds", "1", *TINY_RUN, "--epochs", "2"]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert err == (f"ltbench run: error: job pgd-at__fmnist__r0.2__s1 would be averaged with {JOB} in {root}, "
+                   f"but their settings differ (epochs 3 → 2); use another --out\n"), err
+    assert (root / "study.json").read_bytes() == study_json and not (root / "pgd-at__fmnist__r0.2__s1").exists()
+    # another method may have its own settings (a preset's per-method epochs): nothing averages them
+    from ltbench.runner.cli import build_jobs
+    from ltbench.runner.study import Study
+
+    Study.check_compatible(root, build_jobs({**SPEC, "methods": ["trades"], "epochs": 2}))
+
+
+def test_report_keeps_jobs_of_different_settings_apart(reference, tmp_path):
+    """A folder assembled by hand (or by an older ltbench): seed 1 trained 2 epochs, seed 0 three."""
+    from ltbench.report.aggregate import build_tables, load_study
+
+    root = copy_reference(reference, tmp_path)
+    other = root / JOB.replace("__s0", "__s1")
+    shutil.copytree(root / JOB, other)
+    for name in ("config.json", "result.json"):
+        record = json.loads((other / name).read_text())
+        config = record.get("config", record)
+        config.update(seed=1, epochs=2)
+        (other / name).write_text(json.dumps(record))
+    tables = build_tables([load_study(root)])
+    summary = tables.summary[tables.summary["attack"] == "clean"]
+    assert sorted(summary[["method", "seeds"]].values.tolist()) == [["pgd-at [epochs=2]", 1], ["pgd-at [epochs=3]", 1]]
+    # the same seed-1 job with seed 0's settings is averaged with it as before
+    for name in ("config.json", "result.json"):
+        record = json.loads((other / name).read_text())
+        record.get("config", record)["epochs"] = EPOCHS
+        (other / name).write_text(json.dumps(record))
+    summary = build_tables([load_study(root)]).summary
+    assert summary[["method", "seeds"]].values.tolist() == [["pgd-at", 2], ["pgd-at", 2]]
