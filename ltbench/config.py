@@ -214,23 +214,26 @@ class JobConfig:
 # Fields that say which job this is (its folder name) or where it ran; every other field is a setting
 # that jobs averaged over seeds must share.
 IDENTITY_FIELDS = ("format", "method", "label", "dataset", "ratio", "seed", "device")
+INCONSISTENT = "inconsistent"  # how a folder that is not the job its name says is reported
 
 
 def name_mismatch(folder_name: str, config: dict) -> Optional[str]:
     """Why a job folder named ``folder_name`` cannot hold the job ``config`` describes (renamed or
     copied by hand, or its configuration edited to another method), or None when it can. A folder
     not named like a job (``METHOD__DATASET__rRATIO__sSEED``) claims nothing and is never a mismatch."""
-    from ltbench.study_folder import parse_job_name
+    from ltbench.study_folder import job_name, parse_job_name
 
     if parse_job_name(folder_name) is None:
         return None
     try:
-        expected = JobConfig.from_dict(config).job_name
+        cfg = JobConfig.from_dict(config)
+        expected = cfg.job_name
+        unsanitised = job_name(cfg.label or cfg.method, cfg.dataset, cfg.ratio, cfg.seed)  # before names were made safe
     except (LtbenchError, TypeError, ValueError):  # not a configuration this ltbench can name
         return None
-    if expected == folder_name:
+    if folder_name in (expected, unsanitised):
         return None
-    return f"inconsistent: the folder is named {folder_name} but its configuration is job {expected}"
+    return f"{INCONSISTENT}: the folder is named {folder_name} but its configuration is job {expected}"
 
 
 def job_settings(config: dict) -> dict:

@@ -709,3 +709,174 @@ def test_report_keeps_jobs_of_different_settings_apart(reference, tmp_path):
         (other / name).write_text(json.dumps(record))
     summary = build_tables([load_study(root)]).summary
     assert summary[["method", "seeds"]].values.tolist() == [["pgd-at", 2], ["pgd-at", 2]]
+
+
+# --- models and methods from outside -------------------------------------------------------------
+
+FACTORY = '''
+import torch
+from torch import nn
+
+
+class Tiny(nn.Sequential):
+    def __init__(self, outputs):
+        super().__init__(nn.Flatten(), nn.Linear(784, outputs))
+
+
+def seven():
+    return Tiny(7)
+
+
+def ten():
+    return Tiny(10)
+
+
+def broken():
+    raise RuntimeError("no such checkpoint on this machine")
+
+
+class NaNOut(nn.Module):
+    def forward(self, x):
+        return x.flatten(1)[:, :10] * float("nan")
+
+
+def nan():
+    return NaNOut()
+'''
+
+
+@pytest.fixture
+def factory(tmp_path, monkeypatch):
+    """A model-factory module on sys.path: its name (unique per test)."""
+    import uuid
+
+    name = f"factory_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(FACTORY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+def test_model_with_other_outputs_than_classes_is_one_line_before_any_attack(data, factory, tmp_path, capsys,
+                                                                              monkeypatch):
+    import ltbench
+    import ltbench.engine.evaluate
+    from ltbench.errors import LtbenchError
+
+    def no_attack(*args, **kw):
+        raise AssertionError("an attack ran")
+
+    monkeypatch.setattr(ltbench.engine.evaluate, "build_attack", no_attack)
+    model = ltbench.model_from_factory(f"{factory}:seven")
+    with pytest.raises(LtbenchError, match=r"^the model has 7 outputs but the dataset has 10 classes"):
+        ltbench.evaluate(model, "fmnist", ["clean", "pgd2"])
+    assert cli_main(["eval", "--model-factory", f"{factory}:seven", "--out", str(tmp_path / "e.json"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ltbench eval: error: the model has 7 outputs but the dataset has 10 classes") \
+        and err.count("\n") == 1, err
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_factory_that_raises_weights_of_another_shape_or_code_are_one_line(data, factory, tmp_path, capsys):
+    import importlib
+
+    import torch
+
+    def eval_(*extra):
+        code = cli_main(["eval", "--out", str(tmp_path / "e.json"), "--quiet", *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "weights_only=False" not in err, err
+        return err
+
+    assert eval_("--model-factory", f"{factory}:broken") == (
+        f"ltbench eval: error: model factory '{factory}:broken' raised RuntimeError: no such checkpoint on this "
+        f"machine\n")
+    mod = importlib.import_module(factory)
+    torch.save(mod.Tiny(5).state_dict(), tmp_path / "five.pt")
+    assert eval_("--model-factory", f"{factory}:ten", "--weights", str(tmp_path / "five.pt")) == (
+        f"ltbench eval: error: {tmp_path / 'five.pt'} does not fit the model from {factory}:ten: 1.weight has "
+        f"shape (5, 784) there, (10, 784) in the model\n")
+    torch.save(mod.Tiny(10), tmp_path / "whole.pt")  # the module pickled, not its state dict
+    assert eval_("--model-factory", f"{factory}:ten", "--weights", str(tmp_path / "whole.pt")) == (
+        f"ltbench eval: error: {tmp_path / 'whole.pt'} is not a weights-only file: it holds a pickled "
+        f"{factory}.Tiny, whose unpickling would run code; save the model's state_dict() instead\n")
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_non_finite_outputs_are_a_warning_in_the_result_and_the_report(data, factory, reference, tmp_path):
+    import torch
+
+    import ltbench
+    from ltbench.report.aggregate import load_study
+    from ltbench.report.html import warning_rows
+
+    ev = ltbench.evaluate(ltbench.model_from_factory(f"{factory}:nan"), "fmnist", ["clean"], checks=False)
+    assert ev.warnings == ["the model's outputs are NaN or infinite on 60 of 60 test images: the accuracies on "
+                           "them are not measurements"]
+    # a job whose weights went NaN, evaluated again into its result: the report shows the warning
+    root = copy_reference(reference, tmp_path)
+    state = torch.load(root / JOB / "checkpoint.pt", weights_only=True)
+    for value in state["model"].values():
+        if value.is_floating_point():
+            value.fill_(float("nan"))
+    torch.save(state, root / JOB / "checkpoint.pt")
+    assert cli_main(["eval", str(root / JOB), *EVAL]) == 0
+    nan_warning = "the model's outputs are NaN or infinite on 60 of 60 test images"
+    assert any(w.startswith(nan_warning) for w in json.loads((root / JOB / "result.json").read_text())["warnings"])
+    assert any(w["text"].startswith(nan_warning) for w in warning_rows([load_study(root)]))
+
+
+ODD_METHODS = '''
+from dataclasses import dataclass
+
+import torch
+
+from ltbench.method import Method
+from ltbench.registry import register_method
+
+
+@register_method("narrow-at-{uid}")
+class NarrowAT(Method):
+    """Returns the logits of the first five classes only."""
+
+    def train_loss(self, model, x, x_adv, y, ctx):
+        loss, logits = super().train_loss(model, x, x_adv, y, ctx)
+        return loss, logits[:, :5]
+
+
+class Counter:
+    n = 0
+
+
+@register_method("objstate-at-{uid}")
+class ObjStateAT(Method):
+    """Keeps an object in its state: a checkpoint that a weights-only load refuses."""
+
+    def state_dict(self):
+        return {{"steps": torch.zeros(1), "history": [1, 2, Counter()]}}
+'''
+
+
+@pytest.mark.parametrize("which,error", [
+    ("narrow-at", "LtbenchError: narrow-at-{uid}.train_loss returned logits of shape (32, 5); expected (32, 10)"),
+    ("objstate-at", "LtbenchError: objstate-at-{uid}.state_dict()['history'][2] is a ltbench_plugin_"),
+])
+def test_a_method_that_breaks_the_contract_fails_with_one_line(data, isolated_registry, tmp_path, which, error):
+    import uuid
+
+    from ltbench.runner.cli import build_jobs
+    from ltbench.runner.study import Study
+
+    uid = uuid.uuid4().hex[:8]
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "odd.py").write_text(ODD_METHODS.format(uid=uid))
+    spec = {**SPEC, "methods": [f"{which}-{uid}"]}
+    jobs = build_jobs(json.loads(json.dumps(spec)), [str(plugins)])
+    root = tmp_path / "study"
+    Study.prepare(root, spec, jobs)
+    from ltbench.runner.job import execute_job
+
+    outcome = execute_job(root / jobs[0].job_name, jobs[0])
+    assert outcome["outcome"] == "failed" and outcome["epoch"] == 1, outcome
+    assert outcome["error"].startswith(error.format(uid=uid)) and "\n" not in outcome["error"], outcome
+    assert not (root / jobs[0].job_name / "checkpoint.pt").exists()

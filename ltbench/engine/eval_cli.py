@@ -82,6 +82,7 @@ def load_job_model(job_dir: Path, ckpt: Path, device: torch.device, methods_dirs
     from ltbench.data import LongTailSplit, get_dataset, load_split
     from ltbench.engine.checkpoint import load_checkpoint
     from ltbench.engine.train import build_job_model
+    from ltbench.models.factory import load_weights
     from ltbench.plugins import load_all
 
     load_all(list(methods_dirs))
@@ -99,18 +100,11 @@ def load_job_model(job_dir: Path, ckpt: Path, device: torch.device, methods_dirs
                             split=LongTailSplit.load(saved) if saved.exists() else None)
     counts = split.train_counts  # without the validation split's images, if the job held some out
     _, model = build_job_model(cfg, info, torch.tensor(counts, dtype=torch.float32))
-    try:
-        state = load_checkpoint(ckpt, map_location="cpu")
-    except Exception as exc:  # a file that is not a checkpoint, or holds untrusted objects
-        raise LtbenchError(f"cannot load {ckpt} as a weights-only checkpoint: {exc}") from None
+    state = load_checkpoint(ckpt, map_location="cpu")  # a file that is not weights-only: one line
     weights = state.get("model", state) if isinstance(state, dict) else None
     if not isinstance(weights, dict):
         raise LtbenchError(f"{ckpt} holds no model state dict")
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise LtbenchError(f"{ckpt} does not fit the model in config.json ({cfg.model}): "
-                           f"{str(exc).splitlines()[0]}") from None
+    load_weights(model, weights, str(ckpt), f"the model in config.json ({cfg.model})")
     model = model.to(device, memory_format=torch.channels_last).eval()
     return cfg, info, raw, counts, model
 
@@ -178,16 +172,18 @@ def main(args) -> int:
             metrics = {**previous.get("metrics", {}), **evaluation["metrics"]}
             checks = evaluation["checks"] or previous.get("checks")
             rerun = set(evaluation["metrics"])
-            aa_warnings = [w for w in evaluation["warnings"] if w.startswith("AutoAttack:")]
+            # this evaluation's warnings other than the checks' (non-finite outputs, AutoAttack's own)
+            own = [w for w in evaluation["warnings"]
+                   if w not in masking_warnings(evaluation["metrics"], evaluation["checks"])]
             if "aa" not in rerun:  # the package's own warnings of an earlier AutoAttack run still hold
-                aa_warnings += [w for w in previous.get("warnings") or [] if str(w).startswith("AutoAttack:")]
+                own += [w for w in previous.get("warnings") or [] if str(w).startswith("AutoAttack:")]
             before = previous.get("evaluation") or {}
             settings = {**before, **evaluation["evaluation"],
                         "attacks": list(metrics),
                         "autoattack": evaluation["evaluation"]["autoattack"] or before.get("autoattack")}
             result = {**previous, **result, "metrics": metrics, "checks": checks, "evaluation": settings,
                       "timing": {**previous.get("timing", {}), "eval_s": eval_s},
-                      "warnings": masking_warnings(metrics, checks) + aa_warnings}
+                      "warnings": masking_warnings(metrics, checks) + own}
         result = sf.write_result_file(out, result)
     print_summary(result)
     print(f"result written to {out.resolve()}")

@@ -24,7 +24,7 @@ from ltbench.attacks.base import attack_mode, autocast_for
 from ltbench.attacks.pgd import pgd_perturb
 from ltbench.config import JobConfig
 from ltbench.data import DeviceAugment, LongTailSplit, PolicyAugment, get_dataset, load_split
-from ltbench.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ltbench.engine.checkpoint import check_weights_only, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ltbench.attacks import build_attack
 from ltbench.engine.evaluate import balanced_subset, eval_batch_size, predict, run_evaluation
 from ltbench.data.validation import hold_out, MAX_FRACTION
@@ -138,6 +138,10 @@ def train_step(model: nn.Module, forward_model: nn.Module, method: Method, optim
     perturbation = method.perturb_weights(forward_model, x, x_adv, y, ctx)
     with autocast_for(x.device):
         loss, logits_adv = method.train_loss(forward_model, x, x_adv, y, ctx)
+    if logits_adv.shape != (len(y), ctx.num_classes):  # shapes are known on the host: no sync
+        raise LtbenchError(f"{method.registered_name}.train_loss returned logits of shape "
+                           f"{tuple(logits_adv.shape)}; expected ({len(y)}, {ctx.num_classes}): one row of "
+                           f"{ctx.num_classes} class logits per image of the batch")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -334,12 +338,18 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": {},  # bf16 autocast needs no loss scaling
-            "method": self.method.state_dict(),
+            "method": self.method_state(),
             "rng": rng_state(self.device),
             "perm_gen": self.perm_gen.get_state(),
             "aug_gen": self.aug_gen.get_state(),
             "best": dict(self.best),
         }
+
+    def method_state(self) -> dict:
+        """The method's ``state_dict()``, checked to load back weights-only (one line naming the key if not)."""
+        state = self.method.state_dict()
+        check_weights_only(state, f"{self.method.registered_name}.state_dict()")
+        return state
 
     def load_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
-from ltbench.config import JobConfig, differing_settings, job_settings, name_mismatch
+from ltbench.config import INCONSISTENT, JobConfig, differing_settings, job_settings, name_mismatch
 from ltbench.errors import LtbenchError
 from ltbench.io import quarantine, read_json_object, remove_stale_temps, write_json
 from ltbench.study_folder import STUDY as STUDY_FILE, STUDY_LOCK, JobState
@@ -191,10 +191,11 @@ class Study:
         return job_status(self.job_dir(name), self.data.get("jobs", {}).get(name, {}).get("epochs"))
 
     def statuses(self) -> list[JobStatus]:
-        """The state of every job ``study.json`` announces, then of every other job folder found."""
+        """The state of every job ``study.json`` announces, then the job folders it does not announce
+        that are inconsistent (a job folder renamed or copied by hand: see :func:`folder_problem`)."""
         names = self.job_names()
-        others = [p for p in sorted(self.root.iterdir()) if p.name not in set(names) and sf.is_job_dir(p)]
-        return [self.status(n) for n in names] + [job_status(p) for p in others]
+        others = [job_status(p) for p in sorted(self.root.iterdir()) if p.name not in set(names) and sf.is_job_dir(p)]
+        return [self.status(n) for n in names] + [s for s in others if s.detail.startswith(INCONSISTENT)]
 
     def prerequisites(self, names: list[str]) -> dict[str, str]:
         """Job → the job among ``names`` it starts from (its ``init_from`` names that job's folder):
