@@ -880,3 +880,24 @@ def test_a_method_that_breaks_the_contract_fails_with_one_line(data, isolated_re
     assert outcome["outcome"] == "failed" and outcome["epoch"] == 1, outcome
     assert outcome["error"].startswith(error.format(uid=uid)) and "\n" not in outcome["error"], outcome
     assert not (root / jobs[0].job_name / "checkpoint.pt").exists()
+
+
+# --- the Python API ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    ({"epoch": 2}, TypeError, r"run\(\) got an unexpected keyword argument 'epoch'"),
+    ({"ratios": 0.1, "help": True}, TypeError, "unexpected keyword argument 'help'"),
+    ({"epochs": "two"}, TypeError, r"run\(\): epochs must be an integer, got 'two'"),
+    ({"epochs": [1, 2]}, TypeError, r"run\(\): epochs takes one value, got a list"),
+    ({"batch_size": 2.5}, TypeError, r"run\(\): batch_size must be an integer, got 2.5"),
+    ({"lr": True}, TypeError, r"run\(\): lr must be a number, got True"),
+    ({"executor": "ssh"}, ValueError, r"run\(\): executor must be one of 'local', 'slurm', got 'ssh'"),
+    ({"retry_failed": "yes"}, TypeError, r"run\(\): retry_failed is a flag: give True or False, got 'yes'"),
+    ({"seeds": ["a"]}, TypeError, r"run\(\): seeds must be an integer or a list of them, got 'a'"),
+])
+def test_api_run_with_a_bad_argument_raises_naming_it(tmp_path, capsys, kwargs, exc, match):
+    import ltbench
+
+    with pytest.raises(exc, match=match):
+        ltbench.run(out=tmp_path / "study", **kwargs)
+    assert capsys.readouterr() == ("", "") and not (tmp_path / "study").exists()
