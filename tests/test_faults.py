@@ -901,3 +901,40 @@ def test_api_run_with_a_bad_argument_raises_naming_it(tmp_path, capsys, kwargs, 
     with pytest.raises(exc, match=match):
         ltbench.run(out=tmp_path / "study", **kwargs)
     assert capsys.readouterr() == ("", "") and not (tmp_path / "study").exists()
+
+
+# --- --init-from ------------------------------------------------------------------------------------
+
+def test_init_from_a_job_that_cannot_start_this_one_is_exit_2_before_any_folder(reference, unfinished, tmp_path,
+                                                                                  capsys):
+    damaged = copy_reference(reference, tmp_path) / JOB
+    damage(damaged / "checkpoint.pt", "garbage")
+    E = "ltbench run: error: init_from "
+    for source, width, says in (
+            (tmp_path / "nowhere", 4, "no such job folder"),
+            (unfinished / JOB, 4, "no result.json there (not a finished job)"),
+            (reference[0] / JOB, 8, "its model_params is {'width': 4}, this job's {'width': 8}"),
+            (damaged, 4, "its checkpoint.pt is damaged (cannot load ")):
+        out = tmp_path / "fine"
+        args = ["run", "--out", str(out), "--methods", "trades", "--seeds", "0", *TINY_RUN, "--set",
+                f"model.width={width}", "--init-from", str(source)]
+        assert cli_main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"{E}{source}: {says}") and err.count("\n") == 1, err
+        assert not out.exists()
+
+
+def test_quiet_never_hides_a_failure(data, isolated_registry, tmp_path, capsys):
+    import uuid
+
+    uid = uuid.uuid4().hex[:8]
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "odd.py").write_text(ODD_METHODS.format(uid=uid))
+    args = ["run", "--out", str(tmp_path / "study"), "--methods", f"narrow-at-{uid}", "--seeds", "0", *TINY_RUN,
+            "--methods-dir", str(plugins)]
+    assert cli_main(args) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err == (f"narrow-at-{uid}__fmnist__r0.2__s0: FAILED: LtbenchError: narrow-at-{uid}.train_loss "
+                                 f"returned logits of shape (32, 5); expected (32, 10): one row of 10 class logits "
+                                 f"per image of the batch (epoch 1)\n"), err

@@ -198,7 +198,12 @@ def method_eval_weights(method: Method) -> Optional[dict]:
 def load_job_weights(job_dir: Path, cfg: Optional[JobConfig] = None) -> dict:
     """The weights a finished job evaluated (``--init-from``): ``best.pt`` when it selected an epoch,
     the method's own (``eval_weights.pt``, CFA's FAWA average) when it had them, else the model of
-    its last checkpoint. With ``cfg``, the job's dataset and model must be the same."""
+    its last checkpoint. With ``cfg``, the job's dataset and model must be the same. Every way this
+    fails is one line saying which: no such folder, not finished, another dataset / model / width,
+    no weights (a committed study), damaged weights."""
+    job_dir = Path(job_dir)
+    if not job_dir.is_dir():
+        raise LtbenchError(f"init_from {job_dir}: no such job folder")
     result_path = job_dir / sf.RESULT
     if not result_path.exists():
         raise LtbenchError(f"init_from {job_dir}: no {sf.RESULT} there (not a finished job)")
@@ -212,14 +217,20 @@ def load_job_weights(job_dir: Path, cfg: Optional[JobConfig] = None) -> dict:
             if src.get(key) != getattr(cfg, key):
                 raise LtbenchError(f"init_from {job_dir}: its {key} is {src.get(key)!r}, this job's {getattr(cfg, key)!r}")
     if (result.get("selection") or {}).get("epoch") is not None:
-        return load_checkpoint(job_dir / BEST)
-    if result.get("evaluated_weights"):
-        return load_checkpoint(job_dir / result["evaluated_weights"])
-    state = load_checkpoint(job_dir / CHECKPOINT)
+        name = BEST
+    else:
+        name = result.get("evaluated_weights") or CHECKPOINT
+    try:
+        state = load_checkpoint(job_dir / name)
+    except LtbenchError as exc:
+        raise LtbenchError(f"init_from {job_dir}: its {name} is damaged ({exc})") from None
     if state is None:
-        raise LtbenchError(f"init_from {job_dir}: no {CHECKPOINT} there (a committed study holds no weights): "
+        raise LtbenchError(f"init_from {job_dir}: no {name} there (a committed study holds no weights): "
                            f"move its {sf.RESULT} away and re-run, which retrains it to the same numbers")
-    return state["model"]
+    weights = state["model"] if name == CHECKPOINT and isinstance(state, dict) else state
+    if not isinstance(weights, dict):
+        raise LtbenchError(f"init_from {job_dir}: its {name} is damaged (no model state dict in it)")
+    return weights
 
 
 class Trainer:

@@ -89,3 +89,14 @@ def _exists(path: Path) -> bool:
         return path.exists()
     except OSError:  # a name too long for the file system
         return False
+
+
+def check_init_sources(out: Path, jobs: list) -> None:
+    """Every ``init_from`` names a finished job of the same dataset and model whose weights load, or a
+    job of this grid (which runs first): else one line saying which, before any folder is written."""
+    from ltbench.engine.train import load_job_weights
+
+    in_grid = {(Path(out) / job.job_name).resolve() for job in jobs}
+    for job in jobs:
+        if job.init_from and Path(job.init_from).resolve() not in in_grid:
+            load_job_weights(Path(job.init_from), job)

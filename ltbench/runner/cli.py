@@ -362,13 +362,14 @@ def sigterm_stops_like_ctrl_c():
 def main(args) -> int:
     from ltbench.runner import job as J
     from ltbench.runner.display import describe, make_display
-    from ltbench.runner.checks import check_data, check_writable
+    from ltbench.runner.checks import check_data, check_init_sources, check_writable
     from ltbench.runner.study import DONE, FAILED, RUNNING, Study, job_status
 
     spec = study_spec(args)
     jobs = build_jobs(spec, args.methods_dir)
     out = Path(spec["out"])
     check_writable(out, tuple(cfg.job_name for cfg in jobs))
+    check_init_sources(out, jobs)
     Study.check_compatible(out, jobs)
     if getattr(args, "dry_run", False):
         from ltbench.runner import dryrun
@@ -456,7 +457,10 @@ def report(study, jobs: list[JobConfig], outcomes: dict[str, dict], quiet: bool 
         result = sf.read_result(study.job_dir(cfg.job_name))  # None when missing or damaged
         if result is not None:
             results[cfg.job_name] = result
-    if not quiet:
+    if quiet:  # the results are left out, never a failure's one line
+        for name in bad:
+            print(f"{name}: {describe(outcomes[name])}", file=sys.stderr)
+    else:
         from ltbench.runner.summary import format_summary, next_command
 
         if len(jobs) <= 2:
