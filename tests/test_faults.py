@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -385,9 +386,12 @@ def isolated_registry():
 
     plugins.load_all()
     items, errors, dirs = dict(registry.METHODS._items), dict(plugins.PLUGIN_ERRORS), set(plugins._loaded_dirs)
+    conflicts = dict(registry.METHODS._conflicts)
     yield plugins
     registry.METHODS._items.clear()
     registry.METHODS._items.update(items)
+    registry.METHODS._conflicts.clear()
+    registry.METHODS._conflicts.update(conflicts)
     plugins.PLUGIN_ERRORS.clear()
     plugins.PLUGIN_ERRORS.update(errors)
     plugins._loaded_dirs.clear()
@@ -433,6 +437,70 @@ def test_a_method_registered_under_a_bad_name_fails_to_load(isolated_registry, t
     for bad in ("", "a/b", "a b", "../x", ".hidden", "a+b", "all", "x" * 65):
         with pytest.raises(Exception, match="cannot register"):
             isolated_registry.Registry("method").register(bad)
+
+
+HALF_PLUGIN = '''
+from ltbench.method import Method
+from ltbench.registry import register_method
+
+
+@register_method("half-{uid}")
+class Half(Method):
+    """Registered, then its file fails to load."""
+
+
+raise ImportError("a module this plugin needs is not installed")
+'''
+
+
+def test_two_files_registering_one_name_is_an_error_naming_both(isolated_registry, tmp_path):
+    import uuid
+
+    from ltbench.errors import LtbenchError
+
+    uid = uuid.uuid4().hex[:8]
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    for stem in ("a_first", "b_second"):  # loaded in this order
+        (plugins / f"{stem}.py").write_text(TAG_PLUGIN.format(uid=uid))
+    with pytest.warns(UserWarning, match="registered twice"):
+        isolated_registry.load_methods([plugins])
+    both = f"method 'tag-at-{uid}' is registered twice: in {plugins / 'a_first.py'} and in {plugins / 'b_second.py'}"
+    assert isolated_registry.PLUGIN_ERRORS[str(plugins / "b_second.py")] == f"LtbenchError: {both}"
+    assert f"tag-at-{uid}" not in isolated_registry.METHODS  # no first one wins
+    with pytest.raises(LtbenchError, match=re.escape(both)):
+        isolated_registry.METHODS.get(f"tag-at-{uid}")
+
+
+def test_a_plugin_file_that_fails_to_load_registers_nothing(isolated_registry, tmp_path):
+    import uuid
+
+    uid = uuid.uuid4().hex[:8]
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "half.py").write_text(HALF_PLUGIN.format(uid=uid))
+    with pytest.warns(UserWarning, match="failed to import: ImportError"):
+        isolated_registry.load_methods([plugins])
+    assert f"half-{uid}" not in isolated_registry.METHODS
+
+
+def test_result_records_the_file_of_each_plugin_method(data, isolated_registry, tmp_path):
+    import uuid
+
+    from ltbench.runner.cli import build_jobs
+    from ltbench.runner.job import execute_job
+    from ltbench.runner.study import Study
+
+    uid = uuid.uuid4().hex[:8]
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "tag.py").write_text(TAG_PLUGIN.format(uid=uid))
+    spec = {**SPEC, "methods": [f"tag-at-{uid} +awp"], "epochs": 1}
+    jobs = build_jobs(json.loads(json.dumps(spec)), [str(plugins)])
+    Study.prepare(tmp_path / "study", spec, jobs)
+    assert execute_job(tmp_path / "study" / jobs[0].job_name, jobs[0])["outcome"] == "finished"
+    result = json.loads((tmp_path / "study" / jobs[0].job_name / "result.json").read_text())
+    assert result["plugin_files"] == {f"tag-at-{uid}": str(plugins / "tag.py")}  # awp is ltbench's own
 
 
 # --- data files are parsed, never executed -----------------------------------------------------------

@@ -35,7 +35,7 @@ from ltbench.io import quarantine, save_torch
 from ltbench.method import BatchContext, EpochStats, Method, build_method
 from ltbench.models import build_model
 from ltbench.progress import batch_message, epoch_message
-from ltbench.plugins import load_all
+from ltbench.plugins import load_all, plugin_files
 from ltbench import study_folder as sf
 from ltbench.study_folder import BEST, CHECKPOINT, EVAL_WEIGHTS, METRICS, SPLIT
 
@@ -626,6 +626,8 @@ def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) 
         **result_header(cfg, trainer.device, trainer.class_names, trainer.class_counts, len(trainer.y_test),
                         trainer.eps, trainer.step),
         "method_config": trainer.method.config_dict(),  # defaults resolved: tells reat from reat-official
+        # the file each plugin method or modifier of the job came from (left out without plugins)
+        **({"plugin_files": files} if (files := plugin_files(type(m) for m in method_chain(trainer.method))) else {}),
         "selection": selection,  # which epoch's model was evaluated (None: the last)
         # the method's own weights were evaluated (CFA's FAWA average), saved in this file
         **({"evaluated_weights": own_weights} if own_weights else {}),
