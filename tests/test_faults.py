@@ -1006,3 +1006,64 @@ def test_quiet_never_hides_a_failure(data, isolated_registry, tmp_path, capsys):
     assert out == "" and err == (f"narrow-at-{uid}__fmnist__r0.2__s0: FAILED: LtbenchError: narrow-at-{uid}.train_loss "
                                  f"returned logits of shape (32, 5); expected (32, 10): one row of 10 class logits "
                                  f"per image of the batch (epoch 1)\n"), err
+
+
+# --- a read-only or undeletable study folder ---------------------------------------------------------
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """``read_only(root)``: from now on every write, creation, rename or removal under ``root`` fails
+    with EROFS, as on a read-only mount (tests run as root, for whom chmod does not forbid writes)."""
+    import builtins
+    import errno
+
+    def guard(root: Path):
+        root = str(Path(root).resolve())
+
+        def refuse(path) -> None:
+            if os.path.abspath(os.fsdecode(path)).startswith(root):
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))
+
+        def wrap(name, writes=lambda *a, **kw: True):
+            real = getattr(os, name)
+
+            def fake(path, *args, **kw):
+                if not isinstance(path, int) and writes(*args, **kw):
+                    refuse(path)
+                return real(path, *args, **kw)
+
+            monkeypatch.setattr(os, name, fake)
+
+        for name in ("mkdir", "replace", "rename", "unlink", "remove", "rmdir"):
+            wrap(name)
+        wrap("open", lambda flags, *a, **kw: flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+        real_open = builtins.open
+
+        def fake_open(file, mode="r", *args, **kw):
+            if not isinstance(file, int) and any(c in mode for c in "wax+"):
+                refuse(file)
+            return real_open(file, mode, *args, **kw)
+
+        monkeypatch.setattr(builtins, "open", fake_open)
+
+    return guard
+
+
+def tree(root: Path) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_read_only_study_is_one_line_exit_1_nothing_written(reference, tmp_path, capsys, read_only):
+    root = copy_reference(reference, tmp_path)
+    damage(root / JOB / "result.json", "truncated")  # run would move it aside and redo the job
+    before = tree(root)
+    read_only(root)
+    assert cli_main(["status", str(root)]) == 0  # status only reads
+    capsys.readouterr()
+    for args in (["report", str(root), "--quiet"],
+                 ["eval", str(root / JOB), *EVAL, "--out", str(root / JOB / "again.json")],
+                 ["run", "--out", str(root), "--methods", "pgd-at", "--seeds", "0", *TINY_RUN]):
+        assert cli_main(args) == 1, args
+        err = capsys.readouterr().err
+        assert err.startswith(f"ltbench {args[0]}: error: Read-only file system: {root}") and err.count("\n") == 1, err
+    assert tree(root) == before

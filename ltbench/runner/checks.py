@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ltbench.errors import LtbenchError
+from ltbench.errors import CannotWrite, LtbenchError
 from ltbench.plugins import load_all
 from ltbench.registry import DATASETS, METHODS, MODELS, MODIFIERS
 from ltbench.validation import check_jobs
@@ -70,7 +70,7 @@ def check_writable(out: Path, job_names: tuple = ()) -> None:
     if probe.exists() and not probe.is_dir():
         raise LtbenchError(f"output folder {out} is not usable: {probe} is a file")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise LtbenchError(f"output folder {out} is not writable ({probe} does not allow writing)")
+        raise CannotWrite(f"output folder {out} is not writable ({probe} does not allow writing)")
 
 
 def _limits(path: Path) -> tuple[int, int]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from ltbench.config import INCONSISTENT, JobConfig, differing_settings, job_settings, name_mismatch
-from ltbench.errors import LtbenchError
+from ltbench.errors import CannotWrite, LtbenchError
 from ltbench.io import quarantine, read_json_object, remove_stale_temps, write_json
 from ltbench.study_folder import STUDY as STUDY_FILE, STUDY_LOCK, JobState
 from ltbench import study_folder as sf
@@ -145,7 +145,7 @@ class Study:
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise LtbenchError(f"cannot create output folder {root}: {exc.strerror or exc}") from None
+            raise CannotWrite(f"cannot create output folder {root}: {exc.strerror or exc}") from None
         with study_lock(root):
             remove_stale_temps(root, STUDY_FILE)  # of a study.json write that was killed
             cls.check_compatible(root, jobs)
@@ -170,7 +170,7 @@ class Study:
             try:
                 write_json(root / STUDY_FILE, data)
             except OSError as exc:  # e.g. a full disk; the old study.json is left as it was
-                raise LtbenchError(f"cannot write {root / STUDY_FILE}: {exc.strerror or exc}") from None
+                raise CannotWrite(f"cannot write {root / STUDY_FILE}: {exc.strerror or exc}") from None
         return cls(root, data)
 
     # --- queries ---------------------------------------------------------------------------
