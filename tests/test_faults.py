@@ -752,7 +752,10 @@ def test_run_refuses_a_seed_with_other_settings(reference, tmp_path, capsys):
     from ltbench.runner.cli import build_jobs
     from ltbench.runner.study import Study
 
-    Study.check_compatible(root, build_jobs({**SPEC, "methods": ["trades"], "epochs": 2}))
+    trades = {**SPEC, "methods": ["trades"], "epochs": 2}
+    Study.prepare(root, trades, build_jobs(trades))
+    data = json.loads((root / "study.json").read_text())
+    assert data["spec"] == trades and data["earlier_specs"] == [SPEC]  # the first command's grid is kept
 
 
 def test_report_keeps_jobs_of_different_settings_apart(reference, tmp_path):

@@ -1,9 +1,11 @@
 """A study = a grid of jobs in one folder: ``study.json`` plus one sub-folder per job.
 
 ``study.json`` holds the study's name, the code version that created and last updated it, the
-grid (the merged preset and flags), and every job's full configuration by job name. Re-running
-with more methods/ratios/seeds adds jobs to the same study; re-running with a *different*
-configuration for an existing job is refused (its checkpoint and results would not match).
+grid (the merged preset and flags; the grids of earlier commands that differed in ``earlier_specs``),
+and every job's full configuration by job name. Re-running with more methods/ratios/seeds adds jobs
+to the same study; re-running with a *different* configuration for an existing job is refused (its
+checkpoint and results would not match), and so is a job whose settings differ from those of another
+seed of its method label, dataset and ratio (the summary would average them).
 
 A job folder (``JobConfig.job_name``, e.g. ``reat__cifar10__r0.01__s0``) holds the files that
 :mod:`ltbench.study_folder` names; :mod:`ltbench.runner.job` runs one.
@@ -161,6 +163,8 @@ class Study:
                         "jobs": {}}
             data["updated"] = now_iso()
             data["code_version"] = code_version()
+            if data.get("spec") not in (None, spec) and data["spec"] not in data.get("earlier_specs", []):
+                data.setdefault("earlier_specs", []).append(data["spec"])  # an earlier command's grid: kept
             data["spec"] = spec
             if command is not None:
                 data["command"] = command
