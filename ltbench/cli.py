@@ -84,11 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     except LtbenchError as exc:
         print(f"ltbench {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_status
-    except OSError as exc:
-        if exc.filename is None or exc.errno not in ENVIRONMENT_ERRNOS:
-            raise
-        print(f"ltbench {args.command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
-        return CannotWrite.exit_status
     except Terminated:
         print("terminated", file=sys.stderr)
         return 143
@@ -97,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return _closed_pipe()
+    except OSError as exc:
+        if exc.filename is None or exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        print(f"ltbench {args.command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return CannotWrite.exit_status
 
 
 def _closed_pipe() -> int:

@@ -398,15 +398,23 @@ def isolated_registry():
     plugins._loaded_dirs.update(dirs)
 
 
-def test_job_folders_stay_inside_the_study(isolated_registry, tmp_path):
+def plugin_folder(tmp_path: Path, *files: tuple[str, str]) -> tuple[Path, str]:
+    """A ``--methods-dir`` folder with each (file stem, template) written, a fresh ``{uid}`` filled in
+    (registered names stay unique across tests); returns (folder, uid)."""
     import uuid
 
+    uid = uuid.uuid4().hex[:8]
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    for stem, template in files:
+        (folder / f"{stem}.py").write_text(template.format(uid=uid))
+    return folder, uid
+
+
+def test_job_folders_stay_inside_the_study(isolated_registry, tmp_path):
     from ltbench.runner.cli import build_jobs
 
-    uid = uuid.uuid4().hex[:8]
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "tag.py").write_text(TAG_PLUGIN.format(uid=uid))
+    plugins, uid = plugin_folder(tmp_path, ("tag", TAG_PLUGIN))
     spec = {"methods": [f"tag-at-{uid} --tag=../../../escaped", f"tag-at-{uid} --tag={'y' * 300}",
                         f"tag-at-{uid} --tag={'y' * 299}z"],
             "datasets": ["fmnist"], "ratios": [0.1], "seeds": [0], "method_params": {}, "model_params": {}}
@@ -424,12 +432,7 @@ def test_job_folders_stay_inside_the_study(isolated_registry, tmp_path):
 
 
 def test_a_method_registered_under_a_bad_name_fails_to_load(isolated_registry, tmp_path):
-    import uuid
-
-    uid = uuid.uuid4().hex[:8]
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "evil.py").write_text(BAD_NAME_PLUGIN.format(uid=uid))
+    plugins, uid = plugin_folder(tmp_path, ("evil", BAD_NAME_PLUGIN))
     with pytest.warns(UserWarning, match="cannot register method 'evil/"):
         isolated_registry.load_methods([plugins])
     assert f"evil/{uid}" not in isolated_registry.METHODS
@@ -454,15 +457,9 @@ raise ImportError("a module this plugin needs is not installed")
 
 
 def test_two_files_registering_one_name_is_an_error_naming_both(isolated_registry, tmp_path):
-    import uuid
-
     from ltbench.errors import LtbenchError
 
-    uid = uuid.uuid4().hex[:8]
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    for stem in ("a_first", "b_second"):  # loaded in this order
-        (plugins / f"{stem}.py").write_text(TAG_PLUGIN.format(uid=uid))
+    plugins, uid = plugin_folder(tmp_path, ("a_first", TAG_PLUGIN), ("b_second", TAG_PLUGIN))  # loaded in this order
     with pytest.warns(UserWarning, match="registered twice"):
         isolated_registry.load_methods([plugins])
     both = f"method 'tag-at-{uid}' is registered twice: in {plugins / 'a_first.py'} and in {plugins / 'b_second.py'}"
@@ -473,28 +470,18 @@ def test_two_files_registering_one_name_is_an_error_naming_both(isolated_registr
 
 
 def test_a_plugin_file_that_fails_to_load_registers_nothing(isolated_registry, tmp_path):
-    import uuid
-
-    uid = uuid.uuid4().hex[:8]
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "half.py").write_text(HALF_PLUGIN.format(uid=uid))
+    plugins, uid = plugin_folder(tmp_path, ("half", HALF_PLUGIN))
     with pytest.warns(UserWarning, match="failed to import: ImportError"):
         isolated_registry.load_methods([plugins])
     assert f"half-{uid}" not in isolated_registry.METHODS
 
 
 def test_result_records_the_file_of_each_plugin_method(data, isolated_registry, tmp_path):
-    import uuid
-
     from ltbench.runner.cli import build_jobs
     from ltbench.runner.job import execute_job
     from ltbench.runner.study import Study
 
-    uid = uuid.uuid4().hex[:8]
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "tag.py").write_text(TAG_PLUGIN.format(uid=uid))
+    plugins, uid = plugin_folder(tmp_path, ("tag", TAG_PLUGIN))
     spec = {**SPEC, "methods": [f"tag-at-{uid} +awp"], "epochs": 1}
     jobs = build_jobs(json.loads(json.dumps(spec)), [str(plugins)])
     Study.prepare(tmp_path / "study", spec, jobs)
@@ -932,15 +919,10 @@ class ObjStateAT(Method):
     ("objstate-at", "LtbenchError: objstate-at-{uid}.state_dict()['history'][2] is a ltbench_plugin_"),
 ])
 def test_a_method_that_breaks_the_contract_fails_with_one_line(data, isolated_registry, tmp_path, which, error):
-    import uuid
-
     from ltbench.runner.cli import build_jobs
     from ltbench.runner.study import Study
 
-    uid = uuid.uuid4().hex[:8]
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "odd.py").write_text(ODD_METHODS.format(uid=uid))
+    plugins, uid = plugin_folder(tmp_path, ("odd", ODD_METHODS))
     spec = {**SPEC, "methods": [f"{which}-{uid}"]}
     jobs = build_jobs(json.loads(json.dumps(spec)), [str(plugins)])
     root = tmp_path / "study"
@@ -993,15 +975,17 @@ def test_init_from_a_job_that_cannot_start_this_one_is_exit_2_before_any_folder(
         err = capsys.readouterr().err
         assert err.startswith(f"{E}{source}: {says}") and err.count("\n") == 1, err
         assert not out.exists()
+    # a job already done from a source that has gone since is not checked again
+    source = copy_reference(reference, tmp_path / "source") / JOB
+    args = ["run", "--out", str(tmp_path / "fine"), "--methods", "trades", "--seeds", "0", *TINY_RUN,
+            "--init-from", str(source)]
+    assert cli_main(args) == 0
+    shutil.rmtree(source)
+    assert cli_main(args) == 0
 
 
 def test_quiet_never_hides_a_failure(data, isolated_registry, tmp_path, capsys):
-    import uuid
-
-    uid = uuid.uuid4().hex[:8]
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "odd.py").write_text(ODD_METHODS.format(uid=uid))
+    plugins, uid = plugin_folder(tmp_path, ("odd", ODD_METHODS))
     args = ["run", "--out", str(tmp_path / "study"), "--methods", f"narrow-at-{uid}", "--seeds", "0", *TINY_RUN,
             "--methods-dir", str(plugins)]
     assert cli_main(args) == 1

@@ -221,9 +221,10 @@ def check_job_folder(job_dir: Path, into_job: bool) -> None:
 
     if sf.is_locked(job_dir):
         raise LtbenchError(f"{job_dir} is running (a runner holds its lock); evaluate it when it is done")
-    problem = name_mismatch(job_dir.name, sf.read_config(job_dir) or {})
-    if problem:
-        raise LtbenchError(f"{job_dir} is {problem}; rename it back before evaluating it")
+    for config in (sf.read_config(job_dir), (sf.read_result(job_dir) or {}).get("config")):
+        problem = name_mismatch(job_dir.name, config) if isinstance(config, dict) else None
+        if problem:
+            raise LtbenchError(f"{job_dir} is {problem}; rename it back before evaluating it")
     if into_job and not (job_dir / sf.RESULT).is_file():
         raise LtbenchError(f"{job_dir} is not finished (no {sf.RESULT}); `ltbench run` finishes it, or write "
                            f"this evaluation of its last checkpoint elsewhere with --out")

@@ -92,11 +92,14 @@ def _exists(path: Path) -> bool:
 
 
 def check_init_sources(out: Path, jobs: list) -> None:
-    """Every ``init_from`` names a finished job of the same dataset and model whose weights load, or a
-    job of this grid (which runs first): else one line saying which, before any folder is written."""
+    """Every ``init_from`` of a job still to run names a finished job of the same dataset and model
+    whose weights load, or a job of this grid (which runs first): else one line saying which, before
+    any folder is written. A job already done is not checked (its source may be gone by now)."""
     from ltbench.engine.train import load_job_weights
+    from ltbench.study_folder import read_result
 
     in_grid = {(Path(out) / job.job_name).resolve() for job in jobs}
     for job in jobs:
-        if job.init_from and Path(job.init_from).resolve() not in in_grid:
+        if job.init_from and Path(job.init_from).resolve() not in in_grid \
+                and read_result(Path(out) / job.job_name) is None:
             load_job_weights(Path(job.init_from), job)
