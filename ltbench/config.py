@@ -7,6 +7,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from ltbench.errors import LtbenchError
@@ -234,6 +235,20 @@ def name_mismatch(folder_name: str, config: dict) -> Optional[str]:
     if folder_name in (expected, unsanitised):
         return None
     return f"{INCONSISTENT}: the folder is named {folder_name} but its configuration is job {expected}"
+
+
+def folder_problem(job_dir) -> Optional[str]:
+    """Why the job folder ``job_dir`` does not hold the job its name says (its ``config.json``, or its
+    result's configuration, is another job's: :func:`name_mismatch`), or None. Such a folder is
+    *failed* for ``status`` and the report (never a seed of any label), and ``run`` and ``eval``
+    refuse it."""
+    from ltbench import study_folder as sf
+
+    for config in (sf.read_config(job_dir), (sf.read_result(job_dir) or {}).get("config")):
+        problem = name_mismatch(Path(job_dir).name, config) if isinstance(config, dict) else None
+        if problem:
+            return problem
+    return None
 
 
 def job_settings(config: dict) -> dict:

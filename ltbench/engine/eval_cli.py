@@ -11,7 +11,10 @@
 ε and the PGD step default to the job's (its config, else the dataset's: CIFAR 8/255 and 2/255,
 Fashion-MNIST 0.1 and 0.01); ``--eps`` / ``--step`` override them; both are recorded. The result
 goes to the job's ``result.json`` — merged with what is there when ε and step match (so
-``--attacks aa`` adds AutoAttack next to the job's PGD numbers) — or to ``--out``.
+``--attacks aa`` adds AutoAttack next to the job's PGD numbers) — or to ``--out``. Only a finished
+job's ``result.json`` is added to, under the job's lock (so no runner starts the job meanwhile); a job
+a runner holds, or a folder that is not the job its name says, is refused; ``--out`` never names a
+path inside another job's folder nor any job's ``result.json``.
 AutoAttack's progress is kept next to the result (``aa_state.json`` in the job folder, or in the
 ``--out`` folder): a killed run resumes.
 """
@@ -217,14 +220,13 @@ def check_job_folder(job_dir: Path, into_job: bool) -> None:
     ``config.json``, and, when the evaluation goes into the job's folder, an unfinished job: only a
     finished job's ``result.json`` is added to, so ``eval`` never makes a job done or replaces the
     runner's result with an evaluation of an older checkpoint."""
-    from ltbench.config import name_mismatch
+    from ltbench.config import folder_problem
 
     if sf.is_locked(job_dir):
         raise LtbenchError(f"{job_dir} is running (a runner holds its lock); evaluate it when it is done")
-    for config in (sf.read_config(job_dir), (sf.read_result(job_dir) or {}).get("config")):
-        problem = name_mismatch(job_dir.name, config) if isinstance(config, dict) else None
-        if problem:
-            raise LtbenchError(f"{job_dir} is {problem}; rename it back before evaluating it")
+    problem = folder_problem(job_dir)
+    if problem:
+        raise LtbenchError(f"{job_dir} is {problem}; rename it back before evaluating it")
     if into_job and not (job_dir / sf.RESULT).is_file():
         raise LtbenchError(f"{job_dir} is not finished (no {sf.RESULT}); `ltbench run` finishes it, or write "
                            f"this evaluation of its last checkpoint elsewhere with --out")

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
-from ltbench.config import INCONSISTENT, JobConfig, differing_settings, job_settings, name_mismatch
+from ltbench.config import INCONSISTENT, JobConfig, differing_settings, folder_problem, job_settings
 from ltbench.errors import CannotWrite, LtbenchError
 from ltbench.io import quarantine, read_json_object, remove_stale_temps, write_json
 from ltbench.study_folder import STUDY as STUDY_FILE, STUDY_LOCK, JobState
@@ -133,7 +133,7 @@ class Study:
         check_same_settings(root, existing, jobs)
         if root.is_dir():
             for job_dir in sorted(p for p in root.iterdir() if sf.is_job_dir(p)):
-                problem = folder_problem(job_dir, sf.read_config(job_dir), (sf.read_result(job_dir) or {}).get("config"))
+                problem = folder_problem(job_dir)
                 if problem:
                     raise LtbenchError(f"{job_dir} is {problem}; rename it back or move it out of the study")
 
@@ -285,11 +285,11 @@ def job_status(job_dir: Path, epochs: Optional[int] = None) -> JobStatus:
     run moves it aside and redoes the job)."""
     name = job_dir.name
     damaged_result = False
-    result = sf.read_result(job_dir) if (job_dir / sf.RESULT).is_file() else None
-    problem = folder_problem(job_dir, sf.read_config(job_dir), (result or {}).get("config"))
+    problem = folder_problem(job_dir)
     if problem:
         return JobStatus(name, FAILED, problem)
     if (job_dir / sf.RESULT).is_file():
+        result = sf.read_result(job_dir)
         if result is not None:
             detail = "  ".join(f"{a} {100 * r['overall']:.1f}% tail {100 * r['tail']:.1f}%"
                                for a, r in result["metrics"].items()
@@ -327,17 +327,6 @@ def job_status(job_dir: Path, epochs: Optional[int] = None) -> JobStatus:
     if finished_epochs:
         return JobStatus(name, PENDING, f"{finished_epochs}{of} epochs done; re-run to resume")
     return JobStatus(name, PENDING, "")
-
-
-def folder_problem(job_dir: Path, *configs: Optional[dict]) -> Optional[str]:
-    """Why the job folder ``job_dir`` does not hold the job its name says (``configs``: its
-    ``config.json`` and its result's configuration, None where missing), or None. Such a folder is
-    *failed* for ``status`` and the report (never a seed of any label) and stops ``run``."""
-    for config in configs:
-        problem = name_mismatch(Path(job_dir).name, config) if isinstance(config, dict) else None
-        if problem:
-            return problem
-    return None
 
 
 def check_same_settings(root: Path, existing: dict, jobs: list[JobConfig]) -> None:
@@ -527,7 +516,7 @@ def read_job(job_dir: Path, study: str = "", config: Optional[dict] = None) -> J
     if loaded is not None:
         job.config = loaded
     job.metrics.extend(sf.read_metrics(job_dir))  # a torn last line, a damaged file: skipped
-    problem = folder_problem(job_dir, loaded, (sf.read_result(job_dir) or {}).get("config"))
+    problem = folder_problem(job_dir)
     if problem:
         job.status, job.error, job.consistent = JobState.FAILED, problem, False
         return job
