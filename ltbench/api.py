@@ -203,7 +203,7 @@ def run(preset: Optional[str] = None, *, methods: Optional[Sequence[str]] = None
     for key, value in options.items():
         flag = "--" + key.replace("_", "-")
         action = flags.get(flag)
-        if action is None or flag == "--help":
+        if action is None:
             raise TypeError(f"run() got an unexpected keyword argument {key!r} (no option {flag} in `ltbench run`)")
         if action.nargs == 0:  # a bare flag
             if not isinstance(value, bool) and value is not None:
