@@ -18,6 +18,7 @@ eval`` and a job's own evaluation (:func:`ltbench.engine.evaluate.run_evaluation
 """
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -185,31 +186,77 @@ def run(preset: Optional[str] = None, *, methods: Optional[Sequence[str]] = None
 
     ``options`` are the command line's long options with ``_`` for ``-`` (``epochs=10``,
     ``batch_size=64``, ``workers=2``, ``set=["reat.tail_weight=0.5"]``, ``attacks=["clean", "pgd20"]``,
-    ``retry_failed=True``); lists become repeated values, ``True`` a bare flag.
+    ``retry_failed=True``); lists become repeated values, ``True`` a bare flag. An unknown keyword is a
+    ``TypeError`` and a value of the wrong type or outside an option's choices a ``TypeError`` /
+    ``ValueError`` naming the argument, raised before anything runs (never argparse's usage and exit).
     """
     from ltbench.cli import main
 
+    flags = run_flags()
     argv = ["run"]
     if preset is not None:
         argv += ["--preset", str(preset)]
     for key, values in (("methods", methods), ("datasets", datasets), ("ratios", ratios), ("seeds", seeds)):
         if values is not None:
-            argv += [f"--{key}", *[str(v) for v in values]]
+            argv += [f"--{key}", *flag_values(key, values, flags[f"--{key}"])]
     if out is not None:
         argv += ["--out", str(out)]
     if quiet:
         argv.append("--quiet")
     for key, value in options.items():
         flag = "--" + key.replace("_", "-")
-        if value is None or value is False:
-            continue
-        if value is True:
-            argv.append(flag)
-        elif key == "set":
-            for item in ([value] if isinstance(value, str) else value):
-                argv += [flag, str(item)]
-        elif isinstance(value, (list, tuple)):
-            argv += [flag, *[str(v) for v in value]]
-        else:
-            argv += [flag, str(value)]
+        action = flags.get(flag)
+        if action is None:
+            raise TypeError(f"run() got an unexpected keyword argument {key!r} (no option {flag} in `ltbench run`)")
+        if action.nargs == 0:  # a bare flag
+            if not isinstance(value, bool) and value is not None:
+                raise TypeError(f"run(): {key} is a flag: give True or False, got {value!r}")
+            if value:
+                argv.append(flag)
+        elif value is not None:
+            items = flag_values(key, value, action)
+            if isinstance(action, argparse._AppendAction):  # --set A --set B
+                for item in items:
+                    argv += [flag, item]
+            else:
+                argv += [flag, *items]
     return main(argv)
+
+
+def run_flags() -> dict[str, argparse.Action]:
+    """``ltbench run``'s options: flag → its argparse action (its type, number of values, choices)."""
+    from ltbench.runner.cli import add_arguments
+
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    return {flag: action for action in parser._actions for flag in action.option_strings}
+
+
+def flag_values(key: str, value, action: argparse.Action) -> list[str]:
+    """``value`` for the option ``action`` as command-line strings, checked as argparse would check
+    them, but raising ``TypeError`` / ``ValueError`` naming ``key`` instead of exiting."""
+    many = action.nargs in ("+", "*") or isinstance(action, argparse._AppendAction)
+    if isinstance(value, (list, tuple)):
+        if not many:
+            raise TypeError(f"run(): {key} takes one value, got a {type(value).__name__}: {value!r}")
+        if not value:
+            raise ValueError(f"run(): {key} is empty")
+        values = list(value)
+    else:
+        values = [value]
+    for v in values:
+        if isinstance(v, (dict, set, list, tuple)) or (isinstance(v, bool) and action.type in (int, float)):
+            raise TypeError(f"run(): {key} must be {_kind(action)}, got {v!r}")
+        if action.type is not None:
+            try:
+                action.type(str(v))
+            except ValueError:
+                raise TypeError(f"run(): {key} must be {_kind(action)}, got {v!r}") from None
+        if action.choices is not None and str(v) not in action.choices:
+            raise ValueError(f"run(): {key} must be one of {', '.join(map(repr, action.choices))}, got {v!r}")
+    return [str(v) for v in values]
+
+
+def _kind(action: argparse.Action) -> str:
+    name = {int: "an integer", float: "a number"}.get(action.type, "a string")
+    return f"{name} or a list of them" if action.nargs in ("+", "*") else name

@@ -1,18 +1,24 @@
 """``ltbench`` command line: one sub-command per module, dispatched from a table.
 
 Each sub-command module defines ``add_arguments(parser)`` and ``main(args) -> int``. A
-:class:`~ltbench.errors.LtbenchError` is printed as one line on stderr with exit status 2. A reader
-that stops early (``ltbench status --json | head``) ends the command quietly (exit status 141, as
+:class:`~ltbench.errors.LtbenchError` is printed as one line on stderr with exit status 2 (1 for a
+folder that cannot be written: :class:`~ltbench.errors.CannotWrite`, or an ``OSError`` of
+:data:`ENVIRONMENT_ERRNOS`). A reader that stops early (``ltbench status --json | head``) ends the command quietly (exit status 141, as
 a shell reports SIGPIPE), without a traceback. ``--help`` shows each option's default.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
 
-from ltbench.errors import LtbenchError, Terminated
+from ltbench.errors import CannotWrite, LtbenchError, Terminated
+
+# OSErrors that say the file system refuses a write or a removal (a read-only or undeletable study
+# folder, a full disk): one line naming the path, exit status 1, never a traceback.
+ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EBUSY}
 
 COMMANDS = {
     "run": ("ltbench.runner.cli", "train and evaluate a grid of methods × datasets × ratios × seeds"),
@@ -77,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except LtbenchError as exc:
         print(f"ltbench {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_status
     except Terminated:
         print("terminated", file=sys.stderr)
         return 143
@@ -86,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return _closed_pipe()
+    except OSError as exc:
+        if exc.filename is None or exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        print(f"ltbench {args.command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return CannotWrite.exit_status
 
 
 def _closed_pipe() -> int:

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from ltbench.errors import LtbenchError
@@ -229,3 +231,63 @@ class JobConfig:
             if k in d and isinstance(d[k], list):
                 d[k] = tuple(d[k])
         return cls(**d)
+
+
+# --- a stored configuration against its folder and against other jobs ------------------------------
+# Fields that say which job this is (its folder name) or where it ran; every other field is a setting
+# that jobs averaged over seeds must share.
+IDENTITY_FIELDS = ("format", "method", "label", "dataset", "ratio", "seed", "device")
+INCONSISTENT = "inconsistent"  # how a folder that is not the job its name says is reported
+
+
+def name_mismatch(folder_name: str, config: dict) -> Optional[str]:
+    """Why a job folder named ``folder_name`` cannot hold the job ``config`` describes (renamed or
+    copied by hand, or its configuration edited to another method), or None when it can. A folder
+    not named like a job (``METHOD__DATASET__rRATIO__sSEED``) claims nothing and is never a mismatch."""
+    from ltbench.study_folder import job_name, parse_job_name
+
+    if parse_job_name(folder_name) is None:
+        return None
+    try:
+        cfg = JobConfig.from_dict(config)
+        expected = cfg.job_name
+        unsanitised = job_name(cfg.label or cfg.method, cfg.dataset, cfg.ratio, cfg.seed)  # before names were made safe
+    except (LtbenchError, TypeError, ValueError):  # not a configuration this ltbench can name
+        return None
+    if folder_name in (expected, unsanitised):
+        return None
+    return f"{INCONSISTENT}: the folder is named {folder_name} but its configuration is job {expected}"
+
+
+def folder_problem(job_dir) -> Optional[str]:
+    """Why the job folder ``job_dir`` does not hold the job its name says (its ``config.json``, or its
+    result's configuration, is another job's: :func:`name_mismatch`), or None. Such a folder is
+    *failed* for ``status`` and the report (never a seed of any label), and ``run`` and ``eval``
+    refuse it."""
+    from ltbench import study_folder as sf
+
+    for config in (sf.read_config(job_dir), (sf.read_result(job_dir) or {}).get("config")):
+        problem = name_mismatch(Path(job_dir).name, config) if isinstance(config, dict) else None
+        if problem:
+            return problem
+    return None
+
+
+def job_settings(config: dict) -> dict:
+    """The settings of a stored job configuration: every field but :data:`IDENTITY_FIELDS`, with the
+    defaults filled in (a field left out of ``config.json`` at its default equals it written out) and
+    ``init_from``'s seed replaced by ``{seed}`` (each seed starts from its own seed's job)."""
+    defaults = json.loads(json.dumps(dataclasses.asdict(JobConfig())))  # tuples as lists, as read from JSON
+    settings = {k: v for k, v in {**defaults, **config}.items() if k not in IDENTITY_FIELDS}
+    seed = config.get("seed")
+    if isinstance(settings.get("init_from"), str) and _is_int(seed):
+        settings["init_from"] = re.sub(rf"__s{seed}$", "__s{seed}", settings["init_from"].rstrip("/"))
+    return settings
+
+
+def differing_settings(configs: list[dict]) -> list[str]:
+    """The setting names (sorted) whose values are not the same in all of ``configs``; a key that
+    only some of them know (a field of another ltbench version) is not compared."""
+    settings = [job_settings(c) for c in configs]
+    keys = sorted(set.intersection(*(set(s) for s in settings))) if settings else []
+    return [k for k in keys if any(s.get(k) != settings[0].get(k) for s in settings[1:])]

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
+
+from ltbench.errors import LtbenchError
 
 TEMP_SUFFIX = ".tmp"
 
@@ -131,6 +134,25 @@ def read_jsonl_records(path: str | Path) -> list[dict]:
         if isinstance(obj, dict):
             records.append(obj)
     return records
+
+
+def load_torch(path: str | Path, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers, never code. A file that
+    does not load is one short :class:`LtbenchError` line: a pickled object is named (torch's advice to
+    load it with ``weights_only=False`` is left out: ltbench never runs code from a file)."""
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - truncated, not a zip, an object that needs code
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if found:
+            raise LtbenchError(f"{path} is not a weights-only file: it holds a pickled {found.group(1)}, whose "
+                               f"unpickling would run code; save the model's state_dict() instead") from None
+        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+        raise LtbenchError(f"cannot load {path} as weights ({type(exc).__name__}: {first})") from None
 
 
 def save_torch(path: str | Path, obj: Any) -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from ltbench.errors import LtbenchError
-from ltbench.registry import METHODS, Registry
+from ltbench.registry import METHODS, REGISTRIES, Registry, source_file
 
 # Plugins that failed to import: name → one-line reason. Reported by `ltbench list methods`.
 PLUGIN_ERRORS: dict[str, str] = {}
@@ -26,9 +26,13 @@ _builtin_loaded = False
 
 
 def _import_module_safely(label: str, importer: Callable[[], object]) -> None:
+    """Import one plugin; if it fails, record why and forget whatever it registered before failing."""
+    before = [r.snapshot() for r in REGISTRIES]
     try:
         importer()
     except Exception as exc:  # a broken plugin must not take the other methods down
+        for registry, items in zip(REGISTRIES, before):
+            registry.restore(items)
         PLUGIN_ERRORS[label] = f"{type(exc).__name__}: {exc}"
         warnings.warn(f"method plugin {label} failed to import: {type(exc).__name__}: {exc}", stacklevel=2)
 
@@ -84,3 +88,11 @@ def load_all(extra_dirs: list[str | Path] | None = None) -> None:
     import ltbench.models  # noqa: F401  (registers models)
 
     load_methods(extra_dirs)
+
+
+def plugin_files(classes) -> dict[str, str]:
+    """Registered name → defining file of each of ``classes`` that is a plugin (not one of ltbench's
+    own ``methods`` or ``ltbench`` modules): what ``result.json`` records as ``plugin_files``."""
+    own = ("methods.", "ltbench.")
+    return {getattr(c, "registered_name", c.__name__): source_file(c) for c in classes
+            if not str(getattr(c, "__module__", "")).startswith(own)}

@@ -12,6 +12,7 @@ the entry points that need them (the CLI, the runner, the engine's job loader).
 from __future__ import annotations
 
 import re
+import sys
 from typing import Callable, Generic, Iterator, TypeVar
 
 from ltbench.errors import LtbenchError
@@ -40,15 +41,24 @@ class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
         self._items: dict[str, T] = {}
+        # name → why it cannot be used: two files registered it (neither wins; get() says so)
+        self._conflicts: dict[str, str] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         check_name(self.kind, name)
 
         def decorator(obj: T) -> T:
-            if name in self._items and self._items[name] is not obj:
-                existing = self._items[name]
-                if getattr(existing, "__qualname__", None) != getattr(obj, "__qualname__", None):
-                    raise LtbenchError(f"{self.kind} {name!r} is registered twice")
+            if name in self._conflicts:
+                raise LtbenchError(f"{self._conflicts[name]}, and again in {source_file(obj)}")
+            existing = self._items.get(name)
+            if existing is not None and existing is not obj and (
+                    source_file(existing) != source_file(obj)
+                    or getattr(existing, "__qualname__", None) != getattr(obj, "__qualname__", None)):
+                # Neither wins: which one a run gets must not depend on the order files are loaded in.
+                self._conflicts[name] = (f"{self.kind} {name!r} is registered twice: in {source_file(existing)} "
+                                         f"and in {source_file(obj)}")
+                del self._items[name]
+                raise LtbenchError(self._conflicts[name])
             self._items[name] = obj
             try:
                 obj.registered_name = name  # type: ignore[attr-defined]
@@ -59,11 +69,23 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> T:
+        if name in self._conflicts:
+            raise LtbenchError(self._conflicts[name])
         try:
             return self._items[name]
         except KeyError:
             known = ", ".join(sorted(self._items)) or "(none)"
             raise LtbenchError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}") from None
+
+    def snapshot(self) -> dict[str, T]:
+        """The registered names now, for :meth:`restore`."""
+        return dict(self._items)
+
+    def restore(self, items: dict[str, T]) -> None:
+        """Back to a :meth:`snapshot` (what a plugin file that failed to load registered is forgotten);
+        a name registered twice stays unusable."""
+        self._items.clear()
+        self._items.update({k: v for k, v in items.items() if k not in self._conflicts})
 
     def names(self) -> list[str]:
         return sorted(self._items)
@@ -81,6 +103,12 @@ class Registry(Generic[T]):
         return doc.splitlines()[0] if doc else ""
 
 
+def source_file(obj) -> str:
+    """The file that defines ``obj`` (its module's ``__file__``), else its module's name."""
+    module = sys.modules.get(getattr(obj, "__module__", "") or "")
+    return str(getattr(module, "__file__", None) or getattr(obj, "__module__", "?"))
+
+
 METHODS: Registry = Registry("method")
 MODIFIERS: Registry = Registry("modifier")  # ltbench.modifier.Modifier subclasses: `--methods 'reat +awp'`
 DATASETS: Registry = Registry("dataset")
@@ -90,3 +118,5 @@ register_method = METHODS.register
 register_modifier = MODIFIERS.register
 register_dataset = DATASETS.register
 register_model = MODELS.register
+
+REGISTRIES = (METHODS, MODIFIERS, DATASETS, MODELS)

@@ -30,9 +30,13 @@ untrusted: a damaged one reads as None (or raises :class:`ValueError` saying why
 from __future__ import annotations
 
 import enum
+import errno
+import fcntl
 import json
 import math
+import os
 import re
+import time
 from pathlib import Path
 from typing import Any, NamedTuple, Optional, TypedDict
 
@@ -185,6 +189,67 @@ def is_job_dir(path: Path) -> bool:
     """A sub-folder is a job folder if it is named like one or holds a job's files."""
     path = Path(path)
     return path.is_dir() and (parse_job_name(path.name) is not None or any((path / f).exists() for f in JOB_FILES))
+
+
+# --- the job lock ---------------------------------------------------------------------------------
+class JobLock:
+    """An exclusive ``flock`` on ``<job_dir>/.lock``, held while the job runs.
+
+    ``acquire`` retries for ``patience_s`` seconds: a concurrent ``ltbench status`` probes the
+    lock for a few microseconds, and must not make a runner skip a free job.
+    """
+
+    def __init__(self, job_dir: Path):
+        self.path = Path(job_dir) / LOCK
+        self.fd: Optional[int] = None
+
+    def acquire(self, patience_s: float = 0.5) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.fd = fd
+                return True
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    os.close(fd)
+                    raise
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return False
+            time.sleep(0.05)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> "JobLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def is_locked(job_dir: Path) -> bool:
+    """True when some process holds the job's lock (the job is running). Creates nothing."""
+    path = Path(job_dir) / LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 # --- formats ------------------------------------------------------------------------------------

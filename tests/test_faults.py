@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -385,24 +386,35 @@ def isolated_registry():
 
     plugins.load_all()
     items, errors, dirs = dict(registry.METHODS._items), dict(plugins.PLUGIN_ERRORS), set(plugins._loaded_dirs)
+    conflicts = dict(registry.METHODS._conflicts)
     yield plugins
     registry.METHODS._items.clear()
     registry.METHODS._items.update(items)
+    registry.METHODS._conflicts.clear()
+    registry.METHODS._conflicts.update(conflicts)
     plugins.PLUGIN_ERRORS.clear()
     plugins.PLUGIN_ERRORS.update(errors)
     plugins._loaded_dirs.clear()
     plugins._loaded_dirs.update(dirs)
 
 
-def test_job_folders_stay_inside_the_study(isolated_registry, tmp_path):
+def plugin_folder(tmp_path: Path, *files: tuple[str, str]) -> tuple[Path, str]:
+    """A ``--methods-dir`` folder with each (file stem, template) written, a fresh ``{uid}`` filled in
+    (registered names stay unique across tests); returns (folder, uid)."""
     import uuid
 
+    uid = uuid.uuid4().hex[:8]
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    for stem, template in files:
+        (folder / f"{stem}.py").write_text(template.format(uid=uid))
+    return folder, uid
+
+
+def test_job_folders_stay_inside_the_study(isolated_registry, tmp_path):
     from ltbench.runner.cli import build_jobs
 
-    uid = uuid.uuid4().hex[:8]
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "tag.py").write_text(TAG_PLUGIN.format(uid=uid))
+    plugins, uid = plugin_folder(tmp_path, ("tag", TAG_PLUGIN))
     spec = {"methods": [f"tag-at-{uid} --tag=../../../escaped", f"tag-at-{uid} --tag={'y' * 300}",
                         f"tag-at-{uid} --tag={'y' * 299}z"],
             "datasets": ["fmnist"], "ratios": [0.1], "seeds": [0], "method_params": {}, "model_params": {}}
@@ -420,12 +432,7 @@ def test_job_folders_stay_inside_the_study(isolated_registry, tmp_path):
 
 
 def test_a_method_registered_under_a_bad_name_fails_to_load(isolated_registry, tmp_path):
-    import uuid
-
-    uid = uuid.uuid4().hex[:8]
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "evil.py").write_text(BAD_NAME_PLUGIN.format(uid=uid))
+    plugins, uid = plugin_folder(tmp_path, ("evil", BAD_NAME_PLUGIN))
     with pytest.warns(UserWarning, match="cannot register method 'evil/"):
         isolated_registry.load_methods([plugins])
     assert f"evil/{uid}" not in isolated_registry.METHODS
@@ -433,6 +440,54 @@ def test_a_method_registered_under_a_bad_name_fails_to_load(isolated_registry, t
     for bad in ("", "a/b", "a b", "../x", ".hidden", "a+b", "all", "x" * 65):
         with pytest.raises(Exception, match="cannot register"):
             isolated_registry.Registry("method").register(bad)
+
+
+HALF_PLUGIN = '''
+from ltbench.method import Method
+from ltbench.registry import register_method
+
+
+@register_method("half-{uid}")
+class Half(Method):
+    """Registered, then its file fails to load."""
+
+
+raise ImportError("a module this plugin needs is not installed")
+'''
+
+
+def test_two_files_registering_one_name_is_an_error_naming_both(isolated_registry, tmp_path):
+    from ltbench.errors import LtbenchError
+
+    plugins, uid = plugin_folder(tmp_path, ("a_first", TAG_PLUGIN), ("b_second", TAG_PLUGIN))  # loaded in this order
+    with pytest.warns(UserWarning, match="registered twice"):
+        isolated_registry.load_methods([plugins])
+    both = f"method 'tag-at-{uid}' is registered twice: in {plugins / 'a_first.py'} and in {plugins / 'b_second.py'}"
+    assert isolated_registry.PLUGIN_ERRORS[str(plugins / "b_second.py")] == f"LtbenchError: {both}"
+    assert f"tag-at-{uid}" not in isolated_registry.METHODS  # no first one wins
+    with pytest.raises(LtbenchError, match=re.escape(both)):
+        isolated_registry.METHODS.get(f"tag-at-{uid}")
+
+
+def test_a_plugin_file_that_fails_to_load_registers_nothing(isolated_registry, tmp_path):
+    plugins, uid = plugin_folder(tmp_path, ("half", HALF_PLUGIN))
+    with pytest.warns(UserWarning, match="failed to import: ImportError"):
+        isolated_registry.load_methods([plugins])
+    assert f"half-{uid}" not in isolated_registry.METHODS
+
+
+def test_result_records_the_file_of_each_plugin_method(data, isolated_registry, tmp_path):
+    from ltbench.runner.cli import build_jobs
+    from ltbench.runner.job import execute_job
+    from ltbench.runner.study import Study
+
+    plugins, uid = plugin_folder(tmp_path, ("tag", TAG_PLUGIN))
+    spec = {**SPEC, "methods": [f"tag-at-{uid} +awp"], "epochs": 1}
+    jobs = build_jobs(json.loads(json.dumps(spec)), [str(plugins)])
+    Study.prepare(tmp_path / "study", spec, jobs)
+    assert execute_job(tmp_path / "study" / jobs[0].job_name, jobs[0])["outcome"] == "finished"
+    result = json.loads((tmp_path / "study" / jobs[0].job_name / "result.json").read_text())
+    assert result["plugin_files"] == {f"tag-at-{uid}": str(plugins / "tag.py")}  # awp is ltbench's own
 
 
 # --- data files are parsed, never executed -----------------------------------------------------------
@@ -548,3 +603,454 @@ def test_eval_with_out_keeps_its_resume_state_next_to_the_result(reference, tmp_
     job = reference[0] / JOB
     assert cli_main(["eval", str(job), "--attacks", "clean", "--quiet", "--no-checks", "--out", str(out)]) == 0
     assert seen["state_dir"] == out.parent and out.is_file()
+
+
+# --- eval never rewrites another job's record, nor an unfinished or running job's -----------------
+
+def copy_reference(reference, tmp_path: Path) -> Path:
+    root = tmp_path / "study"
+    shutil.copytree(reference[0], root)
+    return root
+
+
+EVAL = ["--attacks", "clean", "--no-checks", "--quiet"]
+
+
+def test_eval_refuses_a_running_or_unfinished_job_and_never_makes_it_done(reference, tmp_path, capsys):
+    root = copy_reference(reference, tmp_path)
+    job = root / JOB
+    before = (job / "result.json").read_bytes()
+    with sf.JobLock(job) as lock:  # a runner holds the job
+        assert lock.acquire()
+        assert cli_main(["eval", str(job), *EVAL]) == 2
+        assert cli_main(["eval", str(job), *EVAL, "--out", str(tmp_path / "e.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and err.count(f"{job} is running (a runner holds its lock)") == 2, err
+    assert (job / "result.json").read_bytes() == before and not (tmp_path / "e.json").exists()
+
+    (job / "result.json").unlink()  # trained, not evaluated: unfinished
+    (job / "running.json").write_text(json.dumps({"host": "h", "pid": 1}))
+    assert cli_main(["eval", str(job), *EVAL]) == 2
+    assert capsys.readouterr().err.startswith(f"ltbench eval: error: {job} is not finished (no result.json)")
+    assert not (job / "result.json").exists()
+    from ltbench.runner.study import job_status
+
+    assert job_status(job, EPOCHS).state == "pending"
+    # its last checkpoint may be evaluated into a file of the user's: the job stays unfinished
+    assert cli_main(["eval", str(job), *EVAL, "--out", str(tmp_path / "e.json")]) == 0
+    assert (tmp_path / "e.json").is_file() and not (job / "result.json").exists()
+
+
+def test_no_runner_starts_a_job_while_eval_writes_into_it(reference, tmp_path, monkeypatch):
+    """eval holds the job's lock while it evaluates: a runner started meanwhile finds the job busy."""
+    import ltbench.engine.evaluate
+
+    root = copy_reference(reference, tmp_path)
+    (root / JOB / "result.json").rename(root / "kept.json")
+    seen = {}
+    real = ltbench.engine.evaluate.run_evaluation
+
+    def runner_meanwhile(*args, **kw):
+        seen["outcome"] = execute(root)["outcome"]
+        return real(*args, **kw)
+
+    (root / "kept.json").rename(root / JOB / "result.json")
+    monkeypatch.setattr(ltbench.engine.evaluate, "run_evaluation", runner_meanwhile)
+    assert cli_main(["eval", str(root / JOB), *EVAL]) == 0
+    assert seen["outcome"] == "busy"
+
+
+def test_eval_out_never_names_another_jobs_record(reference, tmp_path, capsys):
+    root = copy_reference(reference, tmp_path)
+    job, other = root / JOB, root / JOB.replace("__s0", "__s1")
+    shutil.copytree(job, other)
+    record = (other / "result.json").read_bytes()
+    E = "ltbench eval: error: --out "
+    for out, says in ((other, "is a job's result.json"), (other / "result.json", "is a job's result.json"),
+                      (other / "sub" / "e.json", "is inside another job's folder"),
+                      (job / "result.json", "is a job's result.json, which only its job writes; leave out --out")):
+        assert cli_main(["eval", str(job), *EVAL, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"{E}{out} {says}") and err.count("\n") == 1, err
+    assert (other / "result.json").read_bytes() == record and not (other / "sub").exists()
+    assert cli_main(["eval", "--model-factory", "m:f", "--out", str(other)]) == 2
+    assert "is a job's result.json" in capsys.readouterr().err
+    assert cli_main(["eval", str(job), *EVAL, "--out", str(job / "clean-only.json")]) == 0  # beside the job
+    assert (job / "clean-only.json").is_file()
+
+
+# --- a job folder is the job its name says ----------------------------------------------------------
+
+def test_renamed_job_folder_is_inconsistent_never_a_seed(reference, tmp_path, capsys):
+    from ltbench.report.aggregate import build_tables, load_study
+
+    root = copy_reference(reference, tmp_path)
+    renamed = root / JOB.replace("__s0", "__s7")
+    shutil.copytree(root / JOB, renamed)  # a copy renamed by hand: seed 0's model under seed 7's name
+    assert cli_main(["status", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert f"{renamed.name}  failed   inconsistent: the folder is named {renamed.name} but its configuration " \
+           f"is job {JOB}" in out, out
+    tables = build_tables([load_study(root)])
+    assert list(tables.jobs["job"].unique()) == [JOB]
+    assert tables.summary["seeds"].tolist() == [1, 1]
+    args = ["run", "--out", str(root), "--methods", "pgd-at", "--seeds", "0", *TINY_RUN]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ltbench run: error: {renamed} is inconsistent: ") and err.count("\n") == 1, err
+    assert cli_main(["eval", str(renamed), *EVAL]) == 2
+    assert capsys.readouterr().err.startswith(f"ltbench eval: error: {renamed} is inconsistent")
+
+
+def test_config_edited_to_another_method_is_inconsistent(reference, tmp_path, capsys):
+    from ltbench.report.aggregate import build_tables, load_study
+
+    root = copy_reference(reference, tmp_path)
+    job = root / JOB
+    result = (job / "result.json").read_bytes()
+    config = json.loads((job / "config.json").read_text())
+    (job / "config.json").write_text(json.dumps({**config, "method": "trades"}))
+    assert cli_main(["status", str(root)]) == 1
+    assert f"{JOB}  failed   inconsistent: " in capsys.readouterr().out
+    assert cli_main(["eval", str(job), *EVAL]) == 2
+    assert "is inconsistent" in capsys.readouterr().err
+    assert (job / "result.json").read_bytes() == result  # the method label in its result is kept
+    tables = build_tables([load_study(root)])
+    assert tables.jobs.empty and "trades" not in set(tables.summary["method"])
+
+
+# --- a study never averages jobs of different settings ----------------------------------------------
+
+TINY_RUN = ["--datasets", "fmnist", "--ratios", "0.2", "--model", "small-cnn", "--set", "model.width=4",
+            "--batch-size", "32", "--train-attack-steps", "2", "--attacks", "clean", "pgd2", "--device", "cpu",
+            "--workers", "1", "--quiet", "--epochs", str(EPOCHS)]
+
+
+def test_run_refuses_a_seed_with_other_settings(reference, tmp_path, capsys):
+    root = copy_reference(reference, tmp_path)
+    study_json = (root / "study.json").read_bytes()
+    args = ["run", "--out", str(root), "--methods", "pgd-at", "--seeds", "1", *TINY_RUN, "--epochs", "2"]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert err == (f"ltbench run: error: job pgd-at__fmnist__r0.2__s1 would be averaged with {JOB} in {root}, "
+                   f"but their settings differ (epochs 3 → 2); use another --out\n"), err
+    assert (root / "study.json").read_bytes() == study_json and not (root / "pgd-at__fmnist__r0.2__s1").exists()
+    # another method may have its own settings (a preset's per-method epochs): nothing averages them
+    from ltbench.runner.cli import build_jobs
+    from ltbench.runner.study import Study
+
+    trades = {**SPEC, "methods": ["trades"], "epochs": 2}
+    Study.prepare(root, trades, build_jobs(trades))
+    data = json.loads((root / "study.json").read_text())
+    assert data["spec"] == trades and data["earlier_specs"] == [SPEC]  # the first command's grid is kept
+
+
+def test_report_keeps_jobs_of_different_settings_apart(reference, tmp_path):
+    """A folder assembled by hand (or by an older ltbench): seed 1 trained 2 epochs, seed 0 three."""
+    from ltbench.report.aggregate import build_tables, load_study
+
+    root = copy_reference(reference, tmp_path)
+    other = root / JOB.replace("__s0", "__s1")
+    shutil.copytree(root / JOB, other)
+    for name in ("config.json", "result.json"):
+        record = json.loads((other / name).read_text())
+        config = record.get("config", record)
+        config.update(seed=1, epochs=2)
+        (other / name).write_text(json.dumps(record))
+    tables = build_tables([load_study(root)])
+    summary = tables.summary[tables.summary["attack"] == "clean"]
+    assert sorted(summary[["method", "seeds"]].values.tolist()) == [["pgd-at [epochs=2]", 1], ["pgd-at [epochs=3]", 1]]
+    # the same seed-1 job with seed 0's settings is averaged with it as before
+    for name in ("config.json", "result.json"):
+        record = json.loads((other / name).read_text())
+        record.get("config", record)["epochs"] = EPOCHS
+        (other / name).write_text(json.dumps(record))
+    summary = build_tables([load_study(root)]).summary
+    assert summary[["method", "seeds"]].values.tolist() == [["pgd-at", 2], ["pgd-at", 2]]
+
+
+# --- models and methods from outside -------------------------------------------------------------
+
+FACTORY = '''
+import torch
+from torch import nn
+
+
+class Tiny(nn.Sequential):
+    def __init__(self, outputs):
+        super().__init__(nn.Flatten(), nn.Linear(784, outputs))
+
+
+def seven():
+    return Tiny(7)
+
+
+def ten():
+    return Tiny(10)
+
+
+def broken():
+    raise RuntimeError("no such checkpoint on this machine")
+
+
+class NaNOut(nn.Module):
+    def forward(self, x):
+        return x.flatten(1)[:, :10] * float("nan")
+
+
+def nan():
+    return NaNOut()
+'''
+
+
+@pytest.fixture
+def factory(tmp_path, monkeypatch):
+    """A model-factory module on sys.path: its name (unique per test)."""
+    import uuid
+
+    name = f"factory_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(FACTORY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+def test_model_with_other_outputs_than_classes_is_one_line_before_any_attack(data, factory, tmp_path, capsys,
+                                                                              monkeypatch):
+    import ltbench
+    import ltbench.engine.evaluate
+    from ltbench.errors import LtbenchError
+
+    def no_attack(*args, **kw):
+        raise AssertionError("an attack ran")
+
+    monkeypatch.setattr(ltbench.engine.evaluate, "build_attack", no_attack)
+    model = ltbench.model_from_factory(f"{factory}:seven")
+    with pytest.raises(LtbenchError, match=r"^the model has 7 outputs but the dataset has 10 classes"):
+        ltbench.evaluate(model, "fmnist", ["clean", "pgd2"])
+    assert cli_main(["eval", "--model-factory", f"{factory}:seven", "--out", str(tmp_path / "e.json"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ltbench eval: error: the model has 7 outputs but the dataset has 10 classes") \
+        and err.count("\n") == 1, err
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_factory_that_raises_weights_of_another_shape_or_code_are_one_line(data, factory, tmp_path, capsys):
+    import importlib
+
+    import torch
+
+    def eval_(*extra):
+        code = cli_main(["eval", "--out", str(tmp_path / "e.json"), "--quiet", *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "weights_only=False" not in err, err
+        return err
+
+    assert eval_("--model-factory", f"{factory}:broken") == (
+        f"ltbench eval: error: model factory '{factory}:broken' raised RuntimeError: no such checkpoint on this "
+        f"machine\n")
+    mod = importlib.import_module(factory)
+    torch.save(mod.Tiny(5).state_dict(), tmp_path / "five.pt")
+    assert eval_("--model-factory", f"{factory}:ten", "--weights", str(tmp_path / "five.pt")) == (
+        f"ltbench eval: error: {tmp_path / 'five.pt'} does not fit the model from {factory}:ten: 1.weight has "
+        f"shape (5, 784) there, (10, 784) in the model\n")
+    torch.save(mod.Tiny(10), tmp_path / "whole.pt")  # the module pickled, not its state dict
+    assert eval_("--model-factory", f"{factory}:ten", "--weights", str(tmp_path / "whole.pt")) == (
+        f"ltbench eval: error: {tmp_path / 'whole.pt'} is not a weights-only file: it holds a pickled "
+        f"{factory}.Tiny, whose unpickling would run code; save the model's state_dict() instead\n")
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_non_finite_outputs_are_a_warning_in_the_result_and_the_report(data, factory, reference, tmp_path):
+    import torch
+
+    import ltbench
+    from ltbench.report.aggregate import load_study
+    from ltbench.report.html import warning_rows
+
+    ev = ltbench.evaluate(ltbench.model_from_factory(f"{factory}:nan"), "fmnist", ["clean"], checks=False)
+    assert ev.warnings == ["the model's outputs are NaN or infinite on 60 of 60 test images: the accuracies on "
+                           "them are not measurements"]
+    # a job whose weights went NaN, evaluated again into its result: the report shows the warning
+    root = copy_reference(reference, tmp_path)
+    state = torch.load(root / JOB / "checkpoint.pt", weights_only=True)
+    for value in state["model"].values():
+        if value.is_floating_point():
+            value.fill_(float("nan"))
+    torch.save(state, root / JOB / "checkpoint.pt")
+    assert cli_main(["eval", str(root / JOB), *EVAL]) == 0
+    nan_warning = "the model's outputs are NaN or infinite on 60 of 60 test images"
+    assert any(w.startswith(nan_warning) for w in json.loads((root / JOB / "result.json").read_text())["warnings"])
+    assert any(w["text"].startswith(nan_warning) for w in warning_rows([load_study(root)]))
+
+
+ODD_METHODS = '''
+from dataclasses import dataclass
+
+import torch
+
+from ltbench.method import Method
+from ltbench.registry import register_method
+
+
+@register_method("narrow-at-{uid}")
+class NarrowAT(Method):
+    """Returns the logits of the first five classes only."""
+
+    def train_loss(self, model, x, x_adv, y, ctx):
+        loss, logits = super().train_loss(model, x, x_adv, y, ctx)
+        return loss, logits[:, :5]
+
+
+class Counter:
+    n = 0
+
+
+@register_method("objstate-at-{uid}")
+class ObjStateAT(Method):
+    """Keeps an object in its state: a checkpoint that a weights-only load refuses."""
+
+    def state_dict(self):
+        return {{"steps": torch.zeros(1), "history": [1, 2, Counter()]}}
+'''
+
+
+@pytest.mark.parametrize("which,error", [
+    ("narrow-at", "LtbenchError: narrow-at-{uid}.train_loss returned logits of shape (32, 5); expected (32, 10)"),
+    ("objstate-at", "LtbenchError: objstate-at-{uid}.state_dict()['history'][2] is a ltbench_plugin_"),
+])
+def test_a_method_that_breaks_the_contract_fails_with_one_line(data, isolated_registry, tmp_path, which, error):
+    from ltbench.runner.cli import build_jobs
+    from ltbench.runner.study import Study
+
+    plugins, uid = plugin_folder(tmp_path, ("odd", ODD_METHODS))
+    spec = {**SPEC, "methods": [f"{which}-{uid}"]}
+    jobs = build_jobs(json.loads(json.dumps(spec)), [str(plugins)])
+    root = tmp_path / "study"
+    Study.prepare(root, spec, jobs)
+    from ltbench.runner.job import execute_job
+
+    outcome = execute_job(root / jobs[0].job_name, jobs[0])
+    assert outcome["outcome"] == "failed" and outcome["epoch"] == 1, outcome
+    assert outcome["error"].startswith(error.format(uid=uid)) and "\n" not in outcome["error"], outcome
+    assert not (root / jobs[0].job_name / "checkpoint.pt").exists()
+
+
+# --- the Python API ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    ({"epoch": 2}, TypeError, r"run\(\) got an unexpected keyword argument 'epoch'"),
+    ({"ratios": 0.1, "help": True}, TypeError, "unexpected keyword argument 'help'"),
+    ({"epochs": "two"}, TypeError, r"run\(\): epochs must be an integer, got 'two'"),
+    ({"epochs": [1, 2]}, TypeError, r"run\(\): epochs takes one value, got a list"),
+    ({"batch_size": 2.5}, TypeError, r"run\(\): batch_size must be an integer, got 2.5"),
+    ({"lr": True}, TypeError, r"run\(\): lr must be a number, got True"),
+    ({"executor": "ssh"}, ValueError, r"run\(\): executor must be one of 'local', 'slurm', got 'ssh'"),
+    ({"retry_failed": "yes"}, TypeError, r"run\(\): retry_failed is a flag: give True or False, got 'yes'"),
+    ({"seeds": ["a"]}, TypeError, r"run\(\): seeds must be an integer or a list of them, got 'a'"),
+])
+def test_api_run_with_a_bad_argument_raises_naming_it(tmp_path, capsys, kwargs, exc, match):
+    import ltbench
+
+    with pytest.raises(exc, match=match):
+        ltbench.run(out=tmp_path / "study", **kwargs)
+    assert capsys.readouterr() == ("", "") and not (tmp_path / "study").exists()
+
+
+# --- --init-from ------------------------------------------------------------------------------------
+
+def test_init_from_a_job_that_cannot_start_this_one_is_exit_2_before_any_folder(reference, unfinished, tmp_path,
+                                                                                  capsys):
+    damaged = copy_reference(reference, tmp_path) / JOB
+    damage(damaged / "checkpoint.pt", "garbage")
+    E = "ltbench run: error: init_from "
+    for source, width, says in (
+            (tmp_path / "nowhere", 4, "no such job folder"),
+            (unfinished / JOB, 4, "no result.json there (not a finished job)"),
+            (reference[0] / JOB, 8, "its model_params is {'width': 4}, this job's {'width': 8}"),
+            (damaged, 4, "its checkpoint.pt is damaged (cannot load ")):
+        out = tmp_path / "fine"
+        args = ["run", "--out", str(out), "--methods", "trades", "--seeds", "0", *TINY_RUN, "--set",
+                f"model.width={width}", "--init-from", str(source)]
+        assert cli_main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"{E}{source}: {says}") and err.count("\n") == 1, err
+        assert not out.exists()
+    # a job already done from a source that has gone since is not checked again
+    source = copy_reference(reference, tmp_path / "source") / JOB
+    args = ["run", "--out", str(tmp_path / "fine"), "--methods", "trades", "--seeds", "0", *TINY_RUN,
+            "--init-from", str(source)]
+    assert cli_main(args) == 0
+    shutil.rmtree(source)
+    assert cli_main(args) == 0
+
+
+def test_quiet_never_hides_a_failure(data, isolated_registry, tmp_path, capsys):
+    plugins, uid = plugin_folder(tmp_path, ("odd", ODD_METHODS))
+    args = ["run", "--out", str(tmp_path / "study"), "--methods", f"narrow-at-{uid}", "--seeds", "0", *TINY_RUN,
+            "--methods-dir", str(plugins)]
+    assert cli_main(args) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err == (f"narrow-at-{uid}__fmnist__r0.2__s0: FAILED: LtbenchError: narrow-at-{uid}.train_loss "
+                                 f"returned logits of shape (32, 5); expected (32, 10): one row of 10 class logits "
+                                 f"per image of the batch (epoch 1)\n"), err
+
+
+# --- a read-only or undeletable study folder ---------------------------------------------------------
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """``read_only(root)``: from now on every write, creation, rename or removal under ``root`` fails
+    with EROFS, as on a read-only mount (tests run as root, for whom chmod does not forbid writes)."""
+    import builtins
+    import errno
+
+    def guard(root: Path):
+        root = str(Path(root).resolve())
+
+        def refuse(path) -> None:
+            if os.path.abspath(os.fsdecode(path)).startswith(root):
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))
+
+        def wrap(name, writes=lambda *a, **kw: True):
+            real = getattr(os, name)
+
+            def fake(path, *args, **kw):
+                if not isinstance(path, int) and writes(*args, **kw):
+                    refuse(path)
+                return real(path, *args, **kw)
+
+            monkeypatch.setattr(os, name, fake)
+
+        for name in ("mkdir", "replace", "rename", "unlink", "remove", "rmdir"):
+            wrap(name)
+        wrap("open", lambda flags, *a, **kw: flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+        real_open = builtins.open
+
+        def fake_open(file, mode="r", *args, **kw):
+            if not isinstance(file, int) and any(c in mode for c in "wax+"):
+                refuse(file)
+            return real_open(file, mode, *args, **kw)
+
+        monkeypatch.setattr(builtins, "open", fake_open)
+
+    return guard
+
+
+def tree(root: Path) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_read_only_study_is_one_line_exit_1_nothing_written(reference, tmp_path, capsys, read_only):
+    root = copy_reference(reference, tmp_path)
+    damage(root / JOB / "result.json", "truncated")  # run would move it aside and redo the job
+    before = tree(root)
+    read_only(root)
+    assert cli_main(["status", str(root)]) == 0  # status only reads
+    capsys.readouterr()
+    for args in (["report", str(root), "--quiet"],
+                 ["eval", str(root / JOB), *EVAL, "--out", str(root / JOB / "again.json")],
+                 ["run", "--out", str(root), "--methods", "pgd-at", "--seeds", "0", *TINY_RUN]):
+        assert cli_main(args) == 1, args
+        err = capsys.readouterr().err
+        assert err.startswith(f"ltbench {args[0]}: error: Read-only file system: {root}") and err.count("\n") == 1, err
+    assert tree(root) == before

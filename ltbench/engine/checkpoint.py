@@ -1,12 +1,14 @@
 """Checkpoints: everything needed for an exact resume, written atomically, loaded weights-only."""
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 from typing import Optional
 
 import torch
 
-from ltbench.io import save_torch
+from ltbench.errors import LtbenchError
+from ltbench.io import load_torch, save_torch
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -20,7 +22,25 @@ def load_checkpoint(path: Path, map_location="cpu") -> Optional[dict]:
     ``Generator.set_state`` take CPU byte tensors only, also for CUDA generators."""
     if not path.exists():
         return None
-    return torch.load(path, map_location=map_location, weights_only=True)
+    return load_torch(path, map_location)
+
+
+PLAIN_TYPES = (bool, int, float, str, type(None))
+CONTAINERS = (dict, OrderedDict, list, tuple)
+
+
+def check_weights_only(state, where: str) -> None:
+    """A one-line :class:`LtbenchError` naming the first value of ``state`` that a weights-only load
+    refuses (anything but tensors, numbers, strings, None and dicts / lists / tuples of them), so
+    that a checkpoint that could never be read back — a "damaged" one on resume — is never written."""
+    if isinstance(state, torch.Tensor) or type(state) in PLAIN_TYPES:
+        return
+    if type(state) not in CONTAINERS:
+        raise LtbenchError(f"{where} is a {type(state).__module__}.{type(state).__qualname__}: a checkpoint holds "
+                           f"only tensors, numbers, strings, None and dicts or lists of them")
+    items = state.items() if isinstance(state, dict) else enumerate(state)
+    for key, value in items:
+        check_weights_only(value, f"{where}[{key!r}]")
 
 
 def rng_state(device: torch.device) -> dict:

@@ -11,12 +11,16 @@
 ε and the PGD step default to the job's (its config, else the dataset's: CIFAR 8/255 and 2/255,
 Fashion-MNIST 0.1 and 0.01); ``--eps`` / ``--step`` override them; both are recorded. The result
 goes to the job's ``result.json`` — merged with what is there when ε and step match (so
-``--attacks aa`` adds AutoAttack next to the job's PGD numbers) — or to ``--out``.
+``--attacks aa`` adds AutoAttack next to the job's PGD numbers) — or to ``--out``. Only a finished
+job's ``result.json`` is added to, under the job's lock (so no runner starts the job meanwhile); a job
+a runner holds, or a folder that is not the job its name says, is refused; ``--out`` never names a
+path inside another job's folder nor any job's ``result.json``.
 AutoAttack's progress is kept next to the result (``aa_state.json`` in the job folder, or in the
 ``--out`` folder): a killed run resumes.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -81,6 +85,7 @@ def load_job_model(job_dir: Path, ckpt: Path, device: torch.device, methods_dirs
     from ltbench.data import LongTailSplit, get_dataset, load_split
     from ltbench.engine.checkpoint import load_checkpoint
     from ltbench.engine.train import build_job_model
+    from ltbench.models.factory import load_weights
     from ltbench.plugins import load_all
 
     load_all(list(methods_dirs))
@@ -98,18 +103,11 @@ def load_job_model(job_dir: Path, ckpt: Path, device: torch.device, methods_dirs
                             split=LongTailSplit.load(saved) if saved.exists() else None)
     counts = split.train_counts  # without the validation split's images, if the job held some out
     _, model = build_job_model(cfg, info, torch.tensor(counts, dtype=torch.float32))
-    try:
-        state = load_checkpoint(ckpt, map_location="cpu")
-    except Exception as exc:  # a file that is not a checkpoint, or holds untrusted objects
-        raise LtbenchError(f"cannot load {ckpt} as a weights-only checkpoint: {exc}") from None
+    state = load_checkpoint(ckpt, map_location="cpu")  # a file that is not weights-only: one line
     weights = state.get("model", state) if isinstance(state, dict) else None
     if not isinstance(weights, dict):
         raise LtbenchError(f"{ckpt} holds no model state dict")
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise LtbenchError(f"{ckpt} does not fit the model in config.json ({cfg.model}): "
-                           f"{str(exc).splitlines()[0]}") from None
+    load_weights(model, weights, str(ckpt), f"the model in config.json ({cfg.model})")
     model = model.to(device, memory_format=torch.channels_last).eval()
     return cfg, info, raw, counts, model
 
@@ -126,6 +124,8 @@ def main(args) -> int:
     if not args.path:
         raise LtbenchError("give a job folder (PATH), or --model-factory MODULE:FUNCTION for a model trained elsewhere")
     job_dir, ckpt = locate(args.path)
+    out = result_path(args.out, job_dir)
+    check_job_folder(job_dir, into_job=not args.out)
     device = resolve_device(args.device or "auto")
     cfg, info, raw, counts, model = load_job_model(job_dir, ckpt, device, args.methods_dir)
     eps = args.eps if args.eps is not None else (cfg.eps if cfg.eps is not None else info.eps)
@@ -143,9 +143,6 @@ def main(args) -> int:
 
     progress = None if args.quiet else LinePrinter(sys.stderr)
 
-    out = Path(args.out) if args.out else job_dir / sf.RESULT
-    if out.is_dir() or (args.out and not out.suffix):
-        out = out / sf.RESULT
     previous = None
     if out.is_file() and not args.out:
         try:
@@ -159,38 +156,94 @@ def main(args) -> int:
             raise LtbenchError(f"{out} holds results at ε={old.get('eps')}, step={old.get('step')}; "
                                f"write results at ε={eps}, step={step} elsewhere with --out")
 
-    t0 = time.perf_counter()
-    evaluation = run_evaluation(model, raw.x_test, raw.y_test, counts, attacks, eps=eps, step=step, device=device,
-                                batch_size=args.batch_size or cfg.eval_batch_size, seed=seed, aa_n_per_class=aa_n,
-                                state_dir=out.parent, checks=not args.no_checks, progress=progress)
-    eval_s = time.perf_counter() - t0
-    if progress:
-        progress.close()
-    evaluation["evaluation"]["checkpoint"] = str(ckpt)
+    with job_kept_from_runners(job_dir, held=not args.out):  # no runner starts the job meanwhile
+        t0 = time.perf_counter()
+        evaluation = run_evaluation(model, raw.x_test, raw.y_test, counts, attacks, eps=eps, step=step, device=device,
+                                    batch_size=args.batch_size or cfg.eval_batch_size, seed=seed, aa_n_per_class=aa_n,
+                                    state_dir=out.parent, checks=not args.no_checks, progress=progress)
+        eval_s = time.perf_counter() - t0
+        if progress:
+            progress.close()
+        evaluation["evaluation"]["checkpoint"] = str(ckpt)
 
-    result = {
-        **result_header(cfg, device, raw.class_names, counts, len(raw.y_test), eps, step),
-        "timing": {"eval_s": eval_s},
-        **evaluation,
-    }
-    if previous is not None and not args.out:  # merge into the job's result: keep what was not re-run
-        metrics = {**previous.get("metrics", {}), **evaluation["metrics"]}
-        checks = evaluation["checks"] or previous.get("checks")
-        rerun = set(evaluation["metrics"])
-        aa_warnings = [w for w in evaluation["warnings"] if w.startswith("AutoAttack:")]
-        if "aa" not in rerun:  # the package's own warnings of an earlier AutoAttack run still hold
-            aa_warnings += [w for w in previous.get("warnings") or [] if str(w).startswith("AutoAttack:")]
-        before = previous.get("evaluation") or {}
-        settings = {**before, **evaluation["evaluation"],
-                    "attacks": list(metrics),
-                    "autoattack": evaluation["evaluation"]["autoattack"] or before.get("autoattack")}
-        result = {**previous, **result, "metrics": metrics, "checks": checks, "evaluation": settings,
-                  "timing": {**previous.get("timing", {}), "eval_s": eval_s},
-                  "warnings": masking_warnings(metrics, checks) + aa_warnings}
-    result = sf.write_result_file(out, result)
+        result = {
+            **result_header(cfg, device, raw.class_names, counts, len(raw.y_test), eps, step),
+            "timing": {"eval_s": eval_s},
+            **evaluation,
+        }
+        if previous is not None and not args.out:  # merge into the job's result: keep what was not re-run
+            metrics = {**previous.get("metrics", {}), **evaluation["metrics"]}
+            checks = evaluation["checks"] or previous.get("checks")
+            rerun = set(evaluation["metrics"])
+            # this evaluation's warnings other than the checks' (non-finite outputs, AutoAttack's own)
+            own = [w for w in evaluation["warnings"]
+                   if w not in masking_warnings(evaluation["metrics"], evaluation["checks"])]
+            if "aa" not in rerun:  # the package's own warnings of an earlier AutoAttack run still hold
+                own += [w for w in previous.get("warnings") or [] if str(w).startswith("AutoAttack:")]
+            before = previous.get("evaluation") or {}
+            settings = {**before, **evaluation["evaluation"],
+                        "attacks": list(metrics),
+                        "autoattack": evaluation["evaluation"]["autoattack"] or before.get("autoattack")}
+            result = {**previous, **result, "metrics": metrics, "checks": checks, "evaluation": settings,
+                      "timing": {**previous.get("timing", {}), "eval_s": eval_s},
+                      "warnings": masking_warnings(metrics, checks) + own}
+        result = sf.write_result_file(out, result)
     print_summary(result)
     print(f"result written to {out.resolve()}")
     return 0
+
+
+def result_path(out_arg: str | None, job_dir: Path | None = None) -> Path:
+    """Where an evaluation goes: the job's ``result.json`` without ``--out``, else ``--out`` (a
+    ``.json`` file, or a folder for ``result.json``). ``--out`` never names another job's record:
+    a path inside another job's folder, or any job's ``result.json``, is refused."""
+    if not out_arg:
+        return job_dir / sf.RESULT
+    out = Path(out_arg)
+    if out.is_dir() or not out.suffix:
+        out = out / sf.RESULT
+    resolved = out.resolve()
+    own = job_dir.resolve() if job_dir is not None else None
+    if resolved.name == sf.RESULT and sf.is_job_dir(resolved.parent):
+        raise LtbenchError(f"--out {out_arg} is a job's {sf.RESULT}, which only its job writes"
+                           + ("; leave out --out to add this evaluation to the job's result" if resolved.parent == own
+                              else "; name a file of your own"))
+    for folder in resolved.parents:
+        if folder != own and sf.is_job_dir(folder):
+            raise LtbenchError(f"--out {out_arg} is inside another job's folder ({folder}); an evaluation goes "
+                               f"beside its own job or to a file of your own")
+    return out
+
+
+def check_job_folder(job_dir: Path, into_job: bool) -> None:
+    """Refuse a job a runner holds (its lock), a folder whose name is not the job of its
+    ``config.json``, and, when the evaluation goes into the job's folder, an unfinished job: only a
+    finished job's ``result.json`` is added to, so ``eval`` never makes a job done or replaces the
+    runner's result with an evaluation of an older checkpoint."""
+    from ltbench.config import folder_problem
+
+    if sf.is_locked(job_dir):
+        raise LtbenchError(f"{job_dir} is running (a runner holds its lock); evaluate it when it is done")
+    problem = folder_problem(job_dir)
+    if problem:
+        raise LtbenchError(f"{job_dir} is {problem}; rename it back before evaluating it")
+    if into_job and not (job_dir / sf.RESULT).is_file():
+        raise LtbenchError(f"{job_dir} is not finished (no {sf.RESULT}); `ltbench run` finishes it, or write "
+                           f"this evaluation of its last checkpoint elsewhere with --out")
+
+
+@contextlib.contextmanager
+def job_kept_from_runners(job_dir: Path, held: bool):
+    """With ``held``, the job's lock is held while the evaluation runs and writes into its folder,
+    so no runner starts the job meanwhile (a runner that tries reports it busy)."""
+    if not held:
+        yield
+        return
+    lock = sf.JobLock(job_dir)
+    if not lock.acquire():
+        raise LtbenchError(f"{job_dir} is running (a runner holds its lock); evaluate it when it is done")
+    with lock:
+        yield
 
 
 def main_factory(args) -> int:
@@ -204,6 +257,7 @@ def main_factory(args) -> int:
         raise LtbenchError("give either a job folder (PATH) or --model-factory, not both")
     if not args.out:
         raise LtbenchError("--model-factory needs --out (there is no job folder to write into)")
+    out = result_path(args.out)
     sys.path.insert(0, str(Path.cwd()))  # a factory in the current folder imports like a script's module
     model = model_from_factory(args.model_factory, args.weights)
     device = resolve_device(args.device or "auto")
@@ -220,9 +274,6 @@ def main_factory(args) -> int:
               "dataset": {"name": dataset, "train_counts": raw["evaluation"]["class_counts"]},
               "attack": {"eps": raw["evaluation"]["eps"], "step": raw["evaluation"]["step"]},
               "timing": {"eval_s": time.perf_counter() - t0}, **raw}
-    out = Path(args.out)
-    if out.is_dir() or not out.suffix:
-        out = out / sf.RESULT
     result = sf.write_result_file(out, result)
     print_summary(result)
     print(f"result written to {out.resolve()}")

@@ -34,7 +34,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import nn
 
-from ltbench.attacks import AutoAttack, build_attack, parse_attack_name, predict_labels
+from ltbench.attacks import AutoAttack, autocast_for, build_attack, parse_attack_name, predict_labels
 from ltbench.errors import LtbenchError
 from ltbench.io import read_json_object, write_json
 from ltbench.metrics import confusion_counts, masking_warnings, summarize
@@ -143,6 +143,36 @@ def predict_resumable(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, att
     return torch.tensor(preds, dtype=torch.long), warnings()
 
 
+def check_outputs(model: nn.Module, x_u8: torch.Tensor, num_classes: int, device, batch_size: int) -> Optional[str]:
+    """One clean pass over the test images before any attack. A model whose logits are not one row
+    of ``num_classes`` per image is a one-line error naming both numbers; logits that are NaN or
+    infinite are a warning to record (their arg-max is not a prediction, so the accuracies are not
+    results). The model's mode is restored; no random number is drawn."""
+    was_training = model.training
+    model.eval()
+    bad = torch.zeros((), dtype=torch.long, device=device)
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x_u8), batch_size):
+                xb = _batch(x_u8[i:i + batch_size], device)
+                with autocast_for(xb.device):
+                    logits = model(xb)
+                if logits.ndim == 2 and len(logits) == len(xb) and logits.shape[1] != num_classes:
+                    raise LtbenchError(f"the model has {logits.shape[1]} outputs but the dataset has {num_classes} "
+                                       f"classes (it needs one logit per class)")
+                if logits.shape != (len(xb), num_classes):
+                    raise LtbenchError(f"the model's output for {len(xb)} images has shape {tuple(logits.shape)}, "
+                                       f"not ({len(xb)}, {num_classes}): one logit per class of the dataset")
+                bad += (~torch.isfinite(logits)).any(1).sum()
+    finally:
+        model.train(was_training)
+    n_bad = int(bad)
+    if not n_bad:
+        return None
+    return (f"the model's outputs are NaN or infinite on {n_bad} of {len(x_u8)} test images: the accuracies "
+            f"on them are not measurements")
+
+
 def _valid_preds(pred, n: int) -> bool:
     """A saved list of predicted labels: at most ``n`` non-negative integers."""
     return isinstance(pred, list) and len(pred) <= n and all(
@@ -172,6 +202,7 @@ def run_evaluation(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor,
         parse_attack_name(name)  # fail on a typo before spending time on the others
     x_test = x_test.to(device)
     y_test = y_test.cpu()
+    not_finite = check_outputs(model, x_test, len(class_counts), device, batch_size)
     rng_devices = [device] if device.type == "cuda" else []
     metrics: dict[str, dict] = {}
     full_correct: dict[str, torch.Tensor] = {}  # per-sample correctness of attacks run on all images
@@ -236,7 +267,7 @@ def run_evaluation(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor,
             progress("eval gradient-masking checks")
         check_record = _masking_checks(run, full_correct, y_test, len(class_counts), attacks, eps, seed,
                                        check_samples)
-    warnings = masking_warnings(metrics, check_record) + list(extra_warnings)
+    warnings = [not_finite] * bool(not_finite) + masking_warnings(metrics, check_record) + list(extra_warnings)
     return {
         "metrics": metrics,
         "checks": check_record,

@@ -28,7 +28,7 @@ from ltbench.attacks.base import attack_mode, autocast_for
 from ltbench.attacks.pgd import pgd_perturb
 from ltbench.config import JobConfig
 from ltbench.data import DeviceAugment, LongTailSplit, PolicyAugment, get_dataset, load_split
-from ltbench.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ltbench.engine.checkpoint import check_weights_only, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ltbench.attacks import build_attack
 from ltbench.engine.evaluate import balanced_subset, eval_batch_size, predict, run_evaluation
 from ltbench.data.validation import hold_out, MAX_FRACTION
@@ -39,7 +39,7 @@ from ltbench.io import quarantine, save_torch
 from ltbench.method import AuxiliaryTraining, BatchContext, EpochStats, Method, build_method, resolve_schedules
 from ltbench.models import build_model
 from ltbench.progress import batch_message, epoch_message
-from ltbench.plugins import load_all
+from ltbench.plugins import load_all, plugin_files
 from ltbench import study_folder as sf
 from ltbench.study_folder import BEST, CHECKPOINT, EVAL_WEIGHTS, METRICS, SPLIT
 
@@ -143,6 +143,10 @@ def train_step(model: nn.Module, forward_model: nn.Module, method: Method, optim
     perturbation = method.perturb_weights(forward_model, x, x_adv, y, ctx)
     with autocast_for(x.device):
         loss, logits_adv = method.train_loss(forward_model, x, x_adv, y, ctx)
+    if logits_adv.shape != (len(y), ctx.num_classes):  # shapes are known on the host: no sync
+        raise LtbenchError(f"{method.registered_name}.train_loss returned logits of shape "
+                           f"{tuple(logits_adv.shape)}; expected ({len(y)}, {ctx.num_classes}): one row of "
+                           f"{ctx.num_classes} class logits per image of the batch")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -229,7 +233,12 @@ def method_eval_weights(method: Method) -> Optional[dict]:
 def load_job_weights(job_dir: Path, cfg: Optional[JobConfig] = None) -> dict:
     """The weights a finished job evaluated (``--init-from``): ``best.pt`` when it selected an epoch,
     the method's own (``eval_weights.pt``, CFA's FAWA average) when it had them, else the model of
-    its last checkpoint. With ``cfg``, the job's dataset and model must be the same."""
+    its last checkpoint. With ``cfg``, the job's dataset and model must be the same. Every way this
+    fails is one line saying which: no such folder, not finished, another dataset / model / width,
+    no weights (a committed study), damaged weights."""
+    job_dir = Path(job_dir)
+    if not job_dir.is_dir():
+        raise LtbenchError(f"init_from {job_dir}: no such job folder")
     result_path = job_dir / sf.RESULT
     if not result_path.exists():
         raise LtbenchError(f"init_from {job_dir}: no {sf.RESULT} there (not a finished job)")
@@ -243,14 +252,20 @@ def load_job_weights(job_dir: Path, cfg: Optional[JobConfig] = None) -> dict:
             if src.get(key) != getattr(cfg, key):
                 raise LtbenchError(f"init_from {job_dir}: its {key} is {src.get(key)!r}, this job's {getattr(cfg, key)!r}")
     if (result.get("selection") or {}).get("epoch") is not None:
-        return load_checkpoint(job_dir / BEST)
-    if result.get("evaluated_weights"):
-        return load_checkpoint(job_dir / result["evaluated_weights"])
-    state = load_checkpoint(job_dir / CHECKPOINT)
+        name = BEST
+    else:
+        name = result.get("evaluated_weights") or CHECKPOINT
+    try:
+        state = load_checkpoint(job_dir / name)
+    except LtbenchError as exc:
+        raise LtbenchError(f"init_from {job_dir}: its {name} is damaged ({exc})") from None
     if state is None:
-        raise LtbenchError(f"init_from {job_dir}: no {CHECKPOINT} there (a committed study holds no weights): "
+        raise LtbenchError(f"init_from {job_dir}: no {name} there (a committed study holds no weights): "
                            f"move its {sf.RESULT} away and re-run, which retrains it to the same numbers")
-    return state["model"]
+    weights = state["model"] if name == CHECKPOINT and isinstance(state, dict) else state
+    if not isinstance(weights, dict):
+        raise LtbenchError(f"init_from {job_dir}: its {name} is damaged (no model state dict in it)")
+    return weights
 
 
 class Trainer:
@@ -387,12 +402,18 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": {},  # bf16 autocast needs no loss scaling
-            "method": self.method.state_dict(),
+            "method": self.method_state(),
             "rng": rng_state(self.device),
             "perm_gen": self.perm_gen.get_state(),
             "aug_gen": self.aug_gen.get_state(),
             "best": dict(self.best),
         }
+
+    def method_state(self) -> dict:
+        """The method's ``state_dict()``, checked to load back weights-only (one line naming the key if not)."""
+        state = self.method.state_dict()
+        check_weights_only(state, f"{self.method.registered_name}.state_dict()")
+        return state
 
     def load_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -707,6 +728,8 @@ def run_job(cfg: JobConfig, job_dir: Path, progress: Optional[Progress] = None) 
         "method_config": trainer.method.config_dict(),  # defaults resolved: tells reat from reat-official
         # the epoch-valued hyper-parameters as given and as run (scaled to the job's epochs or not)
         **({"schedules": trainer.schedules} if trainer.schedules else {}),
+        # the file each plugin method or modifier of the job came from (left out without plugins)
+        **({"plugin_files": files} if (files := plugin_files(type(m) for m in method_chain(trainer.method))) else {}),
         "selection": selection,  # which epoch's model was evaluated (None: the last)
         # the method's own weights were evaluated (CFA's FAWA average), saved in this file
         **({"evaluated_weights": own_weights} if own_weights else {}),

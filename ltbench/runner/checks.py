@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ltbench.errors import LtbenchError
+from ltbench.errors import CannotWrite, LtbenchError
 from ltbench.plugins import load_all
 from ltbench.registry import DATASETS, METHODS, MODELS, MODIFIERS
 from ltbench.validation import check_jobs
@@ -70,7 +70,7 @@ def check_writable(out: Path, job_names: tuple = ()) -> None:
     if probe.exists() and not probe.is_dir():
         raise LtbenchError(f"output folder {out} is not usable: {probe} is a file")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise LtbenchError(f"output folder {out} is not writable ({probe} does not allow writing)")
+        raise CannotWrite(f"output folder {out} is not writable ({probe} does not allow writing)")
 
 
 def _limits(path: Path) -> tuple[int, int]:
@@ -89,3 +89,17 @@ def _exists(path: Path) -> bool:
         return path.exists()
     except OSError:  # a name too long for the file system
         return False
+
+
+def check_init_sources(out: Path, jobs: list) -> None:
+    """Every ``init_from`` of a job still to run names a finished job of the same dataset and model
+    whose weights load, or a job of this grid (which runs first): else one line saying which, before
+    any folder is written. A job already done is not checked (its source may be gone by now)."""
+    from ltbench.engine.train import load_job_weights
+    from ltbench.study_folder import read_result
+
+    in_grid = {(Path(out) / job.job_name).resolve() for job in jobs}
+    for job in jobs:
+        if job.init_from and Path(job.init_from).resolve() not in in_grid \
+                and read_result(Path(out) / job.job_name) is None:
+            load_job_weights(Path(job.init_from), job)

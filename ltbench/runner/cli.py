@@ -393,7 +393,7 @@ def redo_jobs(out: Path, jobs: list[JobConfig], patterns: list[str]) -> frozense
 def main(args) -> int:
     from ltbench.runner import job as J
     from ltbench.runner.display import describe, make_display
-    from ltbench.runner.checks import check_data, check_writable
+    from ltbench.runner.checks import check_data, check_init_sources, check_writable
     from ltbench.runner.study import DONE, FAILED, RUNNING, Study, job_status
 
     spec = study_spec(args)
@@ -401,6 +401,7 @@ def main(args) -> int:
     out = Path(spec["out"])
     check_writable(out, tuple(cfg.job_name for cfg in jobs))
     redo = redo_jobs(out, jobs, getattr(args, "redo", None) or [])
+    check_init_sources(out, jobs)
     Study.check_compatible(out, jobs, redo)
     if getattr(args, "dry_run", False):
         from ltbench.runner import dryrun
@@ -490,7 +491,10 @@ def report(study, jobs: list[JobConfig], outcomes: dict[str, dict], quiet: bool 
         result = sf.read_result(study.job_dir(cfg.job_name))  # None when missing or damaged
         if result is not None:
             results[cfg.job_name] = result
-    if not quiet:
+    if quiet:  # the results are left out, never a failure's one line
+        for name in bad:
+            print(f"{name}: {describe(outcomes[name])}", file=sys.stderr)
+    else:
         from ltbench.runner.summary import format_summary, next_command
 
         if len(jobs) <= 2:

@@ -23,8 +23,6 @@ append-only and only ever read by people.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 import socket
 import sys
@@ -35,8 +33,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from ltbench.io import quarantine, read_json_object, remove_stale_temps, write_json, write_text
-from ltbench.study_folder import (ERROR, FAILED, LOCK, LOG, PROGRESS, PROGRESS_JSON, RESULT, RUNNING, Outcome,
-                                  epochs_done, read_result)
+from ltbench.study_folder import (ERROR, FAILED, LOG, PROGRESS, PROGRESS_JSON, RESULT, RUNNING, JobLock, Outcome,
+                                  epochs_done, is_locked, read_result)  # noqa: F401 (JobLock, is_locked: moved to study_folder)
 
 PROGRESS_INTERVAL_S = 2.0
 
@@ -44,66 +42,6 @@ PROGRESS_INTERVAL_S = 2.0
 def now_iso() -> str:
     """The current UTC time, ISO 8601, to the second."""
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-
-
-class JobLock:
-    """An exclusive ``flock`` on ``<job_dir>/.lock``, held while the job runs.
-
-    ``acquire`` retries for ``patience_s`` seconds: a concurrent ``ltbench status`` probes the
-    lock for a few microseconds, and must not make a runner skip a free job.
-    """
-
-    def __init__(self, job_dir: Path):
-        self.path = Path(job_dir) / LOCK
-        self.fd: Optional[int] = None
-
-    def acquire(self, patience_s: float = 0.5) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + patience_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self.fd = fd
-                return True
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    os.close(fd)
-                    raise
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                return False
-            time.sleep(0.05)
-
-    def release(self) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
-
-    def __enter__(self) -> "JobLock":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-def is_locked(job_dir: Path) -> bool:
-    """True when some process holds the job's lock (the job is running). Creates nothing."""
-    path = Path(job_dir) / LOCK
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -1,9 +1,11 @@
 """A study = a grid of jobs in one folder: ``study.json`` plus one sub-folder per job.
 
 ``study.json`` holds the study's name, the code version that created and last updated it, the
-grid (the merged preset and flags), and every job's full configuration by job name. Re-running
-with more methods/ratios/seeds adds jobs to the same study; re-running with a *different*
-configuration for an existing job is refused (its checkpoint and results would not match).
+grid (the merged preset and flags; the grids of earlier commands that differed in ``earlier_specs``),
+and every job's full configuration by job name. Re-running with more methods/ratios/seeds adds jobs
+to the same study; re-running with a *different* configuration for an existing job is refused (its
+checkpoint and results would not match), and so is a job whose settings differ from those of another
+seed of its method label, dataset and ratio (the summary would average them).
 
 A job folder (``JobConfig.job_name``, e.g. ``reat__cifar10__r0.01__s0``) holds the files that
 :mod:`ltbench.study_folder` names; :mod:`ltbench.runner.job` runs one.
@@ -29,10 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
-from ltbench.config import JobConfig
-from ltbench.errors import LtbenchError
+from ltbench.config import INCONSISTENT, JobConfig, differing_settings, folder_problem, job_settings
+from ltbench.errors import CannotWrite, LtbenchError
 from ltbench.io import quarantine, read_json_object, remove_stale_temps, write_json
-from ltbench.runner import job as J
 from ltbench.study_folder import STUDY as STUDY_FILE, STUDY_LOCK, JobState
 from ltbench import study_folder as sf
 
@@ -132,6 +133,12 @@ class Study:
                 shown = ", ".join(f"{k} {old.get(k)!r} → {new.get(k)!r}" for k in diff[:4])
                 raise LtbenchError(f"job {cfg.job_name} in {root} was configured differently ({shown}); "
                                    f"use another --out, or start it afresh with --redo {cfg.job_name}")
+        check_same_settings(root, existing, jobs)
+        if root.is_dir():
+            for job_dir in sorted(p for p in root.iterdir() if sf.is_job_dir(p)):
+                problem = folder_problem(job_dir)
+                if problem:
+                    raise LtbenchError(f"{job_dir} is {problem}; rename it back or move it out of the study")
 
     @classmethod
     def prepare(cls, root: Path, spec: dict, jobs: list[JobConfig], command: Optional[list[str]] = None,
@@ -145,7 +152,7 @@ class Study:
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise LtbenchError(f"cannot create output folder {root}: {exc.strerror or exc}") from None
+            raise CannotWrite(f"cannot create output folder {root}: {exc.strerror or exc}") from None
         with study_lock(root):
             remove_stale_temps(root, STUDY_FILE)  # of a study.json write that was killed
             cls.check_compatible(root, jobs, afresh)
@@ -161,6 +168,8 @@ class Study:
                         "jobs": {}}
             data["updated"] = now_iso()
             data["code_version"] = code_version()
+            if data.get("spec") not in (None, spec) and data["spec"] not in data.get("earlier_specs", []):
+                data.setdefault("earlier_specs", []).append(data["spec"])  # an earlier command's grid: kept
             data["spec"] = spec
             if command is not None:
                 data["command"] = command
@@ -170,7 +179,7 @@ class Study:
             try:
                 write_json(root / STUDY_FILE, data)
             except OSError as exc:  # e.g. a full disk; the old study.json is left as it was
-                raise LtbenchError(f"cannot write {root / STUDY_FILE}: {exc.strerror or exc}") from None
+                raise CannotWrite(f"cannot write {root / STUDY_FILE}: {exc.strerror or exc}") from None
         return cls(root, data)
 
     # --- queries ---------------------------------------------------------------------------
@@ -191,7 +200,11 @@ class Study:
         return job_status(self.job_dir(name), self.data.get("jobs", {}).get(name, {}).get("epochs"))
 
     def statuses(self) -> list[JobStatus]:
-        return [self.status(n) for n in self.job_names()]
+        """The state of every job ``study.json`` announces, then the job folders it does not announce
+        that are inconsistent (a job folder renamed or copied by hand: see :func:`folder_problem`)."""
+        names = self.job_names()
+        others = [job_status(p) for p in sorted(self.root.iterdir()) if p.name not in set(names) and sf.is_job_dir(p)]
+        return [self.status(n) for n in names] + [s for s in others if s.detail.startswith(INCONSISTENT)]
 
     def prerequisites(self, names: list[str]) -> dict[str, str]:
         """Job → the job among ``names`` it starts from (its ``init_from`` names that job's folder):
@@ -277,6 +290,9 @@ def job_status(job_dir: Path, epochs: Optional[int] = None) -> JobStatus:
     run moves it aside and redoes the job)."""
     name = job_dir.name
     damaged_result = False
+    problem = folder_problem(job_dir)
+    if problem:
+        return JobStatus(name, FAILED, problem)
     if (job_dir / sf.RESULT).is_file():
         result = sf.read_result(job_dir)
         if result is not None:
@@ -287,7 +303,7 @@ def job_status(job_dir: Path, epochs: Optional[int] = None) -> JobStatus:
         damaged_result = True
     finished_epochs = sf.epochs_done(job_dir)
     of = f"/{epochs}" if epochs else ""
-    if J.is_locked(job_dir):
+    if sf.is_locked(job_dir):
         detail = f"{finished_epochs}{of} epochs done"
         try:
             detail = (job_dir / sf.PROGRESS).read_text(errors="replace").strip()[:200]
@@ -318,6 +334,25 @@ def job_status(job_dir: Path, epochs: Optional[int] = None) -> JobStatus:
     return JobStatus(name, PENDING, "")
 
 
+def check_same_settings(root: Path, existing: dict, jobs: list[JobConfig]) -> None:
+    """Refuse a job whose settings differ from those of another job of its method label, dataset and
+    ratio (another seed, in ``existing``, the study's job configurations, or in ``jobs``): the summary
+    would average them. One line naming the differing fields."""
+    configs = {**existing, **{cfg.job_name: cfg.to_dict() for cfg in jobs}}
+    groups: dict[tuple, list[str]] = {}
+    for name, cfg in configs.items():
+        groups.setdefault((cfg.get("label") or cfg.get("method"), cfg.get("dataset"), cfg.get("ratio")), []).append(name)
+    for cfg in jobs:
+        group = groups[(cfg.label or cfg.method, cfg.dataset, cfg.ratio)]
+        for other in group:
+            diff = differing_settings([configs[other], configs[cfg.job_name]])
+            if diff:
+                old, new = job_settings(configs[other]), job_settings(configs[cfg.job_name])
+                shown = ", ".join(f"{k} {old.get(k)!r} → {new.get(k)!r}" for k in diff[:4])
+                raise LtbenchError(f"job {cfg.job_name} would be averaged with {other} in {root}, but their "
+                                   f"settings differ ({shown}); use another --out")
+
+
 def _is_num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -332,7 +367,26 @@ def read_jobs(root: Path, data: dict, label: str) -> list["JobRecord"]:
     jobs = [found.pop(n) if n in found else JobRecord(name=n, path=None, status=PENDING, study=label,
                                                       config=dict(configs.get(n) or {}), detail="not started")
             for n in dict.fromkeys(expected_job_names(data))]
-    return jobs + list(found.values())
+    jobs += list(found.values())
+    keep_mixed_settings_apart(jobs)
+    return jobs
+
+
+def keep_mixed_settings_apart(jobs: list["JobRecord"]) -> None:
+    """Jobs the tables would average (same method label, dataset and ratio) whose settings differ
+    (epochs, lr, ε, model …: a folder extended by hand or by an older ltbench) are told apart: each
+    gets the differing settings as its :attr:`JobRecord.variant`, shown in its method label
+    (``pgd-at [epochs=2]``), so summary, paired differences and the report keep them apart and say
+    which setting splits them."""
+    groups: dict[tuple, list[JobRecord]] = {}
+    for job in jobs:
+        if job.settings_config and job.consistent:
+            groups.setdefault((job.method, job.dataset, job.ratio), []).append(job)
+    for group in groups.values():
+        diff = differing_settings([j.settings_config for j in group])
+        for job in group:
+            settings = job_settings(job.settings_config)
+            job.variant = ", ".join(f"{k}={json.dumps(settings.get(k), separators=(',', ':'))}" for k in diff)
 
 
 @dataclass
@@ -350,6 +404,14 @@ class JobRecord:
     study: str = ""
     detail: str = ""  # progress of a running job, how far an interrupted one got
     split_counts: Optional[list] = None  # class counts from lt_indices.json (read for unfinished jobs)
+    consistent: bool = True  # False: the folder's name is not the job its configuration describes
+    variant: str = ""  # settings that set it apart from other seeds of its label (keep_mixed_settings_apart)
+
+    @property
+    def settings_config(self) -> dict:
+        """The configuration the job ran with: its result's, else its own."""
+        config = (self.result or {}).get("config")
+        return config if isinstance(config, dict) and config else self.config
 
     def _field(self, key: str, default=None):
         for source in ((self.result or {}).get("config") or {}, self.config):
@@ -362,8 +424,10 @@ class JobRecord:
 
     @property
     def method(self) -> str:
-        """The method as the study names it: its label (``reat+no-tail``) or its registered name."""
-        return str(self._field("label") or self._field("method", "?"))
+        """The method as the study names it: its label (``reat+no-tail``) or its registered name, and
+        the settings that set it apart from other seeds of that label, if any (``pgd-at [epochs=2]``)."""
+        name = str(self._field("label") or self._field("method", "?"))
+        return f"{name} [{self.variant}]" if self.variant else name
 
     @property
     def dataset(self) -> str:
@@ -457,6 +521,10 @@ def read_job(job_dir: Path, study: str = "", config: Optional[dict] = None) -> J
     if loaded is not None:
         job.config = loaded
     job.metrics.extend(sf.read_metrics(job_dir))  # a torn last line, a damaged file: skipped
+    problem = folder_problem(job_dir)
+    if problem:
+        job.status, job.error, job.consistent = JobState.FAILED, problem, False
+        return job
     if (job_dir / sf.RESULT).is_file():
         try:
             job.result, job.status = sf.load_result(job_dir), JobState.DONE
@@ -465,7 +533,7 @@ def read_job(job_dir: Path, study: str = "", config: Optional[dict] = None) -> J
             job.status, job.error = JobState.FAILED, f"{sf.RESULT} is unreadable: {exc}"
     job.split_counts = sf.read_split_counts(job_dir)
     error = read_error(job_dir)
-    if error is not None and not J.is_locked(job_dir):
+    if error is not None and not sf.is_locked(job_dir):
         job.status = JobState.FAILED
         job.error = error if job.error is None else f"{job.error}\n\n{error}"
         return job
