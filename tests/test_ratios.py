@@ -99,7 +99,7 @@ def test_report_of_two_studies_covering_three_ratios(tmp_path):
     assert cli_main(["report", str(ref), str(sweep), "--html", str(page), "--quiet"]) == 0
     html = page.read_text()
     assert 'id="ratios"' in html and 'data-key="across_ratios__fmnist__pgd20"' in html
-    assert html.index('id="ratios"') < html.index('id="status"')  # the sweep's answer first
+    assert html.index('id="ratios"') < html.index('id="answer"') < html.index('id="status"')  # the sweep's answer first
     assert "0.01 (IR 100)" in html and "Kendall τ-b" in html and "Student t" in html
     md = (tmp_path / "ratios.md").read_text()
     assert "| reat | pgd-at | " in md and "0.02 (IR 50)" in md and "### Paired, worst" in md
