@@ -51,8 +51,13 @@ def t_interval(diffs: list[float], level: float = LEVEL) -> tuple[float, float]:
         return math.nan, math.nan
     mean = sum(diffs) / n
     std = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
-    half = t_quantile(n, level) * std / math.sqrt(n)
+    half = half_width(std, n, level)
     return mean - half, mean + half
+
+
+def half_width(std: float, n: int, level: float = LEVEL) -> float:
+    """The interval's half-width for n seeds of this std: t_{(1+level)/2, n−1} · std / √n."""
+    return t_quantile(n, level) * std / math.sqrt(n)
 
 
 def seeds_to_resolve(mean: float, std: float, level: float = LEVEL, max_seeds: int = MAX_SEEDS) -> float:
@@ -62,7 +67,7 @@ def seeds_to_resolve(mean: float, std: float, level: float = LEVEL, max_seeds: i
     if not (math.isfinite(mean) and math.isfinite(std)) or mean == 0:
         return math.nan
     for n in range(2, max_seeds + 1):
-        if t_quantile(n, level) * std / math.sqrt(n) < abs(mean):
+        if half_width(std, n, level) < abs(mean):
             return float(n)
     return math.nan
 
@@ -95,6 +100,12 @@ def seed_diffs(a: pd.DataFrame, b: pd.DataFrame, group: str) -> list[float]:
     """``a − b`` on ``group`` for every seed both have (frames indexed by seed), finite ones only."""
     d = [float(a.at[s, group]) - float(b.at[s, group]) for s in sorted(set(a.index) & set(b.index))]
     return [x for x in d if math.isfinite(x)]
+
+
+def resolved_sign(st) -> int:
+    """+1 / −1 for a difference whose interval excludes 0 (a finding), by its sign; 0 otherwise.
+    ``st`` is a :func:`diff_stats` record or a paired-table row."""
+    return (1 if st["diff_mean"] > 0 else -1) if st["resolved"] else 0
 
 
 def fmt_stats(st: dict) -> str:
@@ -138,8 +149,9 @@ def paired_table(jobs: pd.DataFrame, baselines: Iterable[str] = BASELINES,
     out = pd.DataFrame(rows, columns=columns)
     # Rows by baseline in BASELINES order (then the base labels), methods in grid order within each.
     rank = {b: i for i, b in enumerate(baselines)}
-    keys = list(dict.fromkeys(zip(out["study"], out["dataset"], out["ratio"], out["attack"])))
-    out["_k"] = [keys.index(k) for k in zip(out["study"], out["dataset"], out["ratio"], out["attack"])]
+    panels = list(zip(out["study"], out["dataset"], out["ratio"], out["attack"]))
+    first = {k: i for i, k in enumerate(dict.fromkeys(panels))}
+    out["_k"] = [first[k] for k in panels]
     out["_b"] = out["baseline"].map(lambda b: rank.get(b, len(rank)))
     return out.sort_values(["_k", "_b"], kind="stable").drop(columns=["_k", "_b"]).reset_index(drop=True)
 
@@ -241,8 +253,8 @@ class PairedDisplay:
 def paired_cell(r) -> PairedCell:
     """A paired-table row as a displayed cell."""
     n = int(r["seeds"])
-    sign = (1 if r["diff_mean"] > 0 else -1) if r["resolved"] else 0
-    return PairedCell(fmt_diff(r["diff_mean"], r["diff_std"]), fmt_record(int(r["ahead"]), int(r["tied"]), n), sign,
+    return PairedCell(fmt_diff(r["diff_mean"], r["diff_std"]), fmt_record(int(r["ahead"]), int(r["tied"]), n),
+                      resolved_sign(r),
                       fmt_interval(r["ci_low"], r["ci_high"]), fmt_needed(r))
 
 

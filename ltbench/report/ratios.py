@@ -25,7 +25,7 @@ from itertools import combinations
 import pandas as pd
 
 from ltbench.attack_names import attack_label
-from ltbench.report.paired import fmt_diff, fmt_interval, fmt_record
+from ltbench.report.paired import fmt_diff, fmt_interval, fmt_record, resolved_sign
 
 VERDICT_GROUPS = ("tail", "worst", "head", "overall")
 
@@ -90,8 +90,7 @@ def verdict_cell(row) -> tuple[str, int]:
     interval = fmt_interval(row["ci_low"], row["ci_high"])
     text = fmt_diff(row["diff_mean"], math.nan) + (f" {interval}" if interval else "") + \
         f" ({fmt_record(int(row['ahead']), int(row['tied']), int(row['seeds']))})"
-    sign = (1 if row["diff_mean"] > 0 else -1) if row["resolved"] else 0
-    return text, sign
+    return text, resolved_sign(row)
 
 
 def kendall_tau(a: list[float], b: list[float]) -> float:

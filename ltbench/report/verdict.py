@@ -18,7 +18,8 @@ from typing import Optional
 import pandas as pd
 
 from ltbench.attack_names import attack_label
-from ltbench.report.paired import BASELINES, diff_stats, fmt_interval, fmt_stats, seed_diffs
+from ltbench.report.aggregate import fmt_cell
+from ltbench.report.paired import BASELINES, diff_stats, fmt_interval, fmt_stats, resolved_sign, seed_diffs
 
 MAIN_ATTACKS = ("pgd20", "aa")
 COLUMNS = ("tail", "worst", "overall")
@@ -68,14 +69,13 @@ def verdicts(jobs: pd.DataFrame, images: dict, attacks=MAIN_ATTACKS) -> list[Ver
             for m in order:
                 cells = {}
                 for g in COLUMNS:
-                    mean = f"{100 * means[m][g]:.1f}" + (f" ± {100 * stds[m][g]:.1f}" if math.isfinite(stds[m][g]) else "")
+                    mean = fmt_cell(means[m][g], stds[m][g])
                     if base is None or m == base:
                         cells[g] = (mean, "baseline" if m == base else "–", 0)
                         continue
                     d = seed_diffs(by_method[m], by_method[base], g)
                     st = diff_stats(d) if d else None
-                    sign = (1 if st["diff_mean"] > 0 else -1) if st and st["resolved"] else 0
-                    cells[g] = (mean, fmt_stats(st) if st else "–", sign)
+                    cells[g] = (mean, fmt_stats(st) if st else "–", resolved_sign(st) if st else 0)
                 v.rows.append((m, len(by_method[m]), cells))
             for g in COLUMNS:
                 ranked = sorted((m for m in by_method if math.isfinite(means[m][g])), key=lambda m: -means[m][g])
