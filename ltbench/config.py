@@ -220,13 +220,17 @@ class JobConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "JobConfig":
+    def from_dict(cls, d: dict[str, Any], stored: bool = True) -> "JobConfig":
+        """The job ``d`` describes. ``stored`` (a config.json or a study.json entry): a field it lacks
+        takes the value that keeps its meaning (LATER_FIELDS, OLD_MEANING); a new job (``stored=False``,
+        built from a preset or flags) takes today's defaults for the fields it does not set."""
         d = {k: v for k, v in d.items() if k != "format"}  # config.json's layout version, not a job field
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
             raise LtbenchError(f"unknown config keys: {', '.join(sorted(unknown))}")
-        d = {**LATER_FIELDS, **OLD_MEANING, **d}
+        if stored:
+            d = {**LATER_FIELDS, **OLD_MEANING, **d}
         for k in ("lr_milestones", "eval_attacks"):
             if k in d and isinstance(d[k], list):
                 d[k] = tuple(d[k])

@@ -96,6 +96,18 @@ def test_ablations_are_method_flags_with_their_own_job_folders():
     assert jobs[2].method_params == {"rbl": "false", "bsl": "false", "tail_weight": "0.5"}
 
 
+def test_new_jobs_take_todays_defaults_not_the_meaning_of_old_config_files():
+    """A job built from a preset or flags scales epoch schedules and selects on the validation split
+    (today's defaults); only a stored config.json without those fields reads as the old meaning."""
+    from ltbench.runner.cli import build_jobs
+
+    spec = {"methods": ["cfa"], "datasets": ["fmnist"], "ratios": [0.01], "seeds": [0], "method_params": {}}
+    (job,) = build_jobs(spec)
+    assert job.scale_schedules is True and job.select_on == "validation"
+    (job,) = build_jobs({**spec, "scale_schedules": False, "select_on": "test"})
+    assert job.scale_schedules is False and job.select_on == "test"
+
+
 def test_unknown_ablation_flag_is_an_error(capsys, tmp_path):
     assert main(_with("--methods", "reat --no-such-part") + ["--out", str(tmp_path / "s")]) != 0
     assert "method 'reat' has no parameter 'such_part'; its parameters: rbl, tail" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ltbench.cli import main as cli_main
+from ltbench.errors import LtbenchError
 from runner_helpers import ROOT, TINY_ARGS, write_plugin, write_tiny_fmnist
 
 
@@ -108,6 +109,33 @@ def test_changed_config_for_existing_job_is_refused(tiny, capsys):
     err = capsys.readouterr().err
     assert "configured differently" in err and "epochs 2 → 3" in err and "--redo" in err
     assert (out / "study.json").read_text() == before
+
+
+def test_settings_a_job_cannot_use_do_not_make_it_another_job(tiny):
+    """scale_schedules for a method without epoch-valued parameters, and where the best epoch is
+    selected when none is: a job stored with other values there is the same job (not refused, not
+    a variant); for CFA, whose start epoch is scaled, scale_schedules still makes another job."""
+    tmp, _ = tiny
+    from ltbench.runner.cli import build_jobs
+    from ltbench import study_folder as sf
+    from ltbench.runner.study import Study
+
+    for method, refused in (("pgd-at", False), ("cfa", True)):
+        out = tmp / method
+        spec = {"methods": [method], "datasets": ["fmnist"], "ratios": [0.01], "seeds": [0, 1],
+                "method_params": {}, "model_params": {}, "epochs": 2}
+        old = {**spec, "scale_schedules": False, "select_on": "test", "seeds": [0]}
+        Study.prepare(out, old, build_jobs(old))
+        if refused:
+            with pytest.raises(LtbenchError, match="scale_schedules"):
+                Study.check_compatible(out, build_jobs(spec))
+        else:
+            Study.check_compatible(out, build_jobs(spec))  # seed 0 as stored, seed 1 as built today
+            Study.prepare(out, spec, build_jobs(spec))
+        for cfg in build_jobs(old) + build_jobs({**spec, "seeds": [1]}):  # the folders, as a run leaves them
+            sf.write_config(out / cfg.job_name, cfg.to_dict())
+        jobs = Study.open(out).jobs  # seeds of one label with differing settings are labelled apart
+        assert [bool(j.variant) for j in jobs] == [refused, refused]
 
 
 def test_redo_starts_matching_jobs_afresh_with_the_new_configuration(tiny, capsys):

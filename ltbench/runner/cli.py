@@ -255,7 +255,7 @@ def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
                     init = {"init_from": job_init_from(fields["init_from"], d, ratio, seed)} if fields.get("init_from") else {}
                     cfg = JobConfig.from_dict({**fields, **init, "method": name, "label": label, "dataset": d,
                                                "ratio": ratio, "seed": seed, "method_params": params,
-                                               "modifiers": modifiers})
+                                               "modifiers": modifiers}, stored=False)
                     jobs.append(cfg.validate())
     names = [j.job_name for j in jobs]
     dupes = sorted({n for n in names if names.count(n) > 1})

@@ -45,7 +45,40 @@ DONE, RUNNING, FAILED, PENDING = JobState.DONE, JobState.RUNNING, JobState.FAILE
 
 
 def _comparable(cfg: dict) -> dict:
-    return {k: v for k, v in cfg.items() if k not in IGNORED_FIELDS}
+    return {k: v for k, v in without_inert(cfg).items() if k not in IGNORED_FIELDS}
+
+
+def has_epoch_schedules(cfg: dict) -> bool:
+    """Whether the job's method or one of its modifiers has an epoch-valued hyper-parameter
+    (:func:`ltbench.method.epoch_field`), the only thing ``scale_schedules`` changes. True when the
+    method or a modifier is not registered here (a plugin not loaded): then nothing is assumed."""
+    import dataclasses
+
+    from ltbench.registry import METHODS, MODIFIERS
+
+    try:
+        owners = [METHODS.get(cfg.get("method"))] + [MODIFIERS.get(m) for m in (cfg.get("modifiers") or {})]
+    except LtbenchError:
+        return True
+    configs = [getattr(o, "Config", None) for o in owners]
+    return any(f.metadata.get("paper_epochs") is not None
+               for c in configs if dataclasses.is_dataclass(c) for f in dataclasses.fields(c))
+
+
+def without_inert(cfg: dict) -> dict:
+    """A stored job configuration without the settings that cannot change what the job computes:
+    where the best epoch would be selected (``select_on``, ``select_n_per_class``) when none is
+    (no ``select_best``), and ``scale_schedules`` for a method with no epoch-valued
+    hyper-parameter. Jobs that differ only there ran alike: they are the same job to ``--redo``'s
+    guard and one variant to the tables. (For a while ltbench wrote every new job's configuration
+    with ``scale_schedules`` false and ``select_on`` test, the meaning given to configurations older
+    than those fields; such a job of a method without schedules is the same job as today's.)"""
+    drop = set()
+    if not cfg.get("select_best"):
+        drop |= {"select_on", "select_n_per_class"}
+    if not has_epoch_schedules(cfg):
+        drop.add("scale_schedules")
+    return {k: v for k, v in cfg.items() if k not in drop}
 
 
 @dataclass
@@ -345,7 +378,7 @@ def check_same_settings(root: Path, existing: dict, jobs: list[JobConfig]) -> No
     for cfg in jobs:
         group = groups[(cfg.label or cfg.method, cfg.dataset, cfg.ratio)]
         for other in group:
-            diff = differing_settings([configs[other], configs[cfg.job_name]])
+            diff = differing_settings([without_inert(configs[other]), without_inert(configs[cfg.job_name])])
             if diff:
                 old, new = job_settings(configs[other]), job_settings(configs[cfg.job_name])
                 shown = ", ".join(f"{k} {old.get(k)!r} → {new.get(k)!r}" for k in diff[:4])
@@ -383,7 +416,7 @@ def keep_mixed_settings_apart(jobs: list["JobRecord"]) -> None:
         if job.settings_config and job.consistent:
             groups.setdefault((job.method, job.dataset, job.ratio), []).append(job)
     for group in groups.values():
-        diff = differing_settings([j.settings_config for j in group])
+        diff = differing_settings([without_inert(j.settings_config) for j in group])
         for job in group:
             settings = job_settings(job.settings_config)
             job.variant = ", ".join(f"{k}={json.dumps(settings.get(k), separators=(',', ':'))}" for k in diff)
