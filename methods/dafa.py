@@ -37,8 +37,13 @@ Departures from the authors' code / paper:
 * A class with no training image in the recording epoch has p_i(·) = 0: it keeps W = 1 and changes
   no other class's weight (the authors' code would index past its array). A tie p_i(i) = p_j(j)
   subtracts, as the authors' ``if p_ii < p_jj: … else: …`` does.
-* A weight below 0 (possible only for large λ) scales the budget as 0 (no perturbation) while the
-  loss weight keeps its sign; the authors' code would clip with inverted bounds.
+* A weight below 0 scales the budget as 0 (no perturbation) while the loss weight keeps its sign;
+  the authors' code would clip with inverted bounds (x' = x − |W|·ε). On balanced data the weights
+  stay near 1; on long-tailed data a head class absorbs the confusions of many tail classes and its
+  weight can fall below 0 already at λ = 1 (Fashion-MNIST-LT at ratio 0.01, seed 0 of the committed
+  study: W = −0.45 for T-shirt/top, the largest class). Its clean cross-entropy is then maximised,
+  the loss diverges and the model ends as a constant predictor, in the authors' code as here (their
+  ``calculate_class_weights`` has no floor). ltbench keeps their formula.
 * Outside a job (``ltbench bench``, ``ctx.epochs`` None) the weights count as measured, so the
   bench times DAFA's own step (class-wise budgets and weighted loss).
 """
