@@ -84,7 +84,7 @@ def test_list_commands(capsys):
 
 
 def test_ablations_are_method_flags_with_their_own_job_folders():
-    from ltbench.runner.cli import build_jobs
+    from ltbench.study.grid import build_jobs
 
     spec = {"methods": ["reat", "reat --no-tail", "reat --no-rbl --no-bsl"], "datasets": ["fmnist"],
             "ratios": [0.01], "seeds": [0], "method_params": {"reat": {"tail_weight": "0.5"}}}

@@ -15,8 +15,8 @@ from ltbench.config import JobConfig
 from ltbench.data.base import DatasetInfo, RawData
 from ltbench.engine.train import EpochAccumulator, Trainer, attach_auxiliary_copy, run_job, train_step
 from ltbench.errors import LtbenchError
-from ltbench.method import (BatchContext, EpochStats, Method, build_method, parse_method_spec, parse_overrides,
-                            resolve_schedules)
+from ltbench.method import BatchContext, EpochStats, Method, parse_overrides, resolve_schedules
+from ltbench.method_factory import build_method
 from ltbench.models import build_model
 from ltbench.plugins import load_methods
 from ltbench.registry import DATASETS, METHODS, register_dataset
@@ -383,15 +383,16 @@ def test_bad_overrides_are_errors():
         build_method("cb-at", {"beta": "1.5"}, C, COUNTS)
 
 
-def test_parse_method_spec():
-    assert parse_method_spec("reat") == ("reat", {})
-    assert parse_method_spec("reat --no-tail --no-rbl") == ("reat", {"tail": "false", "rbl": "false"})
-    assert parse_method_spec("reat --per-pair --tail-weight=0.5") == ("reat", {"per_pair": "true",
-                                                                             "tail_weight": "0.5"})
+def test_method_flags_parse_into_config_overrides():
+    from ltbench.modifier import parse_spec
+
+    assert (parse_spec("reat").name, parse_spec("reat").overrides) == ("reat", {})
+    assert parse_spec("reat --no-tail --no-rbl").overrides == {"tail": "false", "rbl": "false"}
+    assert parse_spec("reat --per-pair --tail-weight=0.5").overrides == {"per_pair": "true", "tail_weight": "0.5"}
     with pytest.raises(LtbenchError):
-        parse_method_spec("reat tail")
-    name, flags = parse_method_spec("reat --no-bsl")
-    assert build_method(name, flags, C, COUNTS).config.bsl is False
+        parse_spec("reat tail")
+    spec = parse_spec("reat --no-bsl")
+    assert build_method(spec.name, spec.overrides, C, COUNTS).config.bsl is False
 
 
 # --- schedules in epochs (issue 27) ------------------------------------------------------------------
