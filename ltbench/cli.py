@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser, modules = build_parser()
     args = parser.parse_args(argv)
     if args.version:
-        from ltbench import __version__
+        from ltbench.version import __version__
 
         print(f"ltbench {__version__}")
         return 0

@@ -23,7 +23,6 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-import ltbench
 from ltbench.io import write_text
 from ltbench.report import plots as P
 from ltbench.attack_names import attack_label, attack_order, robust_attack
@@ -33,6 +32,7 @@ from ltbench.report.aggregate import (Tables, build_tables, fmt_cell, fmt_pct, i
 from ltbench.study.study import Study
 from ltbench.report.paired import paired_display
 from ltbench.report.roles import cost_baseline
+from ltbench.version import __version__
 
 TEMPLATE = "report.html.j2"
 # Kept byte-identical between the page and the CSP hash below.
@@ -445,7 +445,7 @@ def build_report(studies: list[Study], attack: Optional[str] = None, title: Opti
     context = {
         "title": title or "ltbench report: " + " vs ".join(st.label for st in studies),
         "generated": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "ltbench_version": ltbench.__version__,
+        "ltbench_version": __version__,
         "studies": [{"label": st.label, "path": str(st.root), "counts": st.counts(), "spec": spec_text(st.data)}
                     for st in studies],
         "multi": multi,
