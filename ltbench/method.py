@@ -149,7 +149,7 @@ class Method:
     # (ltbench.study.estimate);
     cost_factor: float = 1.0
     # a baseline: the report pairs every method with each registered baseline present, in the order
-    # of this rank, lowest first (ltbench.report.roles); None: not a baseline;
+    # of this rank, lowest first (ltbench.method_roles); None: not a baseline;
     baseline_rank: Optional[int] = None
     # a registered method the report shows beside this one, this one first (REAT as written and as
     # its authors coded it); None: none.

@@ -31,7 +31,7 @@ from ltbench.report.aggregate import (Tables, build_tables, fmt_cell, fmt_pct, i
                                       seeds_wording)
 from ltbench.study.study import Study
 from ltbench.report.paired import paired_display
-from ltbench.report.roles import cost_baseline
+from ltbench.method_roles import cost_baseline
 from ltbench.version import __version__
 
 TEMPLATE = "report.html.j2"
@@ -268,9 +268,9 @@ def paired_delta(jobs: pd.DataFrame, study: str, dataset: str, ratio: float, att
 
 def pair_sections(tables: Tables, per_class: pd.DataFrame, attacks: list[str], palette: dict,
                   multi: bool) -> list[PairSection]:
-    """Side-by-side sections for every pair of :func:`ltbench.report.roles.side_by_side` present in the
+    """Side-by-side sections for every pair of :func:`ltbench.method_roles.side_by_side` present in the
     same study and panel."""
-    from ltbench.report.roles import side_by_side
+    from ltbench.method_roles import side_by_side
 
     out = []
     s = tables.summary

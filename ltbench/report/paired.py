@@ -10,7 +10,7 @@ or tied, and — where the interval still holds 0 — how many seeds the observe
 for it not to (:func:`seeds_to_resolve`). A difference is a *finding* (``resolved``) only where the
 interval excludes 0; otherwise it is "not resolved with n seeds".
 
-Baselines: the registered baselines for every method (:func:`ltbench.report.roles.baselines`, each
+Baselines: the registered baselines for every method (:func:`ltbench.method_roles.baselines`, each
 method class's ``baseline_rank``: PGD-AT, then AT-BSL), and for a label built on another one — an
 ablation ``reat+no-tail`` or a modifier ``at-bsl+awp`` — that base label (``reat``, ``at-bsl``).
 
@@ -27,7 +27,7 @@ import pandas as pd
 
 from ltbench.attack_names import attack_label, attack_order
 from ltbench.groups import GROUP_LABELS, GROUPS
-from ltbench.report import roles
+from ltbench import method_roles as roles
 
 PAIR_KEYS = ["study", "dataset", "ratio", "seed"]
 LEVEL = 0.95        # of the confidence intervals
@@ -75,7 +75,7 @@ def seeds_to_resolve(mean: float, std: float, level: float = LEVEL, max_seeds: i
 def baselines_of(method: str, present, baselines: Iterable[str] | None = None) -> list[str]:
     """The baselines ``method`` is paired with among the ``present`` methods: ``baselines``, then the
     label it is built on (``at-bsl+awp`` → ``at-bsl``; ``reat+no-tail`` → ``reat``), never itself.
-    ``baselines`` default: the registered ones (:func:`ltbench.report.roles.baselines`)."""
+    ``baselines`` default: the registered ones (:func:`ltbench.method_roles.baselines`)."""
     out = [b for b in (roles.baselines() if baselines is None else baselines) if b in present]
     base = method.split("+", 1)[0]
     if base != method and base in present and base not in out:
@@ -168,7 +168,7 @@ def epoch_times(curves: pd.DataFrame) -> pd.DataFrame:
 
 def cost_table(curves: pd.DataFrame, baseline: str | None = None, done_jobs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per study × dataset × ratio × method: the mean epoch time, and the per-seed ratio to
-    ``baseline``'s epoch time (mean, std, seeds; default :func:`ltbench.report.roles.cost_baseline`).
+    ``baseline``'s epoch time (mean, std, seeds; default :func:`ltbench.method_roles.cost_baseline`).
     Only finished jobs count when ``done_jobs`` (the job table) is given."""
     baseline = roles.cost_baseline() if baseline is None else baseline
     columns = ["study", "dataset", "ratio", "method", "epoch_s", "seeds", "cost_mean", "cost_std"]

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ltbench.attack_names import attack_label
 from ltbench.report.aggregate import fmt_cell
-from ltbench.report import roles
+from ltbench import method_roles as roles
 from ltbench.report.paired import diff_stats, fmt_interval, fmt_stats, resolved_sign, seed_diffs
 
 MAIN_ATTACKS = ("pgd20", "aa")

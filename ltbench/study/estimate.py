@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from ltbench import study_folder as sf
+from ltbench.method_roles import cost_factor
 
 # Images per second of one PGD-10 adversarial-training step, from results/bench (method PGD-AT).
 BENCH_IMAGES_PER_S = {
@@ -92,18 +93,8 @@ def estimate_job(cfg, past: list[dict], epochs_left: Optional[int] = None) -> Es
 
     images = sum(long_tail_counts(N_MAX[cfg.dataset], NUM_CLASSES[cfg.dataset], cfg.ratio, cfg.profile))
     per_image = (cfg.train_attack_steps + 1) / 11 / rate  # K input-gradient passes + one step, as PGD-10's 11
-    per_image *= cost_factor(cfg.method)
+    per_image *= cost_factor(cfg.method)  # the method class's cost_factor (ltbench.method_roles)
     return Estimate(images * per_image * left, "default")
-
-
-def cost_factor(method: str) -> float:
-    """The method's step time relative to PGD-AT's (its class's ``cost_factor``, rounded from
-    ``results/bench``); 1 for a method not registered in this process."""
-    from ltbench.plugins import load_methods
-    from ltbench.registry import METHODS
-
-    load_methods()
-    return float(METHODS.get(method).cost_factor) if method in METHODS else 1.0
 
 
 def typical_job_seconds(root: Path, jobs: list) -> Optional[float]:

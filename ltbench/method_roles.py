@@ -27,6 +27,12 @@ def baselines() -> tuple[str, ...]:
     return tuple(name for _, name in sorted(ranked))
 
 
+def cost_factor(method: str) -> float:
+    """``method``'s step time relative to PGD-AT's; 1 for a method not registered in this process."""
+    cls = _registered().get(method)
+    return float(cls.cost_factor) if cls is not None else 1.0
+
+
 def cost_baseline() -> str | None:
     """The method the training-cost table divides by: the first baseline (None without one)."""
     ranked = baselines()
