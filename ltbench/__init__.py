@@ -3,9 +3,8 @@
 The Python API (:mod:`ltbench.api`) is exported here and imported on first use:
 ``load_study``, ``load_model``, ``evaluate``, ``run``.
 """
-__version__ = "0.1.0"
-
-from ltbench.registry import register_dataset, register_method, register_model  # noqa: E402
+from ltbench.version import __version__
+from ltbench.registry import register_dataset, register_method, register_model
 
 _API = ("load_study", "load_model", "evaluate", "run", "model_from_factory")
 

@@ -27,7 +27,7 @@ import pandas as pd
 from torch import nn
 
 from ltbench.models.factory import model_from_factory  # noqa: F401 (part of the API)
-from ltbench.report.aggregate import GROUPS
+from ltbench.groups import GROUPS
 
 
 # ------------------------------------------------------------------------------------------------
@@ -186,46 +186,46 @@ def run(preset: Optional[str] = None, *, methods: Optional[Sequence[str]] = None
 
     ``options`` are the command line's long options with ``_`` for ``-`` (``epochs=10``,
     ``batch_size=64``, ``workers=2``, ``set=["reat.tail_weight=0.5"]``, ``attacks=["clean", "pgd20"]``,
-    ``retry_failed=True``); lists become repeated values, ``True`` a bare flag. An unknown keyword is a
+    ``retry_failed=True``); a list gives several values, ``True`` sets a flag. An unknown keyword is a
     ``TypeError`` and a value of the wrong type or outside an option's choices a ``TypeError`` /
     ``ValueError`` naming the argument, raised before anything runs (never argparse's usage and exit).
+    The arguments become the options :func:`ltbench.study.run.run_study` takes, as ``ltbench run``'s
+    would, and that one call runs the study.
     """
-    from ltbench.cli import main
+    from ltbench.cli import run_command
+    from ltbench.study.grid import study_spec
+    from ltbench.study.run import run_study
 
     flags = run_flags()
-    argv = ["run"]
-    if preset is not None:
-        argv += ["--preset", str(preset)]
-    for key, values in (("methods", methods), ("datasets", datasets), ("ratios", ratios), ("seeds", seeds)):
-        if values is not None:
-            argv += [f"--{key}", *flag_values(key, values, flags[f"--{key}"])]
-    if out is not None:
-        argv += ["--out", str(out)]
-    if quiet:
-        argv.append("--quiet")
-    for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
-        action = flags.get(flag)
+    given = {"preset": None if preset is None else str(preset), "out": None if out is None else str(out),
+             "quiet": bool(quiet)}
+    grid = {"methods": methods, "datasets": datasets, "ratios": ratios, "seeds": seeds}
+    for key, value in [*grid.items(), *options.items()]:
+        action = flags.get("--" + key.replace("_", "-"))
         if action is None:
-            raise TypeError(f"run() got an unexpected keyword argument {key!r} (no option {flag} in `ltbench run`)")
-        if action.nargs == 0:  # a bare flag
-            if not isinstance(value, bool) and value is not None:
-                raise TypeError(f"run(): {key} is a flag: give True or False, got {value!r}")
-            if value:
-                argv.append(flag)
-        elif value is not None:
-            items = flag_values(key, value, action)
-            if isinstance(action, argparse._AppendAction):  # --set A --set B
-                for item in items:
-                    argv += [flag, item]
-            else:
-                argv += [flag, *items]
-    return main(argv)
+            raise TypeError(f"run() got an unexpected keyword argument {key!r} (no option "
+                            f"--{key.replace('_', '-')} in `ltbench run`)")
+        if value is not None:
+            given[action.dest] = option_value(key, value, action)
+    args = argparse.Namespace(**{**{a.dest: a.default for a in flags.values()}, **given})
+    return run_command("run", lambda: run_study(study_spec(args), args))
+
+
+def option_value(key: str, value, action: argparse.Action):
+    """``value`` for the option ``action``, as argparse would store it from the command line:
+    checked (:func:`flag_values`) and converted to the option's type; a flag's constant."""
+    if action.nargs == 0:  # a bare flag
+        if not isinstance(value, bool):
+            raise TypeError(f"run(): {key} is a flag: give True or False, got {value!r}")
+        return action.const if value else action.default
+    items = [action.type(v) if action.type is not None else v for v in flag_values(key, value, action)]
+    many = action.nargs in ("+", "*") or isinstance(action, argparse._AppendAction)
+    return items if many else items[0]
 
 
 def run_flags() -> dict[str, argparse.Action]:
     """``ltbench run``'s options: flag → its argparse action (its type, number of values, choices)."""
-    from ltbench.runner.cli import add_arguments
+    from ltbench.study.cli import add_arguments
 
     parser = argparse.ArgumentParser(add_help=False)
     add_arguments(parser)

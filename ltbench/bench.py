@@ -130,7 +130,7 @@ def tail_loss_loop(tail_loss, features: torch.Tensor, labels: torch.Tensor) -> t
 def reat_tail_loss(class_counts: torch.Tensor, device: torch.device):
     """The TAIL loss of the registered REAT method (per pair, as the paper), built by REAT itself;
     None when no method ``reat`` is registered."""
-    from ltbench.method import build_method
+    from ltbench.method_factory import build_method
     from ltbench.registry import METHODS
 
     if "reat" not in METHODS:
@@ -232,7 +232,8 @@ def build_rows(args, device: torch.device) -> tuple[list[Row], dict]:
     from ltbench.attacks.base import attack_mode, autocast_for
     from ltbench.data import DeviceAugment, get_dataset, long_tail_counts
     from ltbench.engine.train import EpochAccumulator, attach_auxiliary_copy, compile_model, prepare_batch, train_step
-    from ltbench.method import BatchContext, build_method, parse_overrides
+    from ltbench.method import BatchContext, parse_overrides
+    from ltbench.method_factory import build_method
     from ltbench.modifier import parse_spec
     from ltbench.models import build_model
     from ltbench.plugins import load_all
@@ -268,7 +269,7 @@ def build_rows(args, device: torch.device) -> tuple[list[Row], dict]:
         idx = torch.randint(0, pool, (B,), generator=idx_gen, device=device)
         return prepare_batch(x_u8, y_all, idx, augment, aug_gen, device)
 
-    from ltbench.runner.cli import parse_sets
+    from ltbench.study.grid import parse_sets
 
     method_params, model_params = parse_sets(args.set)
     if method_params:

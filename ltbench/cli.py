@@ -21,13 +21,13 @@ from ltbench.errors import CannotWrite, LtbenchError, Terminated
 ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EBUSY}
 
 COMMANDS = {
-    "run": ("ltbench.runner.cli", "train and evaluate a grid of methods × datasets × ratios × seeds"),
+    "run": ("ltbench.study.cli", "train and evaluate a grid of methods × datasets × ratios × seeds"),
     "list": ("ltbench.cli_list", "list registered methods, datasets, models or presets"),
 }
 # Sub-commands added by later modules register here if importable.
 OPTIONAL_COMMANDS = {
     "eval": ("ltbench.engine.eval_cli", "evaluate a saved checkpoint under attacks"),
-    "status": ("ltbench.runner.status", "show which jobs of a study are done, running, failed or pending"),
+    "status": ("ltbench.study.status", "show which jobs of a study are done, running, failed or pending"),
     "report": ("ltbench.report.cli", "aggregate a study into tables, plots and an HTML report"),
     "bench": ("ltbench.bench", "measure training speed ratios on this device"),
 }
@@ -70,19 +70,27 @@ def main(argv: list[str] | None = None) -> int:
     parser, modules = build_parser()
     args = parser.parse_args(argv)
     if args.version:
-        from ltbench import __version__
+        from ltbench.version import __version__
 
         print(f"ltbench {__version__}")
         return 0
     if not args.command:
         parser.print_help()
         return 2
+    return run_command(args.command, lambda: modules[args.command].main(args))
+
+
+def run_command(command: str, call) -> int:
+    """``call()``'s exit status, with the command line's handling of what it raises: a
+    :class:`~ltbench.errors.LtbenchError` is one line on stderr and its exit status, Ctrl-C 130,
+    SIGTERM 143, a closed pipe 141, a refused write (:data:`ENVIRONMENT_ERRNOS`) one line and 1.
+    :func:`ltbench.run` returns through it too."""
     try:
-        code = int(modules[args.command].main(args) or 0)
+        code = int(call() or 0)
         sys.stdout.flush()  # a reader gone by now is a closed pipe too, not an error at exit
         return code
     except LtbenchError as exc:
-        print(f"ltbench {args.command}: error: {exc}", file=sys.stderr)
+        print(f"ltbench {command}: error: {exc}", file=sys.stderr)
         return exc.exit_status
     except Terminated:
         print("terminated", file=sys.stderr)
@@ -95,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.filename is None or exc.errno not in ENVIRONMENT_ERRNOS:
             raise
-        print(f"ltbench {args.command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        print(f"ltbench {command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
         return CannotWrite.exit_status
 
 

@@ -127,7 +127,7 @@ class JobConfig:
 
         Called for every job of a grid before the study folder is created; the values a registry
         entry decides (model and method parameters, attack names) are checked by
-        :func:`ltbench.validation.check_jobs`."""
+        :func:`ltbench.study.checks.check_jobs`."""
         for key in ("method", "dataset", "model", "profile", "device"):
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise LtbenchError(f"{key} must be a non-empty string, got {getattr(self, key)!r}")
@@ -295,3 +295,60 @@ def differing_settings(configs: list[dict]) -> list[str]:
     settings = [job_settings(c) for c in configs]
     keys = sorted(set.intersection(*(set(s) for s in settings))) if settings else []
     return [k for k in keys if any(s.get(k) != settings[0].get(k) for s in settings[1:])]
+
+
+# --- parameter values from the command line or a preset ---------------------------------------
+
+
+_GUESS = object()  # coerce_value without a default: the value's own type
+
+
+def coerce_value(raw: Any, default: Any = _GUESS, name: str = "") -> Any:
+    """A parameter value from the command line or a preset, the one coercion of ltbench.
+
+    A string becomes the type of ``default`` (bool accepts true/false/1/0/yes/no; ``None`` tries
+    a float, else keeps the string); without a default, an int, else a float, else the string.
+    A non-string (a preset's TOML value) is returned as is once its type fits ``default``."""
+    if default is _GUESS:
+        if not isinstance(raw, str):
+            return raw
+        for cast in (int, float):
+            try:
+                return cast(raw)
+            except ValueError:
+                pass
+        return raw
+    if not isinstance(raw, str):
+        check_type(name, raw, default)  # a preset's TOML value: its type must fit
+        return raw
+    try:
+        if isinstance(default, bool):
+            low = raw.lower()
+            if low not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(raw)
+            return low in ("true", "1", "yes")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if default is None:
+            try:
+                return float(raw)
+            except ValueError:
+                return raw
+        return type(default)(raw)
+    except ValueError:
+        raise LtbenchError(f"{name}={raw!r} is not a valid {type(default).__name__}") from None
+
+
+def check_type(name: str, value: Any, default: Any) -> None:
+    """A method parameter given as a value (a preset's TOML), not a string: its type must fit the default's."""
+    if default is None or isinstance(value, str) and not isinstance(default, str):
+        return
+    ok = (isinstance(value, bool) if isinstance(default, bool)
+          else isinstance(value, int) and not isinstance(value, bool) if isinstance(default, int)
+          else isinstance(value, (int, float)) and not isinstance(value, bool) if isinstance(default, float)
+          else isinstance(value, str) if isinstance(default, str)
+          else True)
+    if not ok:
+        raise LtbenchError(f"{name}={value!r} is not a valid {type(default).__name__}")

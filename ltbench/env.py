@@ -40,10 +40,10 @@ def code_version() -> dict:
     ``dirty`` looks at the code only (``ltbench/``, ``methods/``, ``pyproject.toml``): a study run
     from a checkout changes its own ``results/`` (``study.json``, committed job folders), which
     says nothing about the code that computed the numbers."""
-    import ltbench
+    from ltbench.version import __version__
 
-    root = Path(ltbench.__file__).resolve().parent.parent
-    out = {"ltbench": ltbench.__version__, "commit": None, "dirty": None}
+    root = Path(__file__).resolve().parent.parent
+    out = {"ltbench": __version__, "commit": None, "dirty": None}
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 timeout=5)

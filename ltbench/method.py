@@ -31,10 +31,15 @@ these hooks: ``reat +robustlt`` is REAT with RobustLT's budgets, ``at-bsl +awp``
 
 Hyper-parameters are a dataclass ``Config`` nested in the class, with the paper's defaults.
 Variants and ablations are boolean fields of that dataclass (``reat.tail=false``), or a registered
-subclass (``reat-official``); :func:`parse_method_spec` turns ``"reat --no-tail"`` into those.
+subclass (``reat-official``); :func:`ltbench.modifier.parse_spec` turns ``"reat --no-tail"`` into those.
 
-The loss pieces several methods share (effective-number weights, Balanced Softmax, the row-wise KL
-of TRADES/MART, TRADES' small Gaussian start) live at the end of this module.
+What the report and the time estimate need to know of a method are class attributes too:
+``cost_factor`` (its training cost per image relative to PGD-AT), ``paired_baseline`` (the
+baselines the report pairs every method with) and ``side_by_side`` (a registered method shown
+beside it in the report).
+
+The loss pieces several methods share live in :mod:`ltbench.losses`; a job's method is built
+(discovery, Config, modifiers) by :func:`ltbench.method_factory.build_method`.
 """
 from __future__ import annotations
 
@@ -48,7 +53,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ltbench.attacks.pgd import Budget, uniform_start
+from ltbench.config import coerce_value
 from ltbench.errors import LtbenchError
+from ltbench.losses import kl_rows, small_normal_start
+from ltbench.registry import METHODS
 
 
 @dataclass
@@ -134,6 +142,18 @@ class Method:
     # A modifier's settings for this method where its authors set them apart (modifier name → fields),
     # e.g. TRADES-AWP's γ and warm-up; --set and inline flags override them.
     modifier_defaults: dict = {}
+    # What the benchmark around a method needs to know of it (a subclass registered under another
+    # name inherits these, and says so where it differs):
+    # its training step time relative to PGD-AT's (rounded from results/bench, where the CPU and the
+    # H100 agree within ~0.1), for the time estimate of a job no timing of its study predicts yet
+    # (ltbench.study.estimate);
+    cost_factor: float = 1.0
+    # a baseline: the report pairs every method with each registered baseline present, in the order
+    # of this rank, lowest first (ltbench.method_roles); None: not a baseline;
+    baseline_rank: Optional[int] = None
+    # a registered method the report shows beside this one, this one first (REAT as written and as
+    # its authors coded it); None: none.
+    side_by_side: Optional[str] = None
 
     def __init__(self, config: Any, num_classes: int, class_counts: torch.Tensor):
         self.config = config
@@ -302,143 +322,30 @@ def parse_overrides(method: str, config_cls: type, overrides: dict[str, Any]) ->
         config = config_cls(**kwargs)
     except (TypeError, ValueError) as exc:  # a Config's own __post_init__ check
         raise LtbenchError(f"{method}: {exc}") from None
-    from ltbench.validation import check_method_config
-
     check_method_config(method, config, kwargs)
     return config
 
 
-_GUESS = object()  # coerce_value without a default: the value's own type
+def check_method_config(method: str, config: Any, overridden: dict) -> None:
+    """Overridden float values must be finite; then the Config's own ``validate()`` hook, if any."""
+    for key, value in overridden.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise LtbenchError(f"{method}.{key} must be a finite number, got {value}")
+    hook = getattr(config, "validate", None)
+    if callable(hook):
+        try:
+            hook()
+        except LtbenchError as exc:
+            raise LtbenchError(f"{method}: {exc}") from None
+        except (ValueError, TypeError) as exc:
+            raise LtbenchError(f"{method}: {exc}") from None
 
 
-def coerce_value(raw: Any, default: Any = _GUESS, name: str = "") -> Any:
-    """A parameter value from the command line or a preset, the one coercion of ltbench.
+def instantiate(name: str, overrides: dict[str, Any], num_classes: int, class_counts: torch.Tensor) -> Method:
+    """The registered method ``name`` with its Config built from ``overrides`` (type-checked).
 
-    A string becomes the type of ``default`` (bool accepts true/false/1/0/yes/no; ``None`` tries
-    a float, else keeps the string); without a default, an int, else a float, else the string.
-    A non-string (a preset's TOML value) is returned as is once its type fits ``default``."""
-    if default is _GUESS:
-        if not isinstance(raw, str):
-            return raw
-        for cast in (int, float):
-            try:
-                return cast(raw)
-            except ValueError:
-                pass
-        return raw
-    if not isinstance(raw, str):
-        from ltbench.validation import check_type
-
-        check_type(name, raw, default)  # a preset's TOML value: its type must fit
-        return raw
-    try:
-        if isinstance(default, bool):
-            low = raw.lower()
-            if low not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(raw)
-            return low in ("true", "1", "yes")
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-        if default is None:
-            try:
-                return float(raw)
-            except ValueError:
-                return raw
-        return type(default)(raw)
-    except ValueError:
-        raise LtbenchError(f"{name}={raw!r} is not a valid {type(default).__name__}") from None
-
-
-def build_method(name: str, overrides: dict[str, Any], num_classes: int, class_counts: torch.Tensor,
-                 modifiers: Optional[dict[str, dict]] = None) -> Method:
-    """Instantiate a registered method with its Config built from ``overrides``, wrapped by the
-    registered ``modifiers`` (name → overrides, in order; :mod:`ltbench.modifier`)."""
-    from ltbench.plugins import load_methods
-    from ltbench.registry import METHODS
-
-    load_methods()
+    The method must be registered already (its module imported); a job's method is built, with
+    discovery and modifiers, by :func:`ltbench.method_factory.build_method`. A method that trains
+    another one (SD-LT's teacher) builds it with this."""
     cls = METHODS.get(name)
-    config = parse_overrides(name, cls.Config, overrides)
-    method = cls(config, num_classes, class_counts)
-    if modifiers:
-        from ltbench.modifier import wrap_modifiers
-
-        method = wrap_modifiers(method, modifiers)
-    return method
-
-
-def parse_method_spec(spec: str) -> tuple[str, dict[str, str]]:
-    """Split ``"reat --no-tail --tail_weight=0.5"`` into ``("reat", {"tail": "false", "tail_weight": "0.5"})``.
-
-    ``--no-X`` sets the boolean field ``X`` to false, ``--X`` sets it to true, ``--X=V`` sets ``X``
-    to ``V``; dashes in ``X`` become underscores. The values stay strings, for
-    :func:`parse_overrides` to type-check against the method's ``Config``.
-    """
-    parts = spec.split()
-    if not parts:
-        raise LtbenchError("empty method name")
-    name, overrides = parts[0], {}
-    for flag in parts[1:]:
-        if not flag.startswith("--") or len(flag) < 3:
-            raise LtbenchError(f"method flag {flag!r} in {spec!r} should look like --no-KEY, --KEY or --KEY=VALUE")
-        key, sep, value = flag[2:].partition("=")
-        if not sep:
-            key, value = (key[3:], "false") if key.startswith("no-") else (key, "true")
-        overrides[key.replace("-", "_")] = value
-    return name, overrides
-
-
-# --- loss pieces shared by several methods ----------------------------------------------
-
-
-def small_normal_start(x: torch.Tensor, std: float = 0.001) -> torch.Tensor:
-    """δ₀ = std · N(0, I): the start of TRADES' Algorithm 1 (Zhang et al. 2019), reused by its successors."""
-    return torch.randn_like(x).mul_(std)
-
-
-def effective_number(n: torch.Tensor, one_minus_beta: torch.Tensor | float) -> torch.Tensor:
-    """Effective number of samples (Cui et al., CVPR 2019, Sec. 3): E_n = (1 − βⁿ) / (1 − β), elementwise.
-
-    Takes 1 − β (not β) so that β close to 1 keeps its precision; computed as
-    −expm1(n · log1p(−(1 − β))) / (1 − β). E_0 = 0 for every β, and β = 0 gives E_n = 1 for n ≥ 1.
-    """
-    n = n.float()
-    omb = torch.as_tensor(one_minus_beta, dtype=torch.float32, device=n.device)
-    safe_n = torch.where(n > 0, n, torch.ones_like(n))  # 0 · log(0) would be NaN where β = 0
-    e = -torch.expm1(safe_n * torch.log1p(-omb)) / omb
-    return torch.where(n > 0, e, torch.zeros_like(e))
-
-
-def class_balanced_weights(class_counts: torch.Tensor, beta: float) -> torch.Tensor:
-    """Class-balanced weights (Cui et al., CVPR 2019, Sec. 4): w_i ∝ 1 / E_{N_i} with one β, Σ w_i = C."""
-    if not 0.0 <= beta < 1.0:
-        raise LtbenchError(f"class-balanced beta must be in [0, 1), got {beta}")
-    counts = class_counts.float().clamp_min(1.0)
-    w = 1.0 / effective_number(counts, 1.0 - beta)
-    return w * (counts.numel() / w.sum())
-
-
-def logit_adjustment(class_counts: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
-    """τ·log N_i, the shift Balanced Softmax adds to the logits (counts below 1 are taken as 1).
-    Methods compute it once per job, so the training step does not repeat these operations."""
-    return tau * class_counts.float().clamp_min(1.0).log()
-
-
-def balanced_softmax_ce(logits: torch.Tensor, y: torch.Tensor, adjustment: torch.Tensor,
-                        reduction: str = "mean") -> torch.Tensor:
-    """Balanced Softmax cross-entropy (Ren et al., "Balanced Meta-Softmax", NeurIPS 2020): CE(z + τ·log N, y),
-    with ``adjustment`` = :func:`logit_adjustment` (N, τ).
-
-    τ = 1 is Balanced Softmax (log N_i and the log prior differ by a constant, which the softmax
-    ignores); other τ give Menon et al.'s logit-adjusted loss.
-    """
-    return F.cross_entropy(logits.float() + adjustment, y, reduction=reduction)
-
-
-def kl_rows(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
-    """KL(softmax(logits_p) ‖ softmax(logits_q)) per row: the TRADES/MART robustness term."""
-    log_p = F.log_softmax(logits_p.float(), dim=1)
-    log_q = F.log_softmax(logits_q.float(), dim=1)
-    return (log_p.exp() * (log_p - log_q)).sum(1)
+    return cls(parse_overrides(name, cls.Config, overrides), num_classes, class_counts)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from ltbench.errors import LtbenchError
-from ltbench.method import Method, NoConfig, parse_overrides
+from ltbench.method import Method, NoConfig
 
 STATE_PREFIX = "+"  # a modifier's own state keys in the checkpoint: "+NAME.KEY"
 
@@ -98,23 +98,6 @@ class Modifier(Method):
                 setattr(self, k, v.to(device))
         self.class_counts = self.inner.class_counts
         return self
-
-
-def wrap_modifiers(method: Method, modifiers: dict[str, dict]) -> Method:
-    """``method`` wrapped by each registered modifier of ``modifiers`` (name → overrides), in order.
-
-    A method may carry its authors' settings for a modifier in ``modifier_defaults`` (TRADES:
-    ``{"awp": {"gamma": 0.005, "warmup": 9}}``, as TRADES-AWP was run); overrides win over them."""
-    from ltbench.plugins import load_methods
-    from ltbench.registry import MODIFIERS
-
-    load_methods()
-    defaults = getattr(method, "modifier_defaults", {})
-    for name, overrides in (modifiers or {}).items():
-        cls = MODIFIERS.get(name)
-        params = {**defaults.get(name, {}), **(overrides or {})}
-        method = cls(parse_overrides(name, cls.Config, params), method)
-    return method
 
 
 @dataclass

@@ -24,7 +24,8 @@ Departures from the authors' code (NISPLab/AT-BSL, ``train_at_bsl_cifar10.py``):
 """
 from dataclasses import dataclass
 
-from ltbench.method import Method, balanced_softmax_ce, logit_adjustment, small_normal_start
+from ltbench.method import Method
+from ltbench.losses import balanced_softmax_ce, logit_adjustment, small_normal_start
 from ltbench.registry import register_method
 
 
@@ -42,6 +43,7 @@ class ATBSL(Method):
     """AT-BSL (Yue et al., CVPR 2024): PGD with CE, Balanced Softmax outer loss."""
 
     Config = ATBSLConfig
+    baseline_rank = 1  # and with AT-BSL, the long-tailed baseline
 
     def __init__(self, config, num_classes, class_counts):
         super().__init__(config, num_classes, class_counts)

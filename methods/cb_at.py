@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from ltbench.method import Method, class_balanced_weights
+from ltbench.method import Method
+from ltbench.losses import class_balanced_weights
 from ltbench.registry import register_method
 
 
@@ -27,7 +28,7 @@ class CBATConfig:
     beta: float = 0.9999
 
     def validate(self) -> None:
-        """Checked before a study is written (``ltbench.validation``): E_n needs 0 ≤ β < 1."""
+        """Checked before a study is written (``ltbench.method.check_method_config``): E_n needs 0 ≤ β < 1."""
         if not 0.0 <= self.beta < 1.0:
             raise ValueError(f"beta must be in [0, 1), got {self.beta}")
 

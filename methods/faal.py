@@ -47,7 +47,8 @@ import torch
 import torch.nn.functional as F
 
 from ltbench.errors import LtbenchError
-from ltbench.method import TradesOrPgdAttack, kl_rows
+from ltbench.method import TradesOrPgdAttack
+from ltbench.losses import kl_rows
 from ltbench.registry import register_method
 
 LOG_S = (math.log(1e-6), math.log(1e6))  # the search bracket of log s, relative to the spread of a

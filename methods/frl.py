@@ -52,7 +52,8 @@ import torch
 import torch.nn.functional as F
 
 from ltbench.errors import LtbenchError
-from ltbench.method import epoch_field, kl_rows
+from ltbench.method import epoch_field
+from ltbench.losses import kl_rows
 from ltbench.registry import register_method
 from methods.trades import TRADES, TRADESConfig
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ltbench.method import Method, kl_rows, small_normal_start
+from ltbench.method import Method
+from ltbench.losses import kl_rows, small_normal_start
 from ltbench.registry import register_method
 
 
@@ -42,6 +43,7 @@ class MART(Method):
     """MART (Wang et al., ICLR 2020): boosted CE on AEs + λ·KL weighted by 1 − p_y(clean)."""
 
     Config = MARTConfig
+    cost_factor = 1.15
 
     def attack_start(self, x, ctx):
         return small_normal_start(x, self.config.start_std)

@@ -12,3 +12,5 @@ from ltbench.registry import register_method
 @register_method("pgd-at")
 class PGDAT(Method):
     """PGD-AT (Madry et al. 2018): cross-entropy on PGD adversarial examples."""
+
+    baseline_rank = 0  # every method is paired with PGD-AT first

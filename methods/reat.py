@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ltbench.method import Method, balanced_softmax_ce, effective_number, logit_adjustment
+from ltbench.method import Method
+from ltbench.losses import balanced_softmax_ce, effective_number, logit_adjustment
 from ltbench.registry import register_method
 
 
@@ -177,6 +178,8 @@ class REAT(Method):
     """REAT (Li, Xu, Zhang 2023): RBL inner loss, Balanced Softmax + λ·TAIL outer loss (TAIL per pair)."""
 
     Config = REATConfig
+    cost_factor = 1.03  # the TAIL term over the batch's tail anchors
+    side_by_side = "reat-official"  # the report shows REAT as written beside REAT as its authors coded it
 
     def __init__(self, config, num_classes, class_counts):
         super().__init__(config, num_classes, class_counts)
@@ -224,6 +227,9 @@ class REAT(Method):
 @register_method("reat-official")
 class REATOfficial(REAT):
     """REAT as the authors' public code computes TAIL: each anchor's KL averaged before weighting."""
+
+    cost_factor = 1.1
+    side_by_side = None  # shown beside REAT (REAT.side_by_side)
 
     @dataclass
     class Config(REATConfig):

@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ltbench.errors import LtbenchError
-from ltbench.method import Method, kl_rows
+from ltbench.method import Method
+from ltbench.losses import kl_rows
 from ltbench.registry import register_method
 
 
@@ -86,7 +87,7 @@ class RoBalConfig:
     trades_beta: float = 6.0
 
     def validate(self) -> None:
-        """Checked before a study is written (``ltbench.validation``): the cosine scale s > 0."""
+        """Checked before a study is written (``ltbench.method.check_method_config``): the cosine scale s > 0."""
         if not self.scale > 0:
             raise ValueError(f"scale must be positive, got {self.scale}")
 
@@ -96,6 +97,7 @@ class RoBal(Method):
     """RoBal (Wu et al., CVPR 2021): cosine classifier, class-aware margin, boundary adjustment at inference."""
 
     Config = RoBalConfig
+    cost_factor = 1.2
 
     def __init__(self, config, num_classes, class_counts):
         super().__init__(config, num_classes, class_counts)

@@ -48,7 +48,8 @@ from dataclasses import dataclass
 import torch
 
 from ltbench.errors import LtbenchError
-from ltbench.method import AuxiliaryTraining, balanced_softmax_ce, build_method, kl_rows
+from ltbench.method import AuxiliaryTraining, instantiate
+from ltbench.losses import balanced_softmax_ce, kl_rows
 from ltbench.registry import METHODS, register_method
 from methods.at_bsl import ATBSL, ATBSLConfig
 
@@ -83,6 +84,7 @@ class SDLT(ATBSL):
     """SD-LT (Cho et al., ICLR 2025): AT-BSL distilling a frozen self-teacher adversarially trained on a balanced subset."""
 
     Config = SDLTConfig
+    baseline_rank = None  # built on AT-BSL, but no baseline itself
 
     def __init__(self, config, num_classes, class_counts):
         if issubclass(METHODS.get(config.teacher), SDLT):
@@ -90,7 +92,7 @@ class SDLT(ATBSL):
         super().__init__(config, num_classes, class_counts)
         self.n_per_class = balanced_size(self.class_counts, config.gamma)
         # the teacher's method sees the balanced counts: n_B in every class that has images
-        self.teacher_method = build_method(config.teacher, {}, num_classes,
+        self.teacher_method = instantiate(config.teacher, {}, num_classes,
                                            torch.where(self.class_counts > 0, float(self.n_per_class), 0.0))
         self.teacher = None  # the engine attaches it (Method.attach_auxiliary_model)
 

@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 
 from ltbench.errors import LtbenchError
-from ltbench.method import Method, small_normal_start
+from ltbench.method import Method
+from ltbench.losses import small_normal_start
 from ltbench.registry import register_method
 
 ABSENT = ("zero", "present")

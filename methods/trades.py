@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from ltbench.method import Method, kl_rows, small_normal_start
+from ltbench.method import Method
+from ltbench.losses import kl_rows, small_normal_start
 from ltbench.registry import register_method
 
 
@@ -41,6 +42,7 @@ class TRADES(Method):
     """TRADES (Zhang et al., ICML 2019): CE(clean) + β·KL(clean ‖ adversarial), KL ascended by PGD."""
 
     Config = TRADESConfig
+    cost_factor = 1.2  # the clean forward pass of the KL term
     # TRADES-AWP as Wu et al. (NeurIPS 2020) ran it: γ = 0.005, AWP from epoch 10 (1-based) on.
     modifier_defaults = {"awp": {"gamma": 0.005, "warmup": 9}}
 

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from ltbench.errors import LtbenchError
-from ltbench.method import kl_rows
+from ltbench.losses import kl_rows
 from ltbench.registry import register_method
 from methods.trades import TRADES, TRADESConfig
 

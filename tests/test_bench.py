@@ -119,7 +119,8 @@ def test_train_step_makes_no_host_sync_it_could_avoid():
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     from ltbench.engine.train import EpochAccumulator, train_step
-    from ltbench.method import BatchContext, build_method
+    from ltbench.method import BatchContext
+    from ltbench.method_factory import build_method
     from ltbench.models import build_model
 
     dev = torch.device("cuda")

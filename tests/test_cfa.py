@@ -11,7 +11,8 @@ import torch
 from ltbench.engine.train import EVAL_WEIGHTS, Trainer, load_job_weights, run_job, train_step
 from ltbench.engine.validation import ValidationStats
 from ltbench.errors import LtbenchError
-from ltbench.method import BatchContext, EpochStats, build_method
+from ltbench.method import BatchContext, EpochStats
+from ltbench.method_factory import build_method
 from methods.cfa import worst_class
 from test_methods import C, COUNTS, _batch, _model_for, _states_equal, no_host_reads, straight_and_resumed, tiny_job
 

@@ -84,7 +84,7 @@ def test_list_commands(capsys):
 
 
 def test_ablations_are_method_flags_with_their_own_job_folders():
-    from ltbench.runner.cli import build_jobs
+    from ltbench.study.grid import build_jobs
 
     spec = {"methods": ["reat", "reat --no-tail", "reat --no-rbl --no-bsl"], "datasets": ["fmnist"],
             "ratios": [0.01], "seeds": [0], "method_params": {"reat": {"tail_weight": "0.5"}}}
@@ -99,7 +99,7 @@ def test_ablations_are_method_flags_with_their_own_job_folders():
 def test_new_jobs_take_todays_defaults_not_the_meaning_of_old_config_files():
     """A job built from a preset or flags scales epoch schedules and selects on the validation split
     (today's defaults); only a stored config.json without those fields reads as the old meaning."""
-    from ltbench.runner.cli import build_jobs
+    from ltbench.study.grid import build_jobs
 
     spec = {"methods": ["cfa"], "datasets": ["fmnist"], "ratios": [0.01], "seeds": [0], "method_params": {}}
     (job,) = build_jobs(spec)

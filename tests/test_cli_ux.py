@@ -179,7 +179,8 @@ def test_list_methods_verbose_shows_parameters(capsys):
 # --- config files and the dry run -----------------------------------------------------------------------
 
 def test_config_file_flags_override_and_errors(tmp_path, capsys):
-    from ltbench.runner.cli import add_arguments, study_spec
+    from ltbench.study.cli import add_arguments
+    from ltbench.study.grid import study_spec
     import argparse
 
     cfg = tmp_path / "my.toml"
@@ -191,7 +192,7 @@ def test_config_file_flags_override_and_errors(tmp_path, capsys):
         assert spec["methods"] == ["pgd-at", "trades"] and spec["seeds"] == [0, 1]
         assert spec["epochs"] == 4  # the flag wins over the file
         assert spec["eval_attacks"] == ["clean", "pgd20"] and spec["out"] == "results/demo"  # from the preset
-    from ltbench.runner.cli import build_jobs
+    from ltbench.study.grid import build_jobs
 
     # the optimiser flags reach every job's configuration
     spec = study_spec(parser.parse_args(["--config", str(cfg), "--lr", "0.7", "--weight-decay", "7e-5"]))
@@ -215,7 +216,7 @@ def test_dry_run_lists_and_estimates_and_writes_nothing(tmp_path, capsys, tiny_f
     assert not out.exists()
     assert "2 to run, 0 to skip" in text and "pgd-at__fmnist__r0.2__s1" in text and "~" in text
     # a finished job is skipped, and its timings estimate the other
-    from ltbench.runner.cli import build_jobs, study_spec
+    from ltbench.study.grid import build_jobs, study_spec
 
     parsed = build_parser()[0].parse_args(args)
     first = build_jobs(study_spec(parsed))[0]

@@ -10,7 +10,9 @@ import torch
 
 from ltbench.engine.train import adversarial_examples, train_step
 from ltbench.errors import LtbenchError
-from ltbench.method import BatchContext, EpochStats, build_method, kl_rows
+from ltbench.method import BatchContext, EpochStats
+from ltbench.losses import kl_rows
+from ltbench.method_factory import build_method
 from methods.dafa import warmup_epochs
 from oracles import dafa_weights_loop
 from test_methods import C, COUNTS, _batch, _model_for, _states_equal, no_host_reads, straight_and_resumed, tiny_job

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from ltbench.errors import LtbenchError
-from ltbench.method import BatchContext, build_method
+from ltbench.method import BatchContext
+from ltbench.method_factory import build_method
 from methods.faal import class_weights, softmax_margins
 from oracles import faal_weights_reference
 from test_methods import C, COUNTS, _model_for, _states_equal, straight_and_resumed, tiny_job

@@ -38,8 +38,8 @@ def data(tmp_path_factory, one_thread):
 
 
 def make_study(root: Path):
-    from ltbench.runner.cli import build_jobs
-    from ltbench.runner.study import Study
+    from ltbench.study.grid import build_jobs
+    from ltbench.study.study import Study
 
     jobs = build_jobs(json.loads(json.dumps(SPEC)))
     return Study.prepare(root, SPEC, jobs), jobs[0]
@@ -47,7 +47,7 @@ def make_study(root: Path):
 
 def execute(study_root: Path, retry: bool = False) -> dict:
     from ltbench.runner.job import execute_job
-    from ltbench.runner.study import Study
+    from ltbench.study.study import Study
 
     study = Study.open(study_root)
     return execute_job(study.job_dir(JOB), study.job_config(JOB), retry_failed=retry)
@@ -106,7 +106,8 @@ def _point_id(p) -> str:
 
 @pytest.mark.parametrize("target,when,nth,status", KILL_POINTS, ids=[_point_id(p) for p in KILL_POINTS])
 def test_kill_at_any_point_then_rerun_matches_uninterrupted_run(reference, tmp_path, target, when, nth, status):
-    from ltbench.runner.study import Study, job_status
+    from ltbench.study.job_state import job_status
+    from ltbench.study.study import Study
 
     ref_root, ref = reference
     root = tmp_path / "study"
@@ -155,7 +156,8 @@ HOW = ["truncated", "zero-filled", "garbage"]
 @pytest.mark.parametrize("name", FILES)
 def test_damaged_file_is_never_taken_as_valid(reference, unfinished, tmp_path, capsys, name, how):
     from ltbench.report.aggregate import build_tables, load_study
-    from ltbench.runner.study import Study, job_status
+    from ltbench.study.job_state import job_status
+    from ltbench.study.study import Study
 
     ref_root, ref = reference
     root = tmp_path / "study"
@@ -211,8 +213,8 @@ def test_run_redoes_a_job_whose_result_is_damaged(reference, tmp_path, capsys):
 
 def test_damaged_selected_epoch_weights_make_the_job_start_over(data, tmp_path):
     """best.pt (``--select-best``) is a resume file too: damaged, the job starts over, same numbers."""
-    from ltbench.runner.cli import build_jobs
-    from ltbench.runner.study import Study
+    from ltbench.study.grid import build_jobs
+    from ltbench.study.study import Study
 
     spec = {**SPEC, "select_best": "pgd2", "select_n_per_class": 2}
     ref, root = tmp_path / "ref", tmp_path / "study"
@@ -412,7 +414,7 @@ def plugin_folder(tmp_path: Path, *files: tuple[str, str]) -> tuple[Path, str]:
 
 
 def test_job_folders_stay_inside_the_study(isolated_registry, tmp_path):
-    from ltbench.runner.cli import build_jobs
+    from ltbench.study.grid import build_jobs
 
     plugins, uid = plugin_folder(tmp_path, ("tag", TAG_PLUGIN))
     spec = {"methods": [f"tag-at-{uid} --tag=../../../escaped", f"tag-at-{uid} --tag={'y' * 300}",
@@ -477,9 +479,9 @@ def test_a_plugin_file_that_fails_to_load_registers_nothing(isolated_registry, t
 
 
 def test_result_records_the_file_of_each_plugin_method(data, isolated_registry, tmp_path):
-    from ltbench.runner.cli import build_jobs
+    from ltbench.study.grid import build_jobs
     from ltbench.runner.job import execute_job
-    from ltbench.runner.study import Study
+    from ltbench.study.study import Study
 
     plugins, uid = plugin_folder(tmp_path, ("tag", TAG_PLUGIN))
     spec = {**SPEC, "methods": [f"tag-at-{uid} +awp"], "epochs": 1}
@@ -633,7 +635,7 @@ def test_eval_refuses_a_running_or_unfinished_job_and_never_makes_it_done(refere
     assert cli_main(["eval", str(job), *EVAL]) == 2
     assert capsys.readouterr().err.startswith(f"ltbench eval: error: {job} is not finished (no result.json)")
     assert not (job / "result.json").exists()
-    from ltbench.runner.study import job_status
+    from ltbench.study.job_state import job_status
 
     assert job_status(job, EPOCHS).state == "pending"
     # its last checkpoint may be evaluated into a file of the user's: the job stays unfinished
@@ -736,8 +738,8 @@ def test_run_refuses_a_seed_with_other_settings(reference, tmp_path, capsys):
                    f"but their settings differ (epochs 3 → 2); use another --out\n"), err
     assert (root / "study.json").read_bytes() == study_json and not (root / "pgd-at__fmnist__r0.2__s1").exists()
     # another method may have its own settings (a preset's per-method epochs): nothing averages them
-    from ltbench.runner.cli import build_jobs
-    from ltbench.runner.study import Study
+    from ltbench.study.grid import build_jobs
+    from ltbench.study.study import Study
 
     trades = {**SPEC, "methods": ["trades"], "epochs": 2}
     Study.prepare(root, trades, build_jobs(trades))
@@ -919,8 +921,8 @@ class ObjStateAT(Method):
     ("objstate-at", "LtbenchError: objstate-at-{uid}.state_dict()['history'][2] is a ltbench_plugin_"),
 ])
 def test_a_method_that_breaks_the_contract_fails_with_one_line(data, isolated_registry, tmp_path, which, error):
-    from ltbench.runner.cli import build_jobs
-    from ltbench.runner.study import Study
+    from ltbench.study.grid import build_jobs
+    from ltbench.study.study import Study
 
     plugins, uid = plugin_folder(tmp_path, ("odd", ODD_METHODS))
     spec = {**SPEC, "methods": [f"{which}-{uid}"]}

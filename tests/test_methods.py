@@ -4,9 +4,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import datetime
 import io
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -15,11 +17,11 @@ from ltbench.config import JobConfig
 from ltbench.data.base import DatasetInfo, RawData
 from ltbench.engine.train import EpochAccumulator, Trainer, attach_auxiliary_copy, run_job, train_step
 from ltbench.errors import LtbenchError
-from ltbench.method import (BatchContext, EpochStats, Method, build_method, parse_method_spec, parse_overrides,
-                            resolve_schedules)
+from ltbench.method import BatchContext, EpochStats, Method, parse_overrides, resolve_schedules
+from ltbench.method_factory import build_method
 from ltbench.models import build_model
 from ltbench.plugins import load_methods
-from ltbench.registry import DATASETS, METHODS, register_dataset
+from ltbench.registry import DATASETS, METHODS, MODIFIERS, register_dataset
 from methods.reat import rbl_weights, tail_loss
 
 
@@ -34,6 +36,7 @@ def _forget_tiny_dataset():
 
 
 ALL_METHODS = load_methods().names()
+ALL_MODIFIERS = MODIFIERS.names()
 C = 10
 COUNTS = torch.tensor([60.0, 40, 30, 20, 14, 10, 7, 5, 3, 2])
 
@@ -284,10 +287,32 @@ def test_config_is_documented_dataclass(name):
     cls = METHODS.get(name)
     assert dataclasses.is_dataclass(cls.Config)
     assert cls.__doc__ and cls.__doc__.strip()
-    if name in {"pgd-at", "trades", "mart", "cb-at", "at-bsl", "robal", "reat", "reat-official", "taet"}:
-        module_doc = __import__(cls.__module__, fromlist=["_"]).__doc__
-        assert module_doc and any(str(year) in module_doc for year in range(2015, 2026))
     parse_overrides(name, cls.Config, {})  # defaults construct
+
+
+def cited_paper(doc: str | None) -> tuple[str, int] | None:
+    """The paper the first paragraph of a module docstring cites, ``("Title", year)``: a quoted title
+    and a year from 2015 (the first adversarial-training papers ltbench follows) to this year."""
+    first = (doc or "").strip().split("\n\n", 1)[0]
+    title = re.search(r'"([^"]{10,})"', first)
+    years = [int(y) for y in re.findall(r"\b(20\d\d)\b", first) if 2015 <= int(y) <= datetime.date.today().year]
+    return (title.group(1), years[0]) if title and years else None
+
+
+@pytest.mark.parametrize("kind, name", [*(("method", n) for n in ALL_METHODS), *(("modifier", n) for n in ALL_MODIFIERS)])
+def test_every_method_and_modifier_cites_its_paper_and_year(kind, name):
+    cls = (METHODS if kind == "method" else MODIFIERS).get(name)
+    assert cited_paper(__import__(cls.__module__, fromlist=["_"]).__doc__), f"{kind} {name}: no paper and year"
+
+
+def test_the_paper_check_fails_without_a_title_or_a_year_and_takes_this_year():
+    this_year = datetime.date.today().year
+    assert cited_paper(f'X: Doe, "A Paper About Training", CVPR {this_year} (code).') == ("A Paper About Training", this_year)
+    assert cited_paper('X: Doe, "A Paper About Training", CVPR 2026.')[1] == 2026 <= this_year
+    assert cited_paper("X: Doe, A Paper About Training, CVPR 2024.") is None  # no quoted title
+    assert cited_paper('X: Doe, "A Paper About Training".') is None  # no year
+    assert cited_paper(f'X: Doe, "A Paper About Training", CVPR {this_year + 5}.') is None  # not yet written
+    assert cited_paper('X: our own idea.\n\nSee Doe, "A Paper About Training", CVPR 2024.') is None  # not the first paragraph
 
 
 def test_paper_defaults_and_variants():
@@ -383,15 +408,16 @@ def test_bad_overrides_are_errors():
         build_method("cb-at", {"beta": "1.5"}, C, COUNTS)
 
 
-def test_parse_method_spec():
-    assert parse_method_spec("reat") == ("reat", {})
-    assert parse_method_spec("reat --no-tail --no-rbl") == ("reat", {"tail": "false", "rbl": "false"})
-    assert parse_method_spec("reat --per-pair --tail-weight=0.5") == ("reat", {"per_pair": "true",
-                                                                             "tail_weight": "0.5"})
+def test_method_flags_parse_into_config_overrides():
+    from ltbench.modifier import parse_spec
+
+    assert (parse_spec("reat").name, parse_spec("reat").overrides) == ("reat", {})
+    assert parse_spec("reat --no-tail --no-rbl").overrides == {"tail": "false", "rbl": "false"}
+    assert parse_spec("reat --per-pair --tail-weight=0.5").overrides == {"per_pair": "true", "tail_weight": "0.5"}
     with pytest.raises(LtbenchError):
-        parse_method_spec("reat tail")
-    name, flags = parse_method_spec("reat --no-bsl")
-    assert build_method(name, flags, C, COUNTS).config.bsl is False
+        parse_spec("reat tail")
+    spec = parse_spec("reat --no-bsl")
+    assert build_method(spec.name, spec.overrides, C, COUNTS).config.bsl is False
 
 
 # --- schedules in epochs (issue 27) ------------------------------------------------------------------

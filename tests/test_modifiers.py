@@ -14,10 +14,11 @@ import torch.nn.functional as F
 from ltbench.attacks.pgd import pgd_perturb, uniform_start
 from ltbench.engine.train import Trainer, adversarial_examples, run_job, train_step
 from ltbench.errors import LtbenchError
-from ltbench.method import BatchContext, build_method
+from ltbench.method import BatchContext
+from ltbench.method_factory import build_method
 from ltbench.modifier import parse_spec
 from ltbench.registry import DATASETS, MODIFIERS
-from ltbench.runner.cli import build_jobs
+from ltbench.study.grid import build_jobs
 from methods.awp import AWP
 from methods.robustlt import class_budget_factors, ramp
 from methods.taet import harl_loss
@@ -372,7 +373,8 @@ def test_clip_start_option(clip):
 def _preset_jobs(name, *flags):
     import argparse
 
-    from ltbench.runner.cli import add_arguments, study_spec
+    from ltbench.study.cli import add_arguments
+    from ltbench.study.grid import study_spec
 
     p = argparse.ArgumentParser()
     add_arguments(p)

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from ltbench.report.aggregate import GROUPS
+from ltbench.groups import GROUPS
 from ltbench.report.paired import cost_table, paired_display, paired_markdown, paired_table
 
 

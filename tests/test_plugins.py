@@ -13,7 +13,8 @@ import torch
 from ltbench import plugins, registry
 from ltbench.cli import main as cli_main
 from ltbench.engine.train import run_job, train_step
-from ltbench.method import BatchContext, build_method
+from ltbench.method import BatchContext
+from ltbench.method_factory import build_method
 from ltbench.models import build_model
 from ltbench.plugins import PLUGIN_ERRORS, load_methods
 from ltbench.registry import METHODS

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ltbench.report import ratios as R
-from ltbench.report.aggregate import GROUPS
+from ltbench.groups import GROUPS
 from ltbench.report.paired import paired_table
 
 

@@ -206,7 +206,7 @@ def test_load_study_statuses(tmp_path):
 
 
 def test_one_study_class_reads_what_the_runner_sees(tmp_path):
-    from ltbench.runner.study import Study
+    from ltbench.study.study import Study
 
     path = make_study(tmp_path)
     read, opened = A.load_study(path), Study.open(path)

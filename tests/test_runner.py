@@ -98,8 +98,8 @@ def test_changed_config_for_existing_job_is_refused(tiny, capsys):
     tmp, _ = tiny
     out = tmp / "study"
     # Create the study without running it: the job exists in it with 2 epochs.
-    from ltbench.runner.cli import build_jobs
-    from ltbench.runner.study import Study
+    from ltbench.study.grid import build_jobs
+    from ltbench.study.study import Study
 
     spec = {"methods": ["pgd-at"], "datasets": ["fmnist"], "ratios": [0.01], "seeds": [0],
             "method_params": {}, "model_params": {}, "epochs": 2}
@@ -116,9 +116,9 @@ def test_settings_a_job_cannot_use_do_not_make_it_another_job(tiny):
     selected when none is: a job stored with other values there is the same job (not refused, not
     a variant); for CFA, whose start epoch is scaled, scale_schedules still makes another job."""
     tmp, _ = tiny
-    from ltbench.runner.cli import build_jobs
+    from ltbench.study.grid import build_jobs
     from ltbench import study_folder as sf
-    from ltbench.runner.study import Study
+    from ltbench.study.study import Study
 
     for method, refused in (("pgd-at", False), ("cfa", True)):
         out = tmp / method
@@ -164,7 +164,7 @@ def test_redo_starts_matching_jobs_afresh_with_the_new_configuration(tiny, capsy
                                     "cifar10-lt-at-bsl-paper"])
 def test_presets_expand_to_valid_jobs(preset):
     from ltbench.presets import load_preset
-    from ltbench.runner.cli import build_jobs
+    from ltbench.study.grid import build_jobs
 
     spec = load_preset(preset)
     spec.setdefault("method_params", {})
@@ -184,7 +184,7 @@ def test_presets_expand_to_valid_jobs(preset):
     if preset in ("fmnist-lt", "fmnist-lt-ratios"):
         # The committed study is this preset's: re-running its command runs only what is missing
         # (a job configured differently would make the whole command refuse).
-        from ltbench.runner.study import Study
+        from ltbench.study.study import Study
 
         committed = Path(__file__).resolve().parents[1] / load_preset(preset)["out"]
         if committed.exists():
@@ -332,7 +332,7 @@ def _fake_gpus(monkeypatch, n: int, visible: str | None = None):
 
 
 def test_one_worker_per_gpu(monkeypatch):
-    from ltbench.runner.cli import make_executor
+    from ltbench.runner.executors import make_executor
 
     _fake_gpus(monkeypatch, 4)
     ex = make_executor(_Args(), {})
@@ -351,7 +351,7 @@ def test_one_worker_per_gpu(monkeypatch):
 
 def test_several_jobs_per_gpu(monkeypatch):
     from ltbench.runner import local
-    from ltbench.runner.cli import make_executor
+    from ltbench.runner.executors import make_executor
 
     monkeypatch.setattr(local, "available_cores", lambda: 16)
     _fake_gpus(monkeypatch, 4, visible="4,5,6,7")
@@ -376,7 +376,7 @@ def test_several_jobs_per_gpu(monkeypatch):
 ])
 def test_bad_gpu_requests(monkeypatch, kw, spec, needle):
     from ltbench.errors import LtbenchError
-    from ltbench.runner.cli import make_executor
+    from ltbench.runner.executors import make_executor
 
     _fake_gpus(monkeypatch, 4)
     with pytest.raises(LtbenchError, match=needle):
@@ -385,7 +385,7 @@ def test_bad_gpu_requests(monkeypatch, kw, spec, needle):
 
 def test_no_gpu_means_one_cpu_worker(monkeypatch):
     from ltbench.errors import LtbenchError
-    from ltbench.runner.cli import make_executor
+    from ltbench.runner.executors import make_executor
 
     _fake_gpus(monkeypatch, 0)
     assert [s.name for s in make_executor(_Args(), {}).slots] == ["cpu0"]
@@ -416,7 +416,7 @@ def test_waves_follow_init_from_and_a_failed_first_job_holds_its_followers(tiny)
 
     from ltbench.runner.display import QuietDisplay
     from ltbench.runner.local import _take_ready
-    from ltbench.runner.study import Study
+    from ltbench.study.study import Study
 
     tmp, _ = tiny
     root = tmp / "s"

@@ -12,7 +12,8 @@ import ltbench.engine.train as engine
 from ltbench.engine.evaluate import balanced_subset
 from ltbench.engine.train import Trainer, run_job
 from ltbench.errors import LtbenchError
-from ltbench.method import BatchContext, build_method
+from ltbench.method import BatchContext
+from ltbench.method_factory import build_method
 from test_methods import C, COUNTS, _model_for, _states_equal, straight_and_resumed, tiny_job
 from test_wat_frl import _inputs
 

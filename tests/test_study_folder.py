@@ -1,4 +1,5 @@
-"""The study-folder contract (ltbench/study_folder.py) and the layering rules around it."""
+"""The study-folder contract (ltbench/study_folder.py): names, states, formats, and no other module spelling them
+(the layers: tests/test_layers.py)."""
 import json
 import re
 import subprocess
@@ -102,49 +103,3 @@ def test_the_registry_imports_no_plugin_data_or_model():
             "print([m for m in sys.modules if m == 'methods' or m.startswith(('methods.', 'ltbench.data', 'ltbench.models'))])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.strip() == "[]"
-
-
-# The layers of DESIGN.md "Layers", lowest first; a module may import its own layer and those below.
-LAYERS = [
-    ("errors", "io", "registry", "env", "progress", "groups", "attack_names"),  # plain helpers
-    ("study_folder",),
-    ("config", "presets"),
-    ("data",),
-    ("models",),
-    ("attacks",),
-    ("method", "modifier", "validation", "plugins"),
-    ("metrics", "engine"),
-    ("runner",),
-    ("report",),
-    ("api", "bench", "cli", "cli_list", "__main__"),
-]
-
-
-def _layer(module: str) -> int:
-    top = module.split(".")[1] if module.startswith("ltbench.") else module
-    return next(i for i, names in enumerate(LAYERS) if top in names)
-
-
-def test_no_module_imports_a_layer_above_its_own():
-    import ast
-
-    offenders = []
-    for path in sorted((ROOT / "ltbench").rglob("*.py")):
-        rel = path.relative_to(ROOT).with_suffix("")
-        if rel.parts[-1] == "__init__" and len(rel.parts) == 2:
-            continue  # ltbench/__init__.py exports the API lazily
-        own = _layer(".".join(rel.parts))
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module == "ltbench":  # from ltbench import api
-                names = [f"ltbench.{a.name}" for a in node.names  # the modules among the names
-                         if (ROOT / "ltbench" / f"{a.name}.py").is_file() or (ROOT / "ltbench" / a.name).is_dir()]
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                names = [node.module]
-            else:
-                names = []
-            for name in names:
-                if name.startswith("ltbench.") and _layer(name) > own:
-                    offenders.append(f"{rel}: imports {name}")
-    assert not offenders, offenders

@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from ltbench.method import EpochStats, class_balanced_weights, effective_number
+from ltbench.method import EpochStats
+from ltbench.losses import class_balanced_weights, effective_number
 from methods.reat import REAT, TailLoss, first_tail_class, rbl_weights, tail_loss, tail_pair_weights
 
 

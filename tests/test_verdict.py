@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ltbench.report.aggregate import GROUPS
+from ltbench.groups import GROUPS
 from ltbench.report.verdict import sentence, verdicts
 from ltbench.report.warning_kinds import group_warnings, kind_of
 

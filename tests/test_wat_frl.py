@@ -10,7 +10,8 @@ import torch
 from ltbench.engine.train import Trainer, run_job
 from ltbench.engine.validation import ValidationStats
 from ltbench.errors import LtbenchError
-from ltbench.method import BatchContext, EpochStats, build_method
+from ltbench.method import BatchContext, EpochStats
+from ltbench.method_factory import build_method
 from test_methods import C, COUNTS, _batch, _model_for, _states_equal, no_host_reads, straight_and_resumed, tiny_job
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -207,7 +208,8 @@ def test_frl_measures_the_initial_model(tmp_path, monkeypatch):
 def test_init_from_is_filled_in_per_job_and_kept_as_written(tmp_path, monkeypatch):
     import argparse
 
-    from ltbench.runner.cli import add_arguments, build_jobs, study_spec
+    from ltbench.study.cli import add_arguments
+    from ltbench.study.grid import build_jobs, study_spec
 
     monkeypatch.chdir(tmp_path)
     p = argparse.ArgumentParser()

@@ -36,7 +36,8 @@ from ltbench.engine import validation
 from ltbench.env import environment, resolve_device
 from ltbench.errors import LtbenchError
 from ltbench.io import quarantine, save_torch
-from ltbench.method import AuxiliaryTraining, BatchContext, EpochStats, Method, build_method, resolve_schedules
+from ltbench.method import AuxiliaryTraining, BatchContext, EpochStats, Method, resolve_schedules
+from ltbench.method_factory import build_method
 from ltbench.models import build_model
 from ltbench.progress import batch_message, epoch_message
 from ltbench.plugins import load_all, plugin_files

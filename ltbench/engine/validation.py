@@ -22,7 +22,7 @@ from torch import nn
 
 from ltbench.attacks.base import attack_mode, autocast_for
 from ltbench.attacks.pgd import pgd_perturb
-from ltbench.method import kl_rows
+from ltbench.losses import kl_rows
 
 SEED_OFFSET = 7_919  # the validation attack's seed: job seed · 100 003 + SEED_OFFSET + epoch
 

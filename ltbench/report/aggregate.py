@@ -1,4 +1,4 @@
-"""Read a study folder (:meth:`ltbench.runner.study.Study.read`) into tidy pandas tables and summary
+"""Read a study folder (:meth:`ltbench.study.study.Study.read`) into tidy pandas tables and summary
 tables (CSV, Parquet, Markdown, LaTeX).
 
 A study folder holds ``study.json`` (the grid; optional here) and one sub-folder per job, named
@@ -7,7 +7,7 @@ formats). A job folder is in one of four states (:class:`~ltbench.study_folder.J
 
 * **done** — it has ``result.json`` (written atomically, last, by the engine);
 * **failed** — it has ``failed.json`` and/or ``error.txt`` (the runner's record of the error);
-* **running** — a process holds the job's lock (:func:`ltbench.runner.study.job_status`, the
+* **running** — a process holds the job's lock (:func:`ltbench.study.job_state.job_status`, the
   same rule as ``ltbench status``);
 * **pending** — not started (listed in ``study.json`` only), or interrupted (the detail says
   after how many epochs).
@@ -33,14 +33,10 @@ from typing import Optional
 import pandas as pd
 
 from ltbench.attack_names import attack_label, attack_order
-from ltbench.groups import class_groups, head_to_tail
+from ltbench.groups import GROUP_LABELS, GROUPS, class_groups, head_to_tail
 from ltbench.io import write_text
-from ltbench.runner.study import Study
+from ltbench.study.study import Study
 
-GROUPS = ("overall", "head", "medium", "tail", "worst")
-GROUP_LABELS = {"overall": "Overall", "head": "Head", "medium": "Medium", "tail": "Tail", "worst": "Worst"}
-# Pairs of methods shown side by side when both are present (DESIGN.md: REAT as written vs as coded).
-SIDE_BY_SIDE = (("reat", "reat-official"),)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -48,7 +44,7 @@ SIDE_BY_SIDE = (("reat", "reat-official"),)
 
 
 def load_study(path: str | Path, label: Optional[str] = None) -> Study:
-    """Read a study folder for the report (:meth:`ltbench.runner.study.Study.read`)."""
+    """Read a study folder for the report (:meth:`ltbench.study.study.Study.read`)."""
     return Study.read(path, label)
 
 

@@ -23,14 +23,16 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-import ltbench
 from ltbench.io import write_text
 from ltbench.report import plots as P
 from ltbench.attack_names import attack_label, attack_order, robust_attack
-from ltbench.report.aggregate import (GROUPS, SIDE_BY_SIDE, Tables, build_tables, fmt_cell, fmt_pct, images_text,
+from ltbench.groups import GROUPS
+from ltbench.report.aggregate import (Tables, build_tables, fmt_cell, fmt_pct, images_text,
                                       seeds_wording)
-from ltbench.runner.study import Study
+from ltbench.study.study import Study
 from ltbench.report.paired import paired_display
+from ltbench.method_roles import cost_baseline
+from ltbench.version import __version__
 
 TEMPLATE = "report.html.j2"
 # Kept byte-identical between the page and the CSP hash below.
@@ -266,13 +268,16 @@ def paired_delta(jobs: pd.DataFrame, study: str, dataset: str, ratio: float, att
 
 def pair_sections(tables: Tables, per_class: pd.DataFrame, attacks: list[str], palette: dict,
                   multi: bool) -> list[PairSection]:
-    """Side-by-side sections for every pair in :data:`SIDE_BY_SIDE` present in the same study and panel."""
+    """Side-by-side sections for every pair of :func:`ltbench.method_roles.side_by_side` present in the
+    same study and panel."""
+    from ltbench.method_roles import side_by_side
+
     out = []
     s = tables.summary
     if s.empty:
         return out
     for study in dict.fromkeys(s["study"]):
-        for a, b in SIDE_BY_SIDE:
+        for a, b in side_by_side():
             sub = s[(s["study"] == study) & s["method"].isin([a, b])]
             for dataset, ratio in P.panels(sub):
                 panel = P._sel(sub, dataset, ratio)
@@ -440,7 +445,7 @@ def build_report(studies: list[Study], attack: Optional[str] = None, title: Opti
     context = {
         "title": title or "ltbench report: " + " vs ".join(st.label for st in studies),
         "generated": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "ltbench_version": ltbench.__version__,
+        "ltbench_version": __version__,
         "studies": [{"label": st.label, "path": str(st.root), "counts": st.counts(), "spec": spec_text(st.data)}
                     for st in studies],
         "multi": multi,
@@ -465,6 +470,7 @@ def build_report(studies: list[Study], attack: Optional[str] = None, title: Opti
         "ratios": ratios,
         "paired": paired_display(tables.paired),
         "cost": cost_rows(tables.cost),
+        "cost_baseline": cost_baseline(),
         "warnings": warnings,
         "warning_groups": group_warnings(warnings),
         "warning_anchor": PAGE_ANCHOR,

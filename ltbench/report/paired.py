@@ -10,8 +10,9 @@ or tied, and — where the interval still holds 0 — how many seeds the observe
 for it not to (:func:`seeds_to_resolve`). A difference is a *finding* (``resolved``) only where the
 interval excludes 0; otherwise it is "not resolved with n seeds".
 
-Baselines: ``pgd-at`` and ``at-bsl`` for every method, and for a label built on another one —
-an ablation ``reat+no-tail`` or a modifier ``at-bsl+awp`` — that base label (``reat``, ``at-bsl``).
+Baselines: the registered baselines for every method (:func:`ltbench.method_roles.baselines`, each
+method class's ``baseline_rank``: PGD-AT, then AT-BSL), and for a label built on another one — an
+ablation ``reat+no-tail`` or a modifier ``at-bsl+awp`` — that base label (``reat``, ``at-bsl``).
 
 :func:`cost_table` compares training time the same way: per seed, the method's mean epoch time
 over the baseline's (``metrics.jsonl`` ``time_s``), then the mean and std of those ratios.
@@ -25,10 +26,9 @@ from typing import Iterable
 import pandas as pd
 
 from ltbench.attack_names import attack_label, attack_order
-from ltbench.report.aggregate import GROUP_LABELS, GROUPS
+from ltbench.groups import GROUP_LABELS, GROUPS
+from ltbench import method_roles as roles
 
-# Baselines every other method is compared with, when the study has them.
-BASELINES = ("pgd-at", "at-bsl")
 PAIR_KEYS = ["study", "dataset", "ratio", "seed"]
 LEVEL = 0.95        # of the confidence intervals
 MAX_SEEDS = 1000    # seeds_to_resolve gives up beyond this
@@ -72,10 +72,11 @@ def seeds_to_resolve(mean: float, std: float, level: float = LEVEL, max_seeds: i
     return math.nan
 
 
-def baselines_of(method: str, present, baselines: Iterable[str] = BASELINES) -> list[str]:
+def baselines_of(method: str, present, baselines: Iterable[str] | None = None) -> list[str]:
     """The baselines ``method`` is paired with among the ``present`` methods: ``baselines``, then the
-    label it is built on (``at-bsl+awp`` → ``at-bsl``; ``reat+no-tail`` → ``reat``), never itself."""
-    out = [b for b in baselines if b in present]
+    label it is built on (``at-bsl+awp`` → ``at-bsl``; ``reat+no-tail`` → ``reat``), never itself.
+    ``baselines`` default: the registered ones (:func:`ltbench.method_roles.baselines`)."""
+    out = [b for b in (roles.baselines() if baselines is None else baselines) if b in present]
     base = method.split("+", 1)[0]
     if base != method and base in present and base not in out:
         out.append(base)
@@ -117,7 +118,7 @@ def fmt_stats(st: dict) -> str:
            f"({fmt_record(st['ahead'], st['tied'], st['seeds'])})"
 
 
-def paired_table(jobs: pd.DataFrame, baselines: Iterable[str] = BASELINES,
+def paired_table(jobs: pd.DataFrame, baselines: Iterable[str] | None = None,
                  methods: list[str] | None = None) -> pd.DataFrame:
     """Per-seed differences ``method − baseline`` summarised: one row per study × dataset × ratio ×
     attack × baseline × method × group (baselines: :func:`baselines_of`), with ``seeds`` (paired
@@ -132,6 +133,7 @@ def paired_table(jobs: pd.DataFrame, baselines: Iterable[str] = BASELINES,
                "diffs_pp"]
     if jobs.empty:
         return pd.DataFrame(columns=columns)
+    baselines = roles.baselines() if baselines is None else tuple(baselines)
     order = methods or list(dict.fromkeys(jobs["method"]))
     rows = []
     for (study, dataset, ratio, attack), grp in jobs.groupby(["study", "dataset", "ratio", "attack"], sort=False):
@@ -147,7 +149,7 @@ def paired_table(jobs: pd.DataFrame, baselines: Iterable[str] = BASELINES,
                         rows.append({"study": study, "dataset": dataset, "ratio": ratio, "attack": attack,
                                      "baseline": base, "method": m, "group": g, **diff_stats(d)})
     out = pd.DataFrame(rows, columns=columns)
-    # Rows by baseline in BASELINES order (then the base labels), methods in grid order within each.
+    # Rows by baseline in ``baselines`` order (then the base labels), methods in grid order within each.
     rank = {b: i for i, b in enumerate(baselines)}
     panels = list(zip(out["study"], out["dataset"], out["ratio"], out["attack"]))
     first = {k: i for i, k in enumerate(dict.fromkeys(panels))}
@@ -164,10 +166,11 @@ def epoch_times(curves: pd.DataFrame) -> pd.DataFrame:
     return g.agg(epoch_s="mean", epochs="count").reset_index()
 
 
-def cost_table(curves: pd.DataFrame, baseline: str = "pgd-at", done_jobs: pd.DataFrame | None = None) -> pd.DataFrame:
+def cost_table(curves: pd.DataFrame, baseline: str | None = None, done_jobs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per study × dataset × ratio × method: the mean epoch time, and the per-seed ratio to
-    ``baseline``'s epoch time (mean, std, seeds). Only finished jobs count when ``done_jobs`` (the
-    job table) is given."""
+    ``baseline``'s epoch time (mean, std, seeds; default :func:`ltbench.method_roles.cost_baseline`).
+    Only finished jobs count when ``done_jobs`` (the job table) is given."""
+    baseline = roles.cost_baseline() if baseline is None else baseline
     columns = ["study", "dataset", "ratio", "method", "epoch_s", "seeds", "cost_mean", "cost_std"]
     times = epoch_times(curves)
     if done_jobs is not None and not times.empty:
@@ -306,8 +309,9 @@ def paired_markdown(tables: list[PairedDisplay], cost: pd.DataFrame) -> str:
             out.append(f"| {m} | " + " | ".join(vals) + f" | {seeds} |")
         out.append("")
     if not cost.empty:
-        out += ["## Training cost (epoch time relative to pgd-at, per seed)", "",
-                "| Method | Dataset | Ratio | Epoch (s) | × pgd-at | Seeds |", "|:--|:--|--:|--:|--:|--:|"]
+        base = roles.cost_baseline()
+        out += [f"## Training cost (epoch time relative to {base}, per seed)", "",
+                f"| Method | Dataset | Ratio | Epoch (s) | × {base} | Seeds |", "|:--|:--|--:|--:|--:|--:|"]
         for _, r in cost.iterrows():
             rel = "–" if not math.isfinite(r["cost_mean"]) else (
                 f"{r['cost_mean']:.2f}" + (f" ± {r['cost_std']:.2f}" if math.isfinite(r["cost_std"]) else ""))

@@ -19,7 +19,8 @@ import pandas as pd
 
 from ltbench.attack_names import attack_label
 from ltbench.report.aggregate import fmt_cell
-from ltbench.report.paired import BASELINES, diff_stats, fmt_interval, fmt_stats, resolved_sign, seed_diffs
+from ltbench import method_roles as roles
+from ltbench.report.paired import diff_stats, fmt_interval, fmt_stats, resolved_sign, seed_diffs
 
 MAIN_ATTACKS = ("pgd20", "aa")
 COLUMNS = ("tail", "worst", "overall")
@@ -45,7 +46,7 @@ class Verdict:
 
 
 def _baseline(methods: list[str]) -> Optional[str]:
-    return next((b for b in BASELINES if b in methods), None)
+    return next((b for b in roles.baselines() if b in methods), None)
 
 
 def verdicts(jobs: pd.DataFrame, images: dict, attacks=MAIN_ATTACKS) -> list[Verdict]:

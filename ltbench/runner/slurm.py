@@ -215,7 +215,7 @@ class SlurmExecutor:
         """Submit ``names``; unless ``wait`` is False, wait for every task and return outcomes.
 
         A job that starts from another job of this run (``init_from``) goes into a later array that
-        Slurm starts when the earlier one has ended (:meth:`ltbench.runner.study.Study.waves`)."""
+        Slurm starts when the earlier one has ended (:meth:`ltbench.study.study.Study.waves`)."""
         jobs, arrays, ordered = [], [], []
         for wave in study.waves(names):
             wave_jobs = self.submit(study, wave, after=arrays[-1] if arrays else None)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ltbench.runner.study import DONE, FAILED, PENDING, RUNNING, Study
+from ltbench.study.job_state import DONE, FAILED, PENDING, RUNNING
+from ltbench.study.study import Study
 from ltbench import study_folder as sf
 
 ORDER = (DONE, RUNNING, FAILED, PENDING)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from ltbench import study_folder as sf
+from ltbench.method_roles import cost_factor
 
 # Images per second of one PGD-10 adversarial-training step, from results/bench (method PGD-AT).
 BENCH_IMAGES_PER_S = {
@@ -29,8 +30,6 @@ BENCH_IMAGES_PER_S = {
     ("small-cnn", "cuda"): 6700.0,  # h100-default.md
     ("resnet18", "cuda"): 1890.0,   # h100-resnet18-b128.md
 }
-# Method / PGD-AT step time, rounded from the same files (CPU and H100 agree within ~0.1).
-METHOD_FACTOR = {"trades": 1.2, "mart": 1.15, "robal": 1.2, "reat": 1.03, "reat-official": 1.1}
 # Training images per class before the long-tailed cut (the full training sets).
 N_MAX = {"fmnist": 6000, "cifar10": 5000, "cifar100": 500, "tinyimagenet": 500}
 NUM_CLASSES = {"fmnist": 10, "cifar10": 10, "cifar100": 100, "tinyimagenet": 200}
@@ -94,7 +93,7 @@ def estimate_job(cfg, past: list[dict], epochs_left: Optional[int] = None) -> Es
 
     images = sum(long_tail_counts(N_MAX[cfg.dataset], NUM_CLASSES[cfg.dataset], cfg.ratio, cfg.profile))
     per_image = (cfg.train_attack_steps + 1) / 11 / rate  # K input-gradient passes + one step, as PGD-10's 11
-    per_image *= METHOD_FACTOR.get(cfg.method, 1.0)
+    per_image *= cost_factor(cfg.method)  # the method class's cost_factor (ltbench.method_roles)
     return Estimate(images * per_image * left, "default")
 
 

@@ -1,15 +1,30 @@
 """Checks made before a study writes anything: every name is registered, every parameter has its
 type, every attack name parses, every dataset loads, and the output folder is writable with paths the
-file system allows. Each failure is one clear :class:`~ltbench.errors.LtbenchError`."""
+file system allows. Each failure is one clear :class:`~ltbench.errors.LtbenchError`.
+
+:meth:`ltbench.config.JobConfig.validate` checks the values a job's configuration can check by
+itself (ratios, counts, learning rate, budget, step); this module checks what depends on a
+registered entry:
+
+* **model parameters** against the model factory's signature (an unknown key, or a value of the
+  wrong type, is an error; integer parameters such as ``width`` must be ≥ 1), then by building
+  the model on PyTorch's ``meta`` device, which allocates nothing but runs every shape check;
+* **method and modifier parameters** against their ``Config`` (:func:`ltbench.method.parse_overrides`:
+  overridden float values must be finite, and a ``Config`` may define ``validate(self)``, e.g.
+  ``cb-at``'s β in [0, 1));
+* attack names, datasets (their files load), ``--init-from`` sources and the output folder.
+"""
 from __future__ import annotations
 
+import inspect
+import math
 import os
 from pathlib import Path
+from typing import Any
 
 from ltbench.errors import CannotWrite, LtbenchError
 from ltbench.plugins import load_all
 from ltbench.registry import DATASETS, METHODS, MODELS, MODIFIERS
-from ltbench.validation import check_jobs
 
 
 def check_names(jobs: list, methods_dirs=()) -> None:
@@ -103,3 +118,70 @@ def check_init_sources(out: Path, jobs: list) -> None:
         if job.init_from and Path(job.init_from).resolve() not in in_grid \
                 and read_result(Path(out) / job.job_name) is None:
             load_job_weights(Path(job.init_from), job)
+
+
+# The arguments every model factory takes from the dataset, not from ``model.KEY=VALUE``.
+MODEL_FIXED_ARGS = ("num_classes", "in_channels", "mean", "std")
+
+
+def check_model_params(model: str, params: dict, dataset: str) -> None:
+    """Raise LtbenchError unless ``model`` can be built with ``params`` for ``dataset``."""
+    import torch
+
+    from ltbench.models import build_model
+    from ltbench.registry import DATASETS, MODELS
+
+    factory = MODELS.get(model)
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        sig = None
+    if sig is not None:
+        accepted = {n: p for n, p in sig.parameters.items() if n not in MODEL_FIXED_ARGS
+                    and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        open_ended = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+        for key, value in params.items():
+            if key not in accepted:
+                if open_ended:
+                    continue
+                known = ", ".join(accepted) or "(none)"
+                raise LtbenchError(f"model {model!r} has no parameter {key!r}; its parameters: {known}")
+            _check_model_value(f"model.{key}", value, accepted[key].default)
+    info = DATASETS.get(dataset)
+    try:
+        with torch.device("meta"):
+            build_model(model, info.num_classes, info.image_shape[0], info.mean, info.std, **params)
+    except LtbenchError:
+        raise
+    except NotImplementedError:  # an operation the meta device lacks: the signature check above must do
+        return
+    except Exception as exc:  # the factory's own check (e.g. a WideResNet depth that is not 6n + 4)
+        shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        raise LtbenchError(f"model {model!r} cannot be built with {shown or 'its defaults'}: "
+                           f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")) from None
+
+
+def _check_model_value(name: str, value: Any, default: Any) -> None:
+    if default is inspect.Parameter.empty or default is None:
+        return
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise LtbenchError(f"{name} must be true or false, got {value!r}")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise LtbenchError(f"{name} must be a positive integer, got {value!r}")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise LtbenchError(f"{name} must be a finite number, got {value!r}")
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise LtbenchError(f"{name} must be a string, got {value!r}")
+
+
+def check_jobs(jobs: list) -> None:
+    """Model parameters (once per distinct model, parameters and dataset) of every job."""
+    seen = set()
+    for job in jobs:
+        key = (job.model, repr(sorted(job.model_params.items())), job.dataset)
+        if key not in seen:
+            seen.add(key)
+            check_model_params(job.model, job.model_params, job.dataset)

@@ -2,7 +2,7 @@
 
 Lists every job of the grid with what would happen to it — run, resume from epoch k, or skip
 (done, failed before, running elsewhere) — and its estimated time
-(:mod:`ltbench.runner.estimate`), then the totals: the sum over the jobs to run and the wall time
+(:mod:`ltbench.study.estimate`), then the totals: the sum over the jobs to run and the wall time
 spread over the workers.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ from ltbench import study_folder as sf
 def plan(out: Path, jobs: list, retry_failed: bool = False, redo: frozenset = frozenset()) -> list[dict]:
     """One row per job: ``job``, ``action`` (run / resume / skip), ``why``, ``epochs_left``, ``estimate``;
     the jobs in ``redo`` (``--redo``) run afresh whatever their state."""
-    from ltbench.runner.estimate import estimate_job, past_timings
-    from ltbench.runner.study import DONE, FAILED, RUNNING, job_status
+    from ltbench.study.estimate import estimate_job, past_timings
+    from ltbench.study.job_state import DONE, FAILED, RUNNING, job_status
 
     past = past_timings(out)
     rows = []
