@@ -73,6 +73,12 @@ def add_arguments(p):
     g.add_argument("--split-seed", type=int, metavar="N",
                    help="draw the long-tailed split with seed N for every run seed (default: each run seed "
                         "draws its own split), so the spread over seeds is training variance alone")
+    g.add_argument("--train-per-class", type=int, metavar="N",
+                   help="smoke run: the head class keeps N training images, the tail ratio · N (at least 1) "
+                        "(default: the dataset's, 6000 for Fashion-MNIST)")
+    g.add_argument("--test-per-class", type=int, metavar="N",
+                   help="smoke run: evaluate every attack on a balanced, seeded subset of N test images per class "
+                        "(default: the whole test set)")
     g.add_argument("--val-n-per-class", type=int, metavar="N",
                    help="hold N images per class (at most 20%% of a class) out of the long-tailed training set and "
                         "measure them every epoch (default: the method's: 0 for most, CFA 100, WAT and FRL 300)")
@@ -129,7 +135,7 @@ def _default(field: str):
 
 FIELDS = ("model", "epochs", "batch_size", "lr", "weight_decay", "eps", "step", "train_attack_steps", "augment",
           "compile", "select_best", "clip_start", "profile", "split_seed", "device", "val_n_per_class",
-          "val_attack_steps", "init_from", "scale_schedules", "select_on")  # JobConfig fields a flag of the same name sets
+          "val_attack_steps", "init_from", "scale_schedules", "select_on", "train_per_class", "test_per_class")  # JobConfig fields a flag of the same name sets
 GRID_KEYS = ("methods", "datasets", "ratios", "seeds")
 
 
