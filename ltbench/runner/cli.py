@@ -235,7 +235,7 @@ def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
     from ltbench.modifier import parse_spec
     from ltbench.runner.checks import check_names
 
-    base_fields = {k: v for k, v in spec.items() if k not in (*GRID_KEYS, "out", "method_params", "per_method")}
+    base_fields = {k: v for k, v in spec.items() if k not in (*GRID_KEYS, "out", "method_params", "per_method", "methods_dir")}
     per_method = spec.get("per_method", {})  # a preset's settings for some methods: name or full spec → fields
     spec = {**spec, "methods": expand_methods(spec["methods"], methods_dirs)}
     parsed = {m: parse_spec(m) for m in spec["methods"]}
@@ -403,6 +403,7 @@ def main(args) -> int:
     from ltbench.runner.study import DONE, FAILED, RUNNING, Study, job_status
 
     spec = study_spec(args)
+    args.methods_dir = [*spec.pop("methods_dir", []), *args.methods_dir]  # a config file's, then the flags'
     jobs = build_jobs(spec, args.methods_dir)
     out = Path(spec["out"])
     check_writable(out, tuple(cfg.job_name for cfg in jobs))
