@@ -1,6 +1,6 @@
 """What a newcomer meets first: `dir(ltbench)`, `ltbench list methods` in 100 columns with the
 modifiers' parameters and the ablation flags, `ltbench status` without a study, `ltbench report`'s
-short summary."""
+short summary, and the README's and docs/results.md's links."""
 import re
 from pathlib import Path
 
@@ -54,3 +54,42 @@ def test_report_prints_a_short_summary_and_the_page(tmp_path, capsys):
     assert re.match(rf"tables: \d+ files in {re.escape(str(study))} \(read summary.md", lines[-2])
     assert lines[-1] == f"report: {study / 'report.html'}"
 
+
+
+def readme_links(path: Path) -> list[str]:
+    """Relative link targets of a Markdown file (no URLs, no in-page anchors)."""
+    targets = re.findall(r"\]\(([^)\s]+)\)", path.read_text())
+    return [t.split("#")[0] for t in targets if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
+
+
+def anchors(path: Path) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings."""
+    out = set()
+    for title in re.findall(r"^#+ (.+)$", path.read_text(), flags=re.M):
+        slug = re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+        out.add(slug)
+    return out
+
+
+def test_readme_links_and_contents_point_at_what_exists():
+    for doc in (ROOT / "README.md", ROOT / "docs" / "results.md"):
+        for target in readme_links(doc):
+            assert (doc.parent / target).exists(), f"{doc.name} links to {target}, which does not exist"
+        own = anchors(doc)
+        for anchor in re.findall(r"\]\(#([^)]+)\)", doc.read_text()):
+            assert anchor in own, f"{doc.name}: #{anchor} is no heading"
+        for other, anchor in re.findall(r"\]\(([^)#\s]+\.md)#([^)]+)\)", doc.read_text()):
+            assert anchor in anchors(doc.parent / other), f"{doc.name}: {other}#{anchor} is no heading"
+
+
+# Paths the README names that a reader's own run creates, not the repository.
+CREATED_BY_A_RUN = ("results/demo", "results/smoke", "results/mine", "results/my-study", "methods/focal_at.py")
+
+
+def test_every_repository_file_the_docs_name_exists():
+    for doc in (ROOT / "README.md", ROOT / "docs" / "results.md"):
+        named = set(re.findall(r"`((?:ltbench|methods|results|reports|scripts|tests|docs|\.ci)/[^`\s<>{}*~$…]*)`",
+                               doc.read_text()))
+        assert named, doc
+        missing = [p for p in sorted(named) if not p.startswith(CREATED_BY_A_RUN) and not (ROOT / p).exists()]
+        assert not missing, f"{doc.name} names {missing}, not in the repository"

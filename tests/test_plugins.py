@@ -191,9 +191,9 @@ def test_bad_set_is_a_one_line_error(tmp_path, capsys, setting, message):
 
 
 def test_documented_example_is_a_working_plugin(tmp_path, isolated_registry):
-    """The complete example in the README's "Adding a method" loads from a folder and trains."""
+    """The complete example in the README's "Add a method" loads from a folder and trains."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("## Adding a method", 1)[1]
+    section = readme.split("## Add a method", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     assert 15 <= len(code.strip().splitlines()) <= 30
     folder = tmp_path / "doc-example"

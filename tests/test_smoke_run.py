@@ -1,6 +1,7 @@
 """Smoke runs (--train-per-class, --test-per-class) and the --dry-run estimates that count the model
 width, the attack steps and the evaluation."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +83,18 @@ def test_past_jobs_are_used_only_when_their_size_and_evaluation_match(tmp_path):
         60 * estimate.train_images(tiny) / full_images + estimate.eval_passes(tiny) / (11 * 680.0))
     # another width is another model: the past job does not estimate it
     assert estimate.estimate_job(JobConfig(device="cpu", model_params={"width": 8}), past).source == "default"
+
+
+def test_a_presets_fine_tuning_source_follows_out():
+    """The fmnist-lt preset's FRL jobs start from {out}'s PGD-AT jobs: the committed configuration
+    with the preset's folder, and a smoke run's own folder with --out."""
+    from ltbench.cli import build_parser
+    from ltbench.runner.cli import build_jobs, study_spec
+
+    parser = build_parser()[0]
+    for extra, folder in (([], "results/fmnist-lt"), (["--out", "results/smoke"], "results/smoke")):
+        jobs = build_jobs(study_spec(parser.parse_args(["run", "--preset", "fmnist-lt", "--seeds", "1", *extra])))
+        frl = [j for j in jobs if j.method == "frl"]
+        assert [j.init_from for j in frl] == [f"{folder}/pgd-at__fmnist__r0.01__s1"]
+    committed = json.loads(open(Path(__file__).resolve().parent.parent / "results/fmnist-lt/frl__fmnist__r0.01__s1/config.json").read())
+    assert committed["init_from"] == "results/fmnist-lt/pgd-at__fmnist__r0.01__s1"

@@ -85,7 +85,7 @@ def add_arguments(p):
     g.add_argument("--val-attack-steps", type=int, metavar="K", help="iterations of that validation PGD (default 5)")
     g.add_argument("--init-from", metavar="JOB_DIR",
                    help="start each job from the weights this finished job evaluated (fine-tuning, e.g. FRL); "
-                        "{dataset}, {ratio} and {seed} are filled in per job, e.g. "
+                        "{dataset}, {ratio}, {seed} and {out} (the study folder) are filled in per job, e.g. "
                         "results/s/trades__{dataset}__r{ratio:g}__s{seed}")
     g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: auto)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -258,7 +258,7 @@ def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
                     except (TypeError, ValueError):
                         raise LtbenchError(f"bad ratio {r!r} or seed {s!r}") from None
                     params = {**flags, **spec["method_params"].get(name, {}), **spec["method_params"].get(m, {})}
-                    init = {"init_from": job_init_from(fields["init_from"], d, ratio, seed)} if fields.get("init_from") else {}
+                    init = {"init_from": job_init_from(fields["init_from"], d, ratio, seed, spec.get("out", ""))} if fields.get("init_from") else {}
                     cfg = JobConfig.from_dict({**fields, **init, "method": name, "label": label, "dataset": d,
                                                "ratio": ratio, "seed": seed, "method_params": params,
                                                "modifiers": modifiers})
@@ -271,15 +271,16 @@ def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
     return jobs
 
 
-def job_init_from(template: str, dataset: str, ratio: float, seed: int) -> str:
-    """``--init-from`` for one job: ``{dataset}``, ``{ratio}`` and ``{seed}`` filled in (one source
-    job per seed: ``results/s/trades__{dataset}__r{ratio:g}__s{seed}``). Kept as written: a relative
+def job_init_from(template: str, dataset: str, ratio: float, seed: int, out: str = "") -> str:
+    """``--init-from`` for one job: ``{dataset}``, ``{ratio}``, ``{seed}`` and ``{out}`` (the study
+    folder, so that a preset's fine-tuning jobs follow ``--out``) filled in (one source job per
+    seed: ``results/s/trades__{dataset}__r{ratio:g}__s{seed}``). Kept as written: a relative
     path is relative to the folder ``ltbench run`` is started in, so a study committed with a
     relative path (the ``fmnist-lt`` preset's FRL jobs) has the same ``config.json`` in every clone."""
     try:
-        path = str(template).format(dataset=dataset, ratio=ratio, seed=seed)
+        path = str(template).format(dataset=dataset, ratio=ratio, seed=seed, out=out)
     except (KeyError, IndexError, ValueError) as exc:
-        raise LtbenchError(f"init_from {template!r}: only {{dataset}}, {{ratio}} and {{seed}} may be filled in "
+        raise LtbenchError(f"init_from {template!r}: only {{dataset}}, {{ratio}}, {{seed}} and {{out}} may be filled in "
                            f"({type(exc).__name__}: {exc})") from None
     return path
 
