@@ -3,8 +3,8 @@
 A job's time is its training plus its evaluation. Training, the first source that applies:
 
 1. **past jobs of the study** with the same method, dataset, model (and its parameters, e.g. the
-   width), batch size, training attack steps and training-set size: their mean seconds per epoch
-   (``metrics.jsonl`` ``time_s``) per training image × this job's images × the epochs still to run;
+   width), batch size and training attack steps: their mean seconds per epoch (``metrics.jsonl``
+   ``time_s``) per training image × this job's training images × the epochs still to run;
 2. **past jobs of the study with the same dataset, model and model parameters** (another method):
    the same, marked ``≈`` — the methods' costs differ by up to ~1.3× (``results/bench``);
 3. **a rough default**, marked ``~``: the long-tailed training set's size ÷ the PGD-10
@@ -14,7 +14,7 @@ A job's time is its training plus its evaluation. Training, the first source tha
 
 Evaluation: a past job's ``result.json`` ``timing.eval_s`` when its evaluation settings are this
 job's (attacks, test images, AutoAttack subset, model); otherwise counted from the attacks' steps
-(:func:`eval_seconds`) at that throughput. Without a throughput for the model and device the
+(:func:`eval_passes`) at that throughput. Without a throughput for the model and device the
 estimate is unknown (``?``). Reading only: nothing is written.
 """
 from __future__ import annotations
@@ -45,8 +45,8 @@ N_TEST = {"fmnist": 1000, "cifar10": 1000, "cifar100": 100, "tinyimagenet": 50}
 # pgd-at and reat jobs, about 2400 passes; less on a model that few images resist.
 AA_PASSES = 2400
 # Cost of one pass against the model's default width: ∝ width^1.3 (small CNN on the 2-core CPU, batch
-# 128: widths 16, 32, 64 took 12, 28, 67 ms), and no less than at width 8 (0.23 of width 32: below it
-# the per-batch overhead dominates).
+# 128, one thread, measured with the cores busy: widths 16, 32, 64 took 12, 28, 67 ms), and no less
+# than at width 8 (0.23 of width 32; widths 4 and 8 took 6.4 and 6.5 ms: the per-batch overhead).
 WIDTH_EXPONENT = 1.3
 WIDTH_FLOOR = 0.23
 # Seconds a job spends outside training and attacks (worker start, imports, loading the data, the
@@ -170,17 +170,17 @@ def eval_passes(cfg) -> Optional[float]:
     per_class = N_TEST[cfg.dataset] if cfg.test_per_class is None else min(N_TEST[cfg.dataset], cfg.test_per_class)
     n_classes = NUM_CLASSES[cfg.dataset]
     n_test = per_class * n_classes
-    passes, main_steps = 0.0, 20
-    for name in cfg.eval_attacks:
-        spec = parse_attack_name(name)
+    specs = [parse_attack_name(name) for name in cfg.eval_attacks]
+    passes = 0.0
+    for spec in specs:
         if spec.kind == "aa":
             n_aa = n_test if cfg.aa_n_per_class is None else min(per_class, cfg.aa_n_per_class) * n_classes
             passes += n_aa * AA_PASSES
         else:
             passes += n_test * (spec.steps or 1)  # clean and FGSM: one pass
-        if spec.kind == "pgd" and spec.eps is None and main_steps == 20:
-            main_steps = spec.steps
-    checks = min(n_test, CHECK_SAMPLES) * (1 + main_steps + main_steps)  # FGSM, PGD at ε/2, logit-scaled PGD
+    # The checks hold the first plain pgdK (else PGD-20) against FGSM, itself at ε/2 and logit-scaled PGD.
+    main_steps = next((s.steps for s in specs if s.kind == "pgd" and s.eps is None), 20)
+    checks = min(n_test, CHECK_SAMPLES) * (1 + main_steps + main_steps)
     return passes + checks
 
 
