@@ -17,3 +17,8 @@ def __getattr__(name: str):
 
         return getattr(api, name)
     raise AttributeError(f"module 'ltbench' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """``dir(ltbench)`` lists the API too, though it is imported on first use."""
+    return sorted({*globals(), *_API})

@@ -93,12 +93,14 @@ class LoadedModel:
     weights: Path
 
 
-def load_model(job_dir: str | Path, device: str = "cpu", best: bool = True) -> LoadedModel:
+def load_model(job_dir: str | Path, device: str = "cpu", best: bool = True,
+               methods_dir: str | Path | Sequence[str | Path] = ()) -> LoadedModel:
     """The trained model of a job folder, in eval mode on ``device``.
 
     With ``best`` (default) and a job trained with ``--select-best``, the selected epoch's weights
     (``best.pt``); with ``best`` and a method that evaluates its own weights (CFA's FAWA average,
-    ``eval_weights.pt``), those; otherwise the last checkpoint's.
+    ``eval_weights.pt``), those; otherwise the last checkpoint's. ``methods_dir``: the folder(s) of
+    a plugin method's file, as ``--methods-dir`` (``$LTBENCH_METHODS`` is read too).
     """
     from ltbench import study_folder as sf
     from ltbench.engine.eval_cli import load_job_model, locate
@@ -112,7 +114,8 @@ def load_model(job_dir: str | Path, device: str = "cpu", best: bool = True) -> L
     own_file = job_dir / sf.EVAL_WEIGHTS
     weights = (best_file if best and best_file.is_file() else own_file if best and own_file.is_file() else ckpt)
     dev = resolve_device(device)
-    cfg, info, raw, counts, model = load_job_model(job_dir, weights, dev)
+    dirs = [methods_dir] if isinstance(methods_dir, (str, Path)) else list(methods_dir)
+    cfg, info, raw, counts, model = load_job_model(job_dir, weights, dev, dirs)
     if weights == best_file and selection:
         epoch = selection.get("epoch")
     else:

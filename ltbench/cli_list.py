@@ -1,18 +1,23 @@
 """``ltbench list methods|datasets|models|presets``: names with one line of description.
 
 ``-v`` adds what can be set: each method's ``Config`` parameters with their types and defaults
-(``--set METHOD.KEY=VALUE``), each model's keyword options (``--set model.KEY=VALUE``), each
-dataset's classes, image shape and default ε / PGD step, each preset's grid.
+(``--set METHOD.KEY=VALUE``) and its ablation flags (``'reat --no-tail'``), each modifier's
+parameters (``--set awp.gamma=…``), each model's keyword options (``--set model.KEY=VALUE``), each
+dataset's classes, image shape and default ε / PGD step, each preset's grid. Lines are wrapped to
+:data:`COLUMNS` columns.
 """
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
+import textwrap
 
 from ltbench.plugins import PLUGIN_ERRORS, load_all
 from ltbench.registry import DATASETS, METHODS, MODELS, MODIFIERS
 
 KINDS = ("methods", "datasets", "models", "presets")
+COLUMNS = 100
 MODEL_FIXED = {"num_classes", "in_channels", "mean", "std"}  # given by the dataset, not settable
 
 
@@ -28,9 +33,10 @@ def _type_name(tp) -> str:
     return tp if isinstance(tp, str) else getattr(tp, "__name__", str(tp))
 
 
-def method_params(name: str) -> list[tuple[str, str, object]]:
-    """(parameter, type, default) of a method's Config dataclass."""
-    cfg = getattr(METHODS.get(name), "Config", None)
+def method_params(name: str, registry=METHODS) -> list[tuple[str, str, object]]:
+    """(parameter, type, default) of a method's (or, with ``registry=MODIFIERS``, a modifier's)
+    Config dataclass."""
+    cfg = getattr(registry.get(name), "Config", None)
     if cfg is None or not dataclasses.is_dataclass(cfg):
         return []
     defaults = cfg()
@@ -53,10 +59,18 @@ def _budget(x: float) -> str:
 
 def details(kind: str, name: str) -> list[str]:
     """The ``-v`` lines under one entry."""
-    if kind == "methods":
-        params = method_params(name)
-        return ([f"--set {name}.{k}=…  ({t}, default {v!r})" for k, t, v in params]
-                or ["(no parameters)"])
+    if kind in ("methods", "modifiers"):
+        params = method_params(name, METHODS if kind == "methods" else MODIFIERS)
+        lines = [f"--set {name}.{k}=…  ({t}, default {v!r})" for k, t, v in params] or ["(no parameters)"]
+        flags = [f"--no-{k.replace('_', '-')}" if v else f"--{k.replace('_', '-')}"
+                 for k, _, v in params if isinstance(v, bool)]
+        if kind == "methods" and flags:
+            lines.append("ablations: " + " ".join(f"'{name} {f}'" for f in flags)
+                         + f" (any parameter: '{name} --KEY=VALUE')")
+        elif kind == "modifiers" and params:
+            k, _, v = params[0]
+            lines.append(f"inline: 'pgd-at +{name} --{k.replace('_', '-')}={v}'")
+        return lines
     if kind == "models":
         params = model_params(name)
         return [f"--set model.{k}=…  ({t}, default {v!r})".replace("(, ", "(") for k, t, v in params] \
@@ -72,6 +86,14 @@ def details(kind: str, name: str) -> list[str]:
                                              "eval_attacks", "out") if k in spec]
 
 
+def wrapped(first: str, rest_indent: int) -> str:
+    """``first`` wrapped to :data:`COLUMNS` columns, continuation lines indented by ``rest_indent``;
+    a quoted argument (``'reat --no-tail'``) is never split."""
+    text = re.sub(r"'[^']*'", lambda m: m.group(0).replace(" ", "\0"), first)
+    return textwrap.fill(text, COLUMNS, subsequent_indent=" " * rest_indent, break_long_words=False,
+                         break_on_hyphens=False).replace("\0", " ")
+
+
 def main(args) -> int:
     load_all(args.methods_dir)
     if args.kind == "presets":
@@ -81,17 +103,21 @@ def main(args) -> int:
     else:
         reg = {"methods": METHODS, "datasets": DATASETS, "models": MODELS}[args.kind]
         rows = [(name, reg.describe(name)) for name in reg.names()]
-    width = max((len(n) for n, _ in rows), default=0)
-    for name, desc in rows:
-        print(f"{name:<{width}}  {desc}")
+    mods = [(f"+{n}", MODIFIERS.describe(n)) for n in MODIFIERS.names()] if args.kind == "methods" else []
+    width = max((len(n) for n, _ in rows + mods), default=0)
+
+    def show(kind: str, name: str, desc: str, key: str) -> None:
+        print(wrapped(f"{name:<{width}}  {desc}", width + 2))
         if args.verbose:
-            for line in details(args.kind, name):
-                print(f"{'':<{width}}    {line}")
-    if args.kind == "methods" and MODIFIERS.names():
+            for line in details(kind, key):
+                print(wrapped(f"{'':<{width}}    {line}", width + 6))
+
+    for name, desc in rows:
+        show(args.kind, name, desc, name)
+    if mods:
         print("\nmodifiers (on any method: --methods 'reat +robustlt' 'at-bsl +awp'):")
-        mods = [(f"+{n}", MODIFIERS.describe(n)) for n in MODIFIERS.names()]
         for name, desc in mods:
-            print(f"{name:<{width}}  {desc}")
+            show("modifiers", name, desc, name[1:])
     if args.kind == "methods":
         for label, err in PLUGIN_ERRORS.items():
             print(f"(failed to load {label}: {err})")

@@ -41,7 +41,8 @@ def safe_name_part(text: str) -> str:
 
 # Fields a stored configuration may lack, each with the default that keeps that configuration's meaning.
 LATER_FIELDS = {"modifiers": {}, "clip_start": True, "augment_params": {}, "select_from": 1, "nesterov": False,
-                "val_n_per_class": None, "val_attack_steps": 5, "init_from": None}
+                "val_n_per_class": None, "val_attack_steps": 5, "init_from": None, "train_per_class": None,
+                "test_per_class": None}
 
 # Fields a config.json written before they existed lacks, with the value that keeps its meaning where
 # that differs from today's default (every such file ran the schedules absolute and selected on the test set).
@@ -76,6 +77,12 @@ class JobConfig:
     nesterov: bool = False  # Nesterov momentum (RobustLT's trainer uses it); left out of config.json when false
     lr_milestones: tuple = (0.75, 0.9375)
     profile: str = "exp"
+    # Smoke runs: the head class's training images before the long-tailed cut (the tail keeps
+    # ratio · N, at least 1; None: the dataset's, e.g. 6000 for Fashion-MNIST) and the evaluation on a
+    # balanced, seeded subset of N test images per class for every attack (None: the whole test
+    # set). Left out of config.json when None.
+    train_per_class: Optional[int] = None
+    test_per_class: Optional[int] = None
     # Seed of the long-tailed split. None: the run's seed (each seed its own split, so the spread over
     # seeds includes split variance); an int: one split shared by every seed of the study, so the
     # spread is training variance alone.
@@ -159,6 +166,10 @@ class JobConfig:
         if not isinstance(self.lr_milestones, (list, tuple)) or not all(
                 _is_number(f) and f >= 0 for f in self.lr_milestones):
             raise LtbenchError(f"lr_milestones must be fractions of the epochs ≥ 0, got {self.lr_milestones!r}")
+        for key in ("train_per_class", "test_per_class"):
+            value = getattr(self, key)
+            if value is not None and (not _is_int(value) or value < 1):
+                raise LtbenchError(f"{key} must be at least 1, got {value!r}")
         if self.aa_n_per_class is not None and (not _is_int(self.aa_n_per_class) or self.aa_n_per_class < 1):
             raise LtbenchError(f"aa_n_per_class must be at least 1, got {self.aa_n_per_class!r}")
         if not isinstance(self.eval_attacks, (list, tuple)) or not self.eval_attacks \

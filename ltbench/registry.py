@@ -38,8 +38,9 @@ def check_name(kind: str, name: object) -> str:
 class Registry(Generic[T]):
     """A dictionary of named objects with a one-line description each."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, hint: str = ""):
         self.kind = kind
+        self.hint = hint  # appended to the error for an unknown name: where else such an entry comes from
         self._items: dict[str, T] = {}
         # name → why it cannot be used: two files registered it (neither wins; get() says so)
         self._conflicts: dict[str, str] = {}
@@ -75,7 +76,7 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             known = ", ".join(sorted(self._items)) or "(none)"
-            raise LtbenchError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}") from None
+            raise LtbenchError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}{self.hint}") from None
 
     def snapshot(self) -> dict[str, T]:
         """The registered names now, for :meth:`restore`."""
@@ -109,8 +110,10 @@ def source_file(obj) -> str:
     return str(getattr(module, "__file__", None) or getattr(obj, "__module__", "?"))
 
 
-METHODS: Registry = Registry("method")
-MODIFIERS: Registry = Registry("modifier")  # ltbench.modifier.Modifier subclasses: `--methods 'reat +awp'`
+PLUGIN_HINT = ("; a method or modifier of your own loads from its folder: --methods-dir DIR, methods_dir "
+               "(a config file's key, or an argument of ltbench.load_model), or $LTBENCH_METHODS")
+METHODS: Registry = Registry("method", PLUGIN_HINT)
+MODIFIERS: Registry = Registry("modifier", PLUGIN_HINT)  # ltbench.modifier.Modifier subclasses: `--methods 'reat +awp'`
 DATASETS: Registry = Registry("dataset")
 MODELS: Registry = Registry("model")
 

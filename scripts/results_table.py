@@ -1,4 +1,4 @@
-"""Print the README's results table for a study: per method and attack (clean, PGD-20, AutoAttack),
+"""Print the results table of docs/results.md for a study: per method and attack (clean, PGD-20, AutoAttack),
 overall / head / medium / tail / worst-class accuracy (%), mean ± std over the finished seeds.
 
 Usage: .venv/bin/python scripts/results_table.py results/fmnist-lt

@@ -192,9 +192,9 @@ def test_bad_set_is_a_one_line_error(tmp_path, capsys, setting, message):
 
 
 def test_documented_example_is_a_working_plugin(tmp_path, isolated_registry):
-    """The complete example in the README's "Adding a method" loads from a folder and trains."""
+    """The complete example in the README's "Add a method" loads from a folder and trains."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("## Adding a method", 1)[1]
+    section = readme.split("## Add a method", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     assert 15 <= len(code.strip().splitlines()) <= 30
     folder = tmp_path / "doc-example"
@@ -204,3 +204,33 @@ def test_documented_example_is_a_working_plugin(tmp_path, isolated_registry):
     assert "focal-at" in METHODS and not [k for k in PLUGIN_ERRORS if str(folder) in k]
     assert build_method("focal-at", {"gamma": "1"}, 10, torch.ones(10)).config.gamma == 1.0
     assert torch.isfinite(torch.tensor(_two_steps("focal-at")))
+
+
+def test_config_file_methods_dir_runs_a_plugin_and_load_model_takes_methods_dir(tmp_path, isolated_registry,
+                                                                                tiny_fmnist, capsys, monkeypatch):
+    """A config file's ``methods_dir`` key and ``ltbench.load_model(..., methods_dir=)`` find a
+    plugin method; without them the error says where a plugin method loads from."""
+    import ltbench
+
+    monkeypatch.delenv("LTBENCH_METHODS", raising=False)
+    name = _unique("cfg-smooth")
+    folder = _write_plugin(tmp_path / "mine", name)
+    out = tmp_path / "study"
+    config = tmp_path / "study.toml"
+    config.write_text(f'methods = ["{name}"]\nmethods_dir = "{folder}"\n')
+    args = [a for a in _run_args([], out) if a != "--methods"]
+    assert cli_main([*args, "--config", str(config)]) == 0, capsys.readouterr().err
+    job = out / f"{name}__fmnist__r0.2__s0"
+    assert json.loads((job / "result.json").read_text())["plugin_files"] == {name: str(folder / "smooth.py")}
+    assert "methods_dir" not in json.loads((job / "config.json").read_text())
+
+    METHODS._items.pop(name)  # a fresh session: the plugin is not loaded
+    plugins._loaded_dirs.clear()
+    with pytest.raises(ltbench.errors.LtbenchError, match=r"unknown method .*\$LTBENCH_METHODS"):
+        ltbench.load_model(job)
+    loaded = ltbench.load_model(job, methods_dir=folder)
+    assert loaded.config.method == name and not loaded.model.training
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'methods = ["{name}"]\nmethods_dir = 3\n')
+    assert cli_main([*args, "--config", str(bad)]) == 2
+    assert "methods_dir must be a folder or a list of folders" in capsys.readouterr().err

@@ -49,24 +49,28 @@ def load_raw(info: DatasetInfo, root: Optional[str | Path] = None) -> RawData:
 
 
 def load_split(info: DatasetInfo, ratio: float, profile: str = "exp", seed: int = 0,
-               root: Optional[str | Path] = None,
-               split: Optional[LongTailSplit] = None) -> tuple[RawData, LongTailSplit]:
+               root: Optional[str | Path] = None, split: Optional[LongTailSplit] = None,
+               n_max: Optional[int] = None) -> tuple[RawData, LongTailSplit]:
     """Load ``info``'s data and make (or re-apply) its long-tailed training split.
 
     Returns ``(raw, split)`` where ``raw`` is already long-tailed: ``raw.x_train`` /
     ``raw.y_train`` hold only the chosen images (``split.indices`` of the full training set, in
     that order); the test set stays balanced and whole. Pass a saved ``split`` to reuse its
     indices (a resumed run); it is checked against the labels and the requested settings.
+    ``n_max``: the head class's count (default: the dataset's; a job's ``train_per_class``).
     """
     full = load_raw(info, root)
     if split is None:
-        split = long_tail_indices(full.y_train, ratio, profile, seed, num_classes=info.num_classes)
+        split = long_tail_indices(full.y_train, ratio, profile, seed, num_classes=info.num_classes, n_max=n_max)
         split.dataset = info.name
     else:
         if (split.profile, split.seed) != (profile, int(seed)) or abs(split.ratio - float(ratio)) > 1e-12:
             raise LtbenchError(
                 f"saved split (ratio {split.ratio}, profile {split.profile}, seed {split.seed}) "
                 f"does not match the requested ratio {ratio}, profile {profile}, seed {seed}")
+        if n_max is not None and max(split.counts) > int(n_max):
+            raise LtbenchError(f"saved split (head class {max(split.counts)} images) does not match the "
+                               f"requested train_per_class {n_max}")
         split.check(full.y_train)
     x_train, y_train = split.apply(full.x_train, full.y_train)
     raw = RawData(x_train, y_train, full.x_test, full.y_test, full.class_names)

@@ -148,10 +148,11 @@ class LongTailSplit:
 
 
 def long_tail_indices(y_train: torch.Tensor, ratio: float, profile: str = "exp", seed: int = 0,
-                      num_classes: Optional[int] = None) -> LongTailSplit:
+                      num_classes: Optional[int] = None, n_max: Optional[int] = None) -> LongTailSplit:
     """Choose a long-tailed subset of a (balanced) training set.
 
-    ``n_max`` is the largest per-class count in ``y_train``; class ``i`` keeps
+    ``n_max`` (the head class's count) defaults to the largest per-class count in ``y_train``
+    (a smaller one makes a small split of the same shape, for smoke runs); class ``i`` keeps
     ``min(long_tail_counts(...)[i], available_i)`` images, drawn without replacement with a
     ``torch.Generator`` seeded with ``seed``. ``num_classes`` defaults to ``max(y) + 1``.
     """
@@ -165,7 +166,7 @@ def long_tail_indices(y_train: torch.Tensor, ratio: float, profile: str = "exp",
     empty = [i for i, a in enumerate(available.tolist()) if a == 0]
     if empty:
         raise LtbenchError(f"classes {empty} have no training images")
-    target = long_tail_counts(int(available.max()), C, ratio, profile)
+    target = long_tail_counts(int(available.max()) if n_max is None else int(n_max), C, ratio, profile)
     counts = [min(t, int(a)) for t, a in zip(target, available.tolist())]
 
     gen = torch.Generator().manual_seed(int(seed))

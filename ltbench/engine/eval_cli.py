@@ -84,6 +84,7 @@ def load_job_model(job_dir: Path, ckpt: Path, device: torch.device, methods_dirs
     from ltbench.config import JobConfig
     from ltbench.data import LongTailSplit, get_dataset, load_split
     from ltbench.engine.checkpoint import load_checkpoint
+    from ltbench.engine.evaluate import job_test_set
     from ltbench.engine.train import build_job_model
     from ltbench.models.factory import load_weights
     from ltbench.plugins import load_all
@@ -100,7 +101,8 @@ def load_job_model(job_dir: Path, ckpt: Path, device: torch.device, methods_dirs
     info = get_dataset(cfg.dataset)
     saved = job_dir / sf.SPLIT
     raw, split = load_split(info, cfg.ratio, cfg.profile, cfg.lt_split_seed,
-                            split=LongTailSplit.load(saved) if saved.exists() else None)
+                            split=LongTailSplit.load(saved) if saved.exists() else None, n_max=cfg.train_per_class)
+    raw.x_test, raw.y_test = job_test_set(raw.x_test, raw.y_test, cfg.test_per_class, cfg.seed)
     counts = split.train_counts  # without the validation split's images, if the job held some out
     _, model = build_job_model(cfg, info, torch.tensor(counts, dtype=torch.float32))
     state = load_checkpoint(ckpt, map_location="cpu")  # a file that is not weights-only: one line

@@ -71,6 +71,15 @@ def balanced_subset(y: torch.Tensor, n_per_class: int, seed: int, upsample: bool
     return torch.cat(picked).sort().values
 
 
+def job_test_set(x: torch.Tensor, y: torch.Tensor, n_per_class: Optional[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A job's test set: all of it, or with ``n_per_class`` (a job's ``test_per_class``, for smoke
+    runs) a balanced, seeded subset of that many images per class, the same for every attack."""
+    if n_per_class is None:
+        return x, y
+    idx = balanced_subset(y, int(n_per_class), seed)
+    return x[idx], y[idx]
+
+
 def model_fingerprint(model: nn.Module) -> str:
     """SHA-1 of the model's state (parameters and buffers): ties a saved AutoAttack state to it."""
     h = hashlib.sha1()

@@ -30,7 +30,7 @@ from ltbench.config import JobConfig
 from ltbench.data import DeviceAugment, LongTailSplit, PolicyAugment, get_dataset, load_split
 from ltbench.engine.checkpoint import check_weights_only, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ltbench.attacks import build_attack
-from ltbench.engine.evaluate import balanced_subset, eval_batch_size, predict, run_evaluation
+from ltbench.engine.evaluate import balanced_subset, eval_batch_size, predict, run_evaluation, job_test_set
 from ltbench.data.validation import hold_out, MAX_FRACTION
 from ltbench.engine import validation
 from ltbench.env import environment, resolve_device
@@ -292,12 +292,13 @@ class Trainer:
                 saved_split = LongTailSplit.load(saved)
             except LtbenchError as exc:  # damaged: drawn again from its seed; training starts over
                 self.damaged = f"{exc} (moved to {quarantine(saved).name})"
-        raw, split = load_split(self.info, cfg.ratio, cfg.profile, cfg.lt_split_seed, split=saved_split)
+        raw, split = load_split(self.info, cfg.ratio, cfg.profile, cfg.lt_split_seed, split=saved_split,
+                                n_max=cfg.train_per_class)
         split.seed_source = "run seed" if cfg.split_seed is None else "split_seed"
         self.split = split
         self.class_names = raw.class_names
         self.class_counts = list(split.counts)
-        self.x_test, self.y_test = raw.x_test, raw.y_test
+        self.x_test, self.y_test = job_test_set(raw.x_test, raw.y_test, cfg.test_per_class, cfg.seed)
         dev = self.device
         self.val_n = (cfg.val_n_per_class if cfg.val_n_per_class is not None
                       else validation.default_n_per_class(cfg.method, cfg.modifiers))

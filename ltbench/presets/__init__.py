@@ -2,7 +2,9 @@
 
 A config file has the keys of a preset (``methods``, ``datasets``, ``ratios``, ``seeds``, any
 :class:`~ltbench.config.JobConfig` field such as ``epochs`` or ``eval_attacks``, ``out``,
-``method_params`` / ``model_params`` tables, and a ``per_method`` table of fields for one method,
+``method_params`` / ``model_params`` tables, ``methods_dir`` (the folder or folders of plugin
+methods, as ``--methods-dir``, relative to where ``ltbench run`` starts), and a ``per_method``
+table of fields for one method,
 e.g. ``"frl" = {init_from = "results/x/pgd-at__{dataset}__r{ratio:g}__s{seed}", lr = 0.001}``) and
 may start from a shipped preset with
 ``preset = "NAME"``, whose keys it then overrides. ``ltbench run --config FILE`` (or
@@ -51,7 +53,7 @@ def file_keys() -> set[str]:
 
     from ltbench.config import JobConfig
 
-    return ({"methods", "datasets", "ratios", "seeds", "out", "description", "preset", "per_method"}
+    return ({"methods", "datasets", "ratios", "seeds", "out", "description", "preset", "per_method", "methods_dir"}
             | {f.name for f in dataclasses.fields(JobConfig)} - {"method", "dataset", "ratio", "seed", "label"})
 
 
@@ -72,6 +74,13 @@ def load_config(path: str | Path) -> dict:
         raise LtbenchError(f"config file {path}: unknown key(s) {', '.join(unknown)}; a config file has the keys "
                            f"of a preset (see `ltbench list presets` and ltbench/presets/*.toml)")
     data.pop("description", None)
+    dirs = data.get("methods_dir", [])
+    if isinstance(dirs, str):
+        dirs = [dirs]
+    if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
+        raise LtbenchError(f"config file {path}: methods_dir must be a folder or a list of folders, got {dirs!r}")
+    if dirs:
+        data["methods_dir"] = [str(Path(d).expanduser()) for d in dirs]
     base = data.pop("preset", None)
     if base is not None:
         if not isinstance(base, str) or is_file_name(base):

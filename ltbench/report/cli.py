@@ -48,6 +48,33 @@ def default_page(paths: list[Path]) -> Path:
     return Path(paths[0]) / REPORT_PAGE if len(paths) == 1 else compare_dir(paths) / REPORT_PAGE
 
 
+SHOW_FAILED = 5  # failed jobs named in the summary; `ltbench status` lists them all
+
+
+def summary(studies, paths: list[Path], written: dict[str, Path], page: Path) -> str:
+    """What ``ltbench report`` prints: per study its jobs by state and its first failed jobs with
+    their last error line, where the tables went, and the page's path."""
+    lines = []
+    for st, path in zip(studies, paths):
+        c = st.counts()
+        line = f"{st.label}: {c['done']} done, {c['failed']} failed, {c['running']} running, {c['pending']} pending"
+        if c["done"] < sum(c.values()):
+            line += f" (`ltbench status {path}` lists them)"
+        lines.append(line)
+        failed = [job for job in st.jobs if job.status == "failed"]
+        for job in failed[:SHOW_FAILED]:
+            last = (job.error or "").strip().splitlines()
+            lines.append(f"  failed {job.name}" + (f": {last[-1]}" if last else ""))
+        if len(failed) > SHOW_FAILED:
+            lines.append(f"  … and {len(failed) - SHOW_FAILED} more failed")
+    folders = sorted({str(p.parent) for p in written.values()})
+    first = [n for n in ("summary.md", "paired.md") if n in written]
+    lines.append(f"tables: {len(written)} files in {', '.join(folders)}"
+                 + (f" (read {' and '.join(first)} first)" if first else ""))
+    lines.append(f"report: {page}")
+    return "\n".join(lines)
+
+
 def main(args) -> int:
     from ltbench.report.aggregate import load_study, study_labels, write_tables
     from ltbench.report.html import build_report, write_report
@@ -62,15 +89,6 @@ def main(args) -> int:
     written = write_tables(report.tables, tables_dir)
     page = write_report(report, out, args.plots_dir)
     if not args.quiet:
-        for st in studies:
-            c = st.counts()
-            print(f"{st.label}: {c['done']} done, {c['failed']} failed, {c['running']} running, "
-                  f"{c['pending']} pending")
-            for job in st.jobs:
-                if job.status != "done":
-                    first = (job.error or "").strip().splitlines()
-                    print(f"  {job.status:<8} {job.name}" + (f": {first[-1]}" if first else ""))
-        print(f"tables: {', '.join(str(p) for p in written.values())}")
-        print(f"report: {page}")
+        print(summary(studies, paths, written, page))
     sys.stdout.flush()
     return 0

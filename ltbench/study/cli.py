@@ -60,13 +60,19 @@ def add_arguments(p):
     g.add_argument("--split-seed", type=int, metavar="N",
                    help="draw the long-tailed split with seed N for every run seed (default: each run seed "
                         "draws its own split), so the spread over seeds is training variance alone")
+    g.add_argument("--train-per-class", type=int, metavar="N",
+                   help="smoke run: the head class keeps N training images, the tail ratio · N (at least 1) "
+                        "(default: the dataset's, 6000 for Fashion-MNIST)")
+    g.add_argument("--test-per-class", type=int, metavar="N",
+                   help="smoke run: evaluate every attack on a balanced, seeded subset of N test images per class "
+                        "(default: the whole test set)")
     g.add_argument("--val-n-per-class", type=int, metavar="N",
                    help="hold N images per class (at most 20%% of a class) out of the long-tailed training set and "
                         "measure them every epoch (default: the method's: 0 for most, CFA 100, WAT and FRL 300)")
     g.add_argument("--val-attack-steps", type=int, metavar="K", help="iterations of that validation PGD (default 5)")
     g.add_argument("--init-from", metavar="JOB_DIR",
                    help="start each job from the weights this finished job evaluated (fine-tuning, e.g. FRL); "
-                        "{dataset}, {ratio} and {seed} are filled in per job, e.g. "
+                        "{dataset}, {ratio}, {seed} and {out} (the study folder) are filled in per job, e.g. "
                         "results/s/trades__{dataset}__r{ratio:g}__s{seed}")
     g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: auto)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -70,4 +70,5 @@ def report(out: Path, jobs: list, workers: int, retry_failed: bool = False, say=
         if "similar" in marks:
             say("  ≈ from this study's jobs of another method with the same dataset and model")
         if "default" in marks:
-            say("  ~ rough: training only, from the PGD-10 throughput in results/bench for this model and device")
+            say("  ~ rough: from the PGD-10 throughput in results/bench for this model and device, scaled by the "
+                "model's width, the attack steps and the evaluation's attacks and test images")

@@ -18,7 +18,7 @@ from ltbench.errors import LtbenchError
 
 FIELDS = ("model", "epochs", "batch_size", "lr", "weight_decay", "eps", "step", "train_attack_steps", "augment",
           "compile", "select_best", "clip_start", "profile", "split_seed", "device", "val_n_per_class",
-          "val_attack_steps", "init_from", "scale_schedules", "select_on")  # JobConfig fields a flag of the same name sets
+          "val_attack_steps", "init_from", "scale_schedules", "select_on", "train_per_class", "test_per_class")  # JobConfig fields a flag of the same name sets
 
 
 GRID_KEYS = ("methods", "datasets", "ratios", "seeds")
@@ -118,7 +118,7 @@ def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
     from ltbench.modifier import parse_spec
     from ltbench.study.checks import check_names
 
-    base_fields = {k: v for k, v in spec.items() if k not in (*GRID_KEYS, "out", "method_params", "per_method")}
+    base_fields = {k: v for k, v in spec.items() if k not in (*GRID_KEYS, "out", "method_params", "per_method", "methods_dir")}
     per_method = spec.get("per_method", {})  # a preset's settings for some methods: name or full spec → fields
     spec = {**spec, "methods": expand_methods(spec["methods"], methods_dirs)}
     parsed = {m: parse_spec(m) for m in spec["methods"]}
@@ -141,7 +141,7 @@ def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
                     except (TypeError, ValueError):
                         raise LtbenchError(f"bad ratio {r!r} or seed {s!r}") from None
                     params = {**flags, **spec["method_params"].get(name, {}), **spec["method_params"].get(m, {})}
-                    init = {"init_from": job_init_from(fields["init_from"], d, ratio, seed)} if fields.get("init_from") else {}
+                    init = {"init_from": job_init_from(fields["init_from"], d, ratio, seed, spec.get("out", ""))} if fields.get("init_from") else {}
                     cfg = JobConfig.from_dict({**fields, **init, "method": name, "label": label, "dataset": d,
                                                "ratio": ratio, "seed": seed, "method_params": params,
                                                "modifiers": modifiers}, stored=False)
@@ -154,14 +154,15 @@ def build_jobs(spec: dict, methods_dirs=()) -> list[JobConfig]:
     return jobs
 
 
-def job_init_from(template: str, dataset: str, ratio: float, seed: int) -> str:
-    """``--init-from`` for one job: ``{dataset}``, ``{ratio}`` and ``{seed}`` filled in (one source
-    job per seed: ``results/s/trades__{dataset}__r{ratio:g}__s{seed}``). Kept as written: a relative
+def job_init_from(template: str, dataset: str, ratio: float, seed: int, out: str = "") -> str:
+    """``--init-from`` for one job: ``{dataset}``, ``{ratio}``, ``{seed}`` and ``{out}`` (the study
+    folder, so that a preset's fine-tuning jobs follow ``--out``) filled in (one source job per
+    seed: ``results/s/trades__{dataset}__r{ratio:g}__s{seed}``). Kept as written: a relative
     path is relative to the folder ``ltbench run`` is started in, so a study committed with a
     relative path (the ``fmnist-lt`` preset's FRL jobs) has the same ``config.json`` in every clone."""
     try:
-        path = str(template).format(dataset=dataset, ratio=ratio, seed=seed)
+        path = str(template).format(dataset=dataset, ratio=ratio, seed=seed, out=out)
     except (KeyError, IndexError, ValueError) as exc:
-        raise LtbenchError(f"init_from {template!r}: only {{dataset}}, {{ratio}} and {{seed}} may be filled in "
+        raise LtbenchError(f"init_from {template!r}: only {{dataset}}, {{ratio}}, {{seed}} and {{out}} may be filled in "
                            f"({type(exc).__name__}: {exc})") from None
     return path

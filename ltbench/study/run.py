@@ -84,7 +84,8 @@ def run_study(spec: dict, options, command: Optional[list[str]] = None) -> int:
     from ltbench.study.study import Study
 
     args = options
-    jobs = build_jobs(spec, getattr(args, "methods_dir", None) or [])
+    args.methods_dir = [*spec.pop("methods_dir", []), *(getattr(args, "methods_dir", None) or [])]  # a config file's, then the flags'
+    jobs = build_jobs(spec, args.methods_dir)
     out = Path(spec["out"])
     check_writable(out, tuple(cfg.job_name for cfg in jobs))
     redo = redo_jobs(out, jobs, getattr(args, "redo", None) or [])

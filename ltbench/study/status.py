@@ -22,7 +22,7 @@ ORDER = (DONE, RUNNING, FAILED, PENDING)
 
 
 def add_arguments(p):
-    p.add_argument("study", help="a study folder (the --out of `ltbench run`)")
+    p.add_argument("study", nargs="?", help="a study folder (the --out of `ltbench run`)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--state", choices=ORDER, action="append", help="only jobs in this state (repeatable)")
 
@@ -69,9 +69,20 @@ def job_record(study: Study, status) -> dict:
     return rec
 
 
+def how_to_call() -> str:
+    """The one line ``ltbench status`` without a study prints: how to call it, and the studies it
+    finds under ``results/`` here."""
+    here = sorted(str(p.parent) for p in Path("results").glob(f"*/{sf.STUDY}"))
+    found = f"; studies under results/: {', '.join(here)}" if here else ""
+    return f"give a study folder (the --out of `ltbench run`), e.g. `ltbench status results/demo`{found}"
+
+
 def main(args) -> int:
+    from ltbench.errors import LtbenchError
     from ltbench.runner.slurm import queued_in_slurm
 
+    if not args.study:
+        raise LtbenchError(how_to_call())
     study = Study.open(args.study)
     statuses = study.statuses()
     queued = queued_in_slurm([study.job_dir(s.name) for s in statuses if s.state in (PENDING, FAILED)])
