@@ -64,8 +64,8 @@ def details(kind: str, name: str) -> list[str]:
             or ["(no options)"]
     if kind == "attacks":
         cls = ATTACKS.get(name)
-        return [("K = steps (step 2.5·ε/K when K·step < ε); " if cls.takes_steps else "") + ("@EPS sets its own budget" if cls.takes_budget
-                                                              else "no budget")]
+        steps = "K = steps (step 2.5·ε/K when K·step < ε); " if cls.takes_steps else ""
+        return [steps + ("@EPS sets its own budget" if cls.takes_budget else "no budget")]
     if kind == "datasets":
         info = DATASETS.get(name)
         return [f"{info.num_classes} classes, images {'×'.join(map(str, info.image_shape))}, "
