@@ -44,10 +44,11 @@ def add_arguments(p):
                         "(default: the dataset's own training counts if they are long-tailed, else no groups)")
     p.add_argument("--n-per-class", type=int, metavar="N",
                    help="with --model-factory: every attack on a balanced, seeded subset of N per class")
-    p.add_argument("--attacks", nargs="+", help="attacks to run (default: the job's eval_attacks); names: "
-                   "clean fgsm pgdK cwK lsK aa, each optionally @EPS (e.g. pgd20@0.05)")
+    p.add_argument("--attacks", nargs="+", help="attacks to run (default: the job's eval_attacks); names "
+                   "(`ltbench list attacks`): clean fgsm pgdK cwK lsK aa, each optionally @EPS (e.g. pgd20@0.05)")
     p.add_argument("--eps", type=float, help="L∞ budget (default: the job's, else the dataset's)")
-    p.add_argument("--step", type=float, help="PGD step size (default: the job's, else the dataset's)")
+    p.add_argument("--step", type=float, help="PGD step size (default: the job's, else the dataset's; "
+                                               "2.5·ε/K for a K-step attack where K·step < ε)")
     p.add_argument("--aa-n-per-class", type=int, metavar="N",
                    help="AutoAttack on a fixed balanced subset of N test images per class (default: the job's "
                         "setting, else the full test set)")
