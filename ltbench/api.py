@@ -133,8 +133,9 @@ def load_model(job_dir: str | Path, device: str = "cpu", best: bool = True,
 @dataclass
 class Evaluation:
     """What :func:`evaluate` measured: ``table`` (one row per attack: n, overall, head, medium,
-    tail, worst, per-class std), ``per_class`` (one row per attack × class) and ``raw`` (the
-    ``result.json`` evaluation part: metrics, checks, warnings, settings)."""
+    tail, worst, per-class std; head / medium / tail NaN without groups), ``per_class`` (one row per
+    attack × class) and ``raw`` (the ``result.json`` evaluation part: metrics with ``per_class`` by
+    class name, checks, warnings, settings); ``groups`` says where head / medium / tail come from."""
 
     table: pd.DataFrame
     per_class: pd.DataFrame
@@ -143,6 +144,10 @@ class Evaluation:
     @property
     def warnings(self) -> list:
         return list(self.raw.get("warnings") or [])
+
+    @property
+    def groups(self) -> str:
+        return self.raw["evaluation"]["groups"]["text"]
 
 
 def evaluate(model: nn.Module, dataset: str = "fmnist", attacks: Sequence[str] = ("clean", "pgd20", "cw20"), *,
@@ -156,8 +161,8 @@ def evaluate(model: nn.Module, dataset: str = "fmnist", attacks: Sequence[str] =
     to the dataset's (Fashion-MNIST 0.1 / 0.01, CIFAR 8/255 / 2/255). ``n_per_class`` evaluates every
     attack on a fixed, balanced, seeded subset of the test set; ``aa_n_per_class`` only AutoAttack.
     ``class_counts`` are the training counts that define head / medium / tail (classes sorted by
-    count, head = the first ⌊C/3⌋); by default the class index order (class 0 = head), the order
-    of the long-tailed splits of this field.
+    count, head = the first ⌊C/3⌋); without them the dataset's own training counts if they are
+    long-tailed, else there are no groups (head / medium / tail NaN); ``Evaluation.groups`` says which.
     """
     from ltbench.engine.evaluate import evaluate_model
 
@@ -168,11 +173,11 @@ def evaluate(model: nn.Module, dataset: str = "fmnist", attacks: Sequence[str] =
     counts = out["evaluation"]["class_counts"]
     rows, per_class = [], []
     for attack, rec in out["metrics"].items():
-        rows.append({"attack": attack, "n": rec["n"], **{g: rec[g] for g in GROUPS},
-                     "per_class_std": rec.get("per_class_std")})
-        for c, acc in enumerate(rec["per_class"]):
+        rows.append({"attack": attack, "n": rec["n"], **{g: float("nan") if rec[g] is None else rec[g]
+                                                         for g in GROUPS}, "per_class_std": rec.get("per_class_std")})
+        for c, acc in enumerate(rec["per_class"].values()):
             per_class.append({"attack": attack, "class_index": c, "class_name": class_names[c],
-                              "train_count": counts[c], "accuracy": acc})
+                              "train_count": counts[c] if counts else None, "accuracy": acc})
     return Evaluation(pd.DataFrame(rows), pd.DataFrame(per_class), out)
 
 

@@ -22,7 +22,7 @@ ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errn
 
 COMMANDS = {
     "run": ("ltbench.study.cli", "train and evaluate a grid of methods × datasets × ratios × seeds"),
-    "list": ("ltbench.cli_list", "list registered methods, datasets, models or presets"),
+    "list": ("ltbench.cli_list", "list registered methods, datasets, models, attacks or presets"),
 }
 # Sub-commands added by later modules register here if importable.
 OPTIONAL_COMMANDS = {

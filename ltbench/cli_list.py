@@ -1,10 +1,10 @@
-"""``ltbench list methods|datasets|models|presets``: names with one line of description.
+"""``ltbench list methods|datasets|models|attacks|presets``: names with one line of description.
 
 ``-v`` adds what can be set: each method's ``Config`` parameters with their types and defaults
 (``--set METHOD.KEY=VALUE``) and its ablation flags (``'reat --no-tail'``), each modifier's
 parameters (``--set awp.gamma=…``), each model's keyword options (``--set model.KEY=VALUE``), each
 dataset's classes, image shape and default ε / PGD step, each preset's grid. Lines are wrapped to
-:data:`COLUMNS` columns.
+:data:`COLUMNS` columns. Attacks are listed by their name grammar (``pgdK``: K steps).
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import re
 import textwrap
 
 from ltbench.plugins import PLUGIN_ERRORS, load_all
-from ltbench.registry import DATASETS, METHODS, MODELS, MODIFIERS
+from ltbench.registry import ATTACKS, DATASETS, METHODS, MODELS, MODIFIERS
 
-KINDS = ("methods", "datasets", "models", "presets")
+KINDS = ("methods", "datasets", "models", "attacks", "presets")
 COLUMNS = 100
 MODEL_FIXED = {"num_classes", "in_channels", "mean", "std"}  # given by the dataset, not settable
 
@@ -75,6 +75,10 @@ def details(kind: str, name: str) -> list[str]:
         params = model_params(name)
         return [f"--set model.{k}=…  ({t}, default {v!r})".replace("(, ", "(") for k, t, v in params] \
             or ["(no options)"]
+    if kind == "attacks":
+        cls = ATTACKS.get(name)
+        steps = "K = steps (step 2.5·ε/K when K·step < ε); " if cls.takes_steps else ""
+        return [steps + ("@EPS sets its own budget" if cls.takes_budget else "no budget")]
     if kind == "datasets":
         info = DATASETS.get(name)
         return [f"{info.num_classes} classes, images {'×'.join(map(str, info.image_shape))}, "
@@ -100,14 +104,19 @@ def main(args) -> int:
         from ltbench.presets import list_presets
 
         rows = list_presets()
+    elif args.kind == "attacks":
+        import ltbench.attacks  # noqa: F401 (registers every attack)
+
+        rows = [(name, ATTACKS.describe(name)) for name in ATTACKS.names()]
     else:
         reg = {"methods": METHODS, "datasets": DATASETS, "models": MODELS}[args.kind]
         rows = [(name, reg.describe(name)) for name in reg.names()]
     mods = [(f"+{n}", MODIFIERS.describe(n)) for n in MODIFIERS.names()] if args.kind == "methods" else []
-    width = max((len(n) for n, _ in rows + mods), default=0)
+    shown = {name: ATTACKS.get(name).grammar() if args.kind == "attacks" else name for name, _ in rows + mods}
+    width = max((len(shown[n]) for n, _ in rows + mods), default=0)
 
     def show(kind: str, name: str, desc: str, key: str) -> None:
-        print(wrapped(f"{name:<{width}}  {desc}", width + 2))
+        print(wrapped(f"{shown[name]:<{width}}  {desc}", width + 2))
         if args.verbose:
             for line in details(kind, key):
                 print(wrapped(f"{'':<{width}}    {line}", width + 6))

@@ -73,8 +73,7 @@ def _label(name: str) -> str:
     from ltbench.attacks.factory import parse_attack_name
 
     spec = parse_attack_name(name)
-    base = {"pgd": "PGD", "cw": "CW", "ls": "logit-scaled PGD", "fgsm": "FGSM", "aa": "AutoAttack",
-            "clean": "clean"}[spec.kind]
+    base = spec.attack_class.label
     if spec.steps:
         base += f"-{spec.steps}"
     return base + (f" at ε={spec.eps:g}" if spec.eps is not None else "")

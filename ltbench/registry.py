@@ -1,4 +1,4 @@
-"""Name → object registries for methods, datasets and models.
+"""Name → object registries for methods, modifiers, datasets, models and attacks.
 
 Every pluggable piece registers itself with a decorator::
 
@@ -116,10 +116,31 @@ METHODS: Registry = Registry("method", PLUGIN_HINT)
 MODIFIERS: Registry = Registry("modifier", PLUGIN_HINT)  # ltbench.modifier.Modifier subclasses: `--methods 'reat +awp'`
 DATASETS: Registry = Registry("dataset")
 MODELS: Registry = Registry("model")
+# ltbench.attacks.base.Attack subclasses, by the stem of their names: "pgd" for pgd20 (ltbench/attacks/factory.py)
+ATTACKS: Registry = Registry("attack")
 
 register_method = METHODS.register
 register_modifier = MODIFIERS.register
 register_dataset = DATASETS.register
 register_model = MODELS.register
 
-REGISTRIES = (METHODS, MODIFIERS, DATASETS, MODELS)
+ATTACK_STEM = re.compile(r"^[a-z]+$")
+
+
+def register_attack(stem: str) -> Callable[[T], T]:
+    """``@register_attack("pgd")``: the attack class named ``pgd`` in ``pgd20`` (its ``name`` becomes
+    the stem). A stem is lower-case letters only: the name grammar appends the step count and
+    ``@EPS`` (ltbench/attacks/factory.py)."""
+    if not isinstance(stem, str) or not ATTACK_STEM.match(stem):
+        raise LtbenchError(f"cannot register attack {stem!r}: an attack's name stem is lower-case letters "
+                           f"(the step count and @EPS are appended: pgd20@0.05)")
+    register = ATTACKS.register(stem)
+
+    def decorator(cls: T) -> T:
+        cls.name = stem  # type: ignore[attr-defined]
+        return register(cls)
+
+    return decorator
+
+
+REGISTRIES = (METHODS, MODIFIERS, DATASETS, MODELS, ATTACKS)

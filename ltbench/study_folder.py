@@ -320,6 +320,21 @@ def read_result(job_dir: Path) -> Optional[ResultRecord]:
     return check_format(result, RESULT, Path(job_dir) / RESULT)
 
 
+def warnings_line(results, root) -> str:
+    """The line at the end of ``ltbench run`` and ``ltbench status``: how many warnings (the
+    gradient-masking checks', AutoAttack's flags) the finished jobs' ``results`` carry, in how many
+    jobs, and the command whose page groups them by kind and says what each means."""
+    counts = [len(r["warnings"]) if isinstance(r.get("warnings"), list) else 0
+              for r in results if isinstance(r, dict)]
+    total, jobs = sum(counts), sum(1 for c in counts if c)
+    if not counts:
+        return "warnings: no finished job yet"
+    if not total:
+        return f"warnings: none in the {len(counts)} finished job{'s' * (len(counts) != 1)}"
+    return (f"warnings: {total} in {jobs} of {len(counts)} finished job{'s' * (len(counts) != 1)}; "
+            f"`ltbench report {root}` groups them by kind and says what each means")
+
+
 # --- metrics.jsonl ------------------------------------------------------------------------------
 def append_metrics(job_dir: Path, record: dict) -> None:
     """Append one epoch's record, with its format, to ``metrics.jsonl``."""

@@ -1,17 +1,21 @@
 """Sanity checks every attack must pass (issue 4), on a tiny MLP trained for a second on 8×8 data.
 
-Each attack is built by name through the factory, so a new attack kind is covered by adding its
-name to ATTACKS. AutoAttack runs a cheap custom configuration (every sub-attack, 5 iterations).
+The contract tests run over every registered attack (``ltbench.registry.ATTACKS``), each built by
+name (``stem`` or ``stem5``), so a new attack file is covered without being listed here; AutoAttack
+runs a cheap custom configuration instead (every sub-attack, 3 iterations). Two PGD variants that
+no name reaches (restarts, no random start) run beside them.
 """
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ltbench.attacks import (CW, FGSM, PGD, AutoAttack, LogitScaledPGD, build_attack, parse_attack_name,
-                             pgd_perturb, pgd_search)
+from ltbench.attacks import (CW, FGSM, PGD, Attack, AutoAttack, Clean, LogitScaledPGD, build_attack,
+                             parse_attack_name, pgd_perturb, pgd_search, reaching_step)
 from ltbench.attacks.autoattack import usable_attacks
 from ltbench.errors import LtbenchError
+from ltbench.registry import ATTACKS as REGISTERED
+from ltbench.registry import register_attack
 
 EPS, STEP = 0.1, 0.025
 
@@ -58,15 +62,26 @@ def cheap_aa(eps, step):
                       target_classes=2, batch_size=64)
 
 
+CHEAP = {"aa": cheap_aa}  # registered attacks too slow for a unit test at their published settings
+
+
+def by_name(stem: str):
+    """The registered attack ``stem`` as the tests build it: by name, with K = 5 where it takes steps."""
+    if stem in CHEAP:
+        return CHEAP[stem]
+    name = f"{stem}5" if REGISTERED.get(stem).takes_steps else stem
+    return lambda eps, step: build_attack(name, eps, step)
+
+
 ATTACKS = {
-    "fgsm": lambda eps, step: build_attack("fgsm", eps, step),
-    "pgd5": lambda eps, step: build_attack("pgd5", eps, step),
+    **{stem: by_name(stem) for stem in REGISTERED.names()},
     "pgd3x2": lambda eps, step: PGD(eps, step, steps=3, restarts=2),
     "pgd5-nostart": lambda eps, step: PGD(eps, step, steps=5, random_start=False),
-    "cw5": lambda eps, step: build_attack("cw5", eps, step),
-    "ls5": lambda eps, step: build_attack("ls5", eps, step),
-    "aa-cheap": cheap_aa,
 }
+
+
+def test_every_attack_registered_today_is_under_test():
+    assert {"clean", "fgsm", "pgd", "cw", "ls", "aa"} <= set(ATTACKS)
 
 
 def clean_pred(model, x):
@@ -82,15 +97,31 @@ def test_eps_zero_gives_exactly_clean_accuracy(name, model, data):
     assert torch.equal(clean_pred(model, x_adv), clean_pred(model, x))
 
 
+# FAB-T minimises the perturbation's norm from points outside the ball (Croce & Hein, ICML 2020,
+# FAB): AutoAttack's own iterates may leave it; the points it returns may not.
+ITERATES_MAY_LEAVE_THE_BALL = {"aa"}
+
+
 @pytest.mark.parametrize("name", ATTACKS)
 def test_points_stay_in_the_eps_ball_and_in_range(name, model, data):
     x, y = data
+    seen = []  # every input the model is called on: the attack's iterates
+    hook = model.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().float().flatten(1)))
     torch.manual_seed(0)
-    x_adv = ATTACKS[name](EPS, STEP)(model, x, y)
+    try:
+        x_adv = ATTACKS[name](EPS, STEP)(model, x, y)
+    finally:
+        hook.remove()
     assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
     assert (x_adv - x).abs().max() <= EPS + 1e-6
     assert x_adv.min() >= 0 and x_adv.max() <= 1
     assert not x_adv.requires_grad
+    assert seen or name == "clean"  # the identity never calls the model
+    if seen and name not in ITERATES_MAY_LEAVE_THE_BALL:
+        points = torch.cat(seen)  # each within ε of some test image (the images are far apart)
+        nearest = (points[:, None, :] - x.flatten(1)[None]).abs().amax(2).amin(1)
+        assert nearest.max() <= EPS + 1e-6, nearest.max()
+        assert points.min() >= 0 and points.max() <= 1
 
 
 @pytest.mark.parametrize("name", ATTACKS)
@@ -100,7 +131,8 @@ def test_robust_never_exceeds_clean_per_sample(name, model, data):
     clean_ok = clean_pred(model, x) == y
     adv_ok = clean_pred(model, ATTACKS[name](EPS, STEP)(model, x, y)) == y
     assert not (adv_ok & ~clean_ok).any()
-    assert adv_ok.sum() < clean_ok.sum()  # the attack does something at this budget
+    if name != "clean":
+        assert adv_ok.sum() < clean_ok.sum()  # the attack does something at this budget
 
 
 @pytest.mark.parametrize("name", ATTACKS)
@@ -221,7 +253,8 @@ def test_standard_autoattack_configuration():
 
 
 def test_factory_names():
-    assert build_attack("clean", EPS, STEP) is None
+    assert type(build_attack("clean", EPS, STEP)) is Clean and build_attack("clean", EPS, STEP).describe() == {
+        "name": "clean"}
     assert type(build_attack("fgsm", EPS, STEP)) is FGSM
     pgd = build_attack("pgd20", EPS, STEP)
     assert type(pgd) is PGD and pgd.steps == 20 and pgd.step == STEP and pgd.eps == EPS
@@ -279,3 +312,81 @@ def test_autoattack_collects_the_packages_warnings_once_per_kind(data, caplog):
     assert len(aa.warnings) == 1 and "zero gradient" in aa.warnings[0] and aa.warnings[0].endswith("(2 times)")
     assert aa.warnings[0].startswith("AutoAttack: ")
     assert not [r for r in caplog.records if r.name == "auto-attack"]  # collected, not printed
+
+
+def test_an_attack_is_one_registered_class(model, data):
+    """A class with @register_attack is an attack by name: parsed, built, labelled, listed."""
+    before = REGISTERED.snapshot()
+    try:
+        @register_attack("nudge")
+        class Nudge(Attack):
+            """A fixed push of ε · sign(0.5 − x): a test attack."""
+
+            label = "nudge"
+            takes_steps = True
+
+            @classmethod
+            def from_name(cls, steps, eps, step, **_):
+                attack = cls(eps)
+                attack.steps = steps
+                return attack
+
+            def perturb(self, model, x, y):
+                return (x + self.eps * torch.sign(0.5 - x)).clamp(0, 1)
+
+        attack = build_attack("nudge3@0.05", EPS, STEP)
+        assert type(attack) is Nudge and attack.eps == 0.05 and attack.steps == 3 and Nudge.name == "nudge"
+        assert parse_attack_name("nudge3").iterative
+        with pytest.raises(LtbenchError, match="needs a step count"):
+            parse_attack_name("nudge")  # its grammar: a step count
+        with pytest.raises(LtbenchError, match="nudgeK"):
+            parse_attack_name("nudge3x")  # the error lists every registered grammar
+        from ltbench.metrics import _label
+        assert _label("nudge3") == "nudge-3"
+    finally:
+        REGISTERED.restore(before)
+    with pytest.raises(LtbenchError, match="unknown attack 'nudge3'"):
+        parse_attack_name("nudge3")
+    with pytest.raises(LtbenchError, match="lower-case letters"):
+        register_attack("pgd-2")
+
+
+@pytest.mark.parametrize("stem", ["pgd", "cw", "ls"])
+def test_a_k_step_attack_by_name_can_reach_the_boundary(stem):
+    """K · step < ε: the step becomes 2.5 · ε / K and the record keeps the step given; else unchanged."""
+    short = build_attack(f"{stem}2", 0.1, 0.01)
+    assert short.step == pytest.approx(0.125) and short.describe()["step_given"] == 0.01
+    for name, eps, step in ((f"{stem}20", 0.1, 0.01), (f"{stem}10", 0.1, 0.01), (f"{stem}4", 8 / 255, 2 / 255),
+                            (f"{stem}20@0.05", 0.1, 0.01), (f"{stem}5", 0.0, 0.0)):
+        attack = build_attack(name, eps, step)
+        assert attack.steps * attack.step >= attack.eps * (1 - 1e-9)
+        assert "step_given" not in attack.describe(), name
+    assert build_attack("pgd20", 0.1, 0.01).step == 0.01  # the committed study's setting is untouched
+    assert reaching_step(0.1, 0.01, 5) == pytest.approx(0.05) and reaching_step(0.1, 0.03, 5) == 0.03
+
+
+def test_an_under_powered_step_raises_no_masking_warning():
+    """PGD-2 with step 0.01 at ε = 0.1 moves 0.02: on a linear model it is far weaker than FGSM,
+    which would read as gradient masking. By name the step reaches, and the warning does not fire."""
+    from ltbench.engine.evaluate import run_evaluation
+
+    torch.manual_seed(0)
+    x = torch.rand(40, 1, 4, 4)
+    w = torch.randn(2, 16)
+    y = (x.flatten(1) @ w.T).argmax(1)  # a linear model that is right on every image
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    with torch.no_grad():
+        model[1].weight.copy_(w)
+        model[1].bias.zero_()
+    x_u8 = (x * 255).round().to(torch.uint8)
+    y = clean_pred(model, x_u8.float() / 255)
+
+    def acc(attack):
+        torch.manual_seed(0)
+        return (clean_pred(model, attack(model, x_u8.float() / 255, y)) == y).float().mean().item()
+
+    assert acc(PGD(0.1, 0.01, steps=2)) > acc(FGSM(0.1)) + 0.05  # the trap the rule avoids
+    out = run_evaluation(model, x_u8, y, [20, 20], ["clean", "pgd2"], eps=0.1, step=0.01,
+                         device=torch.device("cpu"), check_samples=40)
+    assert out["metrics"]["pgd2"]["attack"]["step"] == pytest.approx(0.125)
+    assert not [w for w in out["warnings"] if "weaker than FGSM" in w], out["warnings"]

@@ -78,7 +78,7 @@ def test_labels_outside_range_are_rejected(tmp_path, monkeypatch, capsys):
 
 def test_list_commands(capsys):
     for kind, expected in (("methods", "pgd-at"), ("datasets", "cifar100"), ("models", "wrn-34-10"),
-                           ("presets", "fmnist-lt-quick")):
+                           ("attacks", "pgdK"), ("presets", "fmnist-lt-quick")):
         assert main(["list", kind]) == 0
         assert expected in capsys.readouterr().out
 

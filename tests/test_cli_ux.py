@@ -120,7 +120,8 @@ def _fake_study(root: Path, n_pending: int = 0) -> Path:
     done.mkdir()
     (done / "metrics.jsonl").write_text('{"epoch": 0}\n{"epoch": 1}\n{"epoch": 2}\n')
     (done / "result.json").write_text(json.dumps({"metrics": {"clean": {"overall": 0.5, "tail": 0.25, "worst": 0.1,
-                                                                         "n": 100}}}))
+                                                                         "n": 100}},
+                                                  "warnings": ["gradient masking suspected: …", "AutoAttack: …"]}))
     failed.mkdir()
     (failed / "metrics.jsonl").write_text('{"epoch": 0}\n')
     (failed / "failed.json").write_text(json.dumps({"error": "RuntimeError: boom", "epoch": 2}))
@@ -130,12 +131,13 @@ def _fake_study(root: Path, n_pending: int = 0) -> Path:
 def test_status_fails_on_failed_jobs_and_json_has_numbers(tmp_path, capsys):
     study = _fake_study(tmp_path / "s")
     assert cli_main(["status", str(study)]) == 1
-    assert "1 failed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 failed" in out and f"warnings: 2 in 1 of 1 finished job; `ltbench report {study}`" in out
     assert cli_main(["status", str(study), "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
     a, b = data["jobs"]
     assert a["metrics"]["clean"] == {"overall": 0.5, "tail": 0.25, "worst": 0.1, "n": 100}
-    assert a["epochs_done"] == 3 and a["epochs"] == 3
+    assert a["epochs_done"] == 3 and a["epochs"] == 3 and a["warnings"] == 2
     assert b["failed_epoch"] == 2 and b["error"] == "RuntimeError: boom" and b["epochs_done"] == 1
     assert data["counts"] == {"done": 1, "running": 0, "failed": 1, "pending": 0}
     (study / "b__fmnist__r0.1__s0" / "failed.json").unlink()
@@ -344,3 +346,11 @@ def test_study_eta_before_any_job_reports():
     clock = D.StudyClock(total=5, done=1, workers=2, per_job_s=100.0)
     assert clock.eta_s() == pytest.approx(4 * 100.0 / 2)  # four jobs to run, two at a time
     assert D.StudyClock(total=5, done=1, workers=2).eta_s() is None  # nothing known: "?"
+
+
+def test_warnings_line_counts_the_warnings_of_finished_jobs():
+    results = [{"warnings": ["a", "b"]}, {"warnings": []}, {"metrics": {}}, None, {"warnings": ["c"]}]
+    assert sf.warnings_line(results, "S") == ("warnings: 3 in 2 of 4 finished jobs; `ltbench report S` groups them "
+                                              "by kind and says what each means")
+    assert sf.warnings_line([{"warnings": []}], "S") == "warnings: none in the 1 finished job"
+    assert sf.warnings_line([], "S") == "warnings: no finished job yet"

@@ -6,6 +6,7 @@ runner's real worker processes, which read the tiny dataset from ``$LTBENCH_DATA
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -227,6 +228,7 @@ def test_study_layout_skip_and_status(tiny, capsys):
         assert "finished" in (d / "log.txt").read_text()
     assert not list(out.rglob("*.tmp"))  # atomic writes leave no temporaries
     assert "results written to" in captured.out
+    assert re.search(r"^warnings: (none in the 2 finished jobs|\d+ in \d of 2 finished jobs;)", captured.out, re.M)
     assert "[cpu0]" in captured.err and "[cpu1]" in captured.err  # two workers
 
     # Re-running skips finished jobs (no new start in their logs).

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ltbench.attacks.base import Attack, autocast_for, project
+from ltbench.registry import register_attack
 
 STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")
 
@@ -70,15 +71,22 @@ def usable_attacks(attacks: Sequence[str], num_classes: int) -> tuple[list[str],
     return keep, dropped
 
 
+@register_attack("aa")
 class AutoAttack(Attack):
-    """L∞ AutoAttack; ``version='standard'`` by default, or ``'custom'`` with an ``attacks`` list.
+    """AutoAttack, standard version: APGD-CE, APGD-T, FAB-T, Square (Croce & Hein, ICML 2020).
+
+    L∞; ``version='standard'`` by default, or ``'custom'`` with an ``attacks`` list.
 
     ``iterations`` and ``target_classes`` (custom use, e.g. fast tests) override the iteration
     count of APGD / FAB and the query budget of Square, and cap the number of target classes of
     APGD-T / FAB-T; leave them ``None`` for the published settings.
     """
 
-    name = "aa"
+    label = "AutoAttack"
+
+    @classmethod
+    def from_name(cls, steps, eps, step, *, seed=0, batch_size=250):
+        return cls(eps, seed=seed, batch_size=batch_size)
 
     def __init__(self, eps: float, *, version: str = "standard", attacks: Optional[Sequence[str]] = None,
                  seed: int = 0, batch_size: int = 250, iterations: Optional[int] = None,

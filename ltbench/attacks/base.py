@@ -13,7 +13,7 @@ accuracy, sample by sample).
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -71,12 +71,34 @@ def attack_mode(model: nn.Module):
 
 
 class Attack:
-    """Base class: subclasses implement ``perturb(model, x, y)`` in eval mode."""
+    """Base class: subclasses implement ``perturb(model, x, y)`` in eval mode.
 
-    name = "attack"
+    A subclass registered with ``@register_attack("stem")`` (ltbench/registry.py) is an attack by
+    name: its name grammar is the stem, then the step count K when ``takes_steps`` (``pgd20``), then
+    optionally ``@EPS`` when ``takes_budget`` (``pgd20@0.05``); :meth:`from_name` builds it from the
+    parsed name (ltbench/attacks/factory.py). Adding an attack is one file in ``ltbench/attacks/``.
+    """
+
+    name = "attack"  # the registered stem (set by @register_attack)
+    label = "attack"  # how warnings and tables call it: "PGD", "logit-scaled PGD"
+    takes_steps = False  # the name carries a step count K ≥ 1: pgdK
+    takes_budget = True  # the name may carry its own budget: pgd20@0.05
 
     def __init__(self, eps: float):
         self.eps = float(eps)
+
+    @classmethod
+    def grammar(cls) -> str:
+        """How a name of this attack is spelled: ``pgdK``, ``fgsm``, ``clean``."""
+        return f"{cls.name}K" if cls.takes_steps else cls.name
+
+    @classmethod
+    def from_name(cls, steps: Optional[int], eps: float, step: float, *, seed: int = 0,
+                  batch_size: int = 250) -> "Attack":
+        """The attack a parsed name stands for, at budget ``eps`` (the name's own ``@EPS`` already
+        applied) and PGD step ``step``; ``steps`` is the name's K (None without one). ``seed`` and
+        ``batch_size`` serve attacks with their own seeding and batching (AutoAttack)."""
+        return cls(eps)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

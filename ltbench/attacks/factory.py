@@ -1,8 +1,10 @@
 """Attacks by name, as ``--attacks`` and ``JobConfig.eval_attacks`` spell them.
 
-Grammar: ``clean`` | ``fgsm`` | ``pgdK`` | ``cwK`` | ``lsK`` | ``aa``, optionally followed by
-``@EPS`` to override the budget for that one attack (``pgd20@0.05``, ``pgd20@4/255``); the step
-size then scales with the budget (``step · EPS / ε``) so the attack keeps its shape.
+Every attack class registers itself with ``@register_attack("stem")`` (ltbench/registry.py) and
+says its own name grammar (:class:`ltbench.attacks.base.Attack`): the stem, then a step count K when
+the attack takes one, then optionally ``@EPS`` to override the budget for that one attack
+(``pgd20@0.05``, ``pgd20@4/255``); the step size then scales with the budget (``step · EPS / ε``)
+so the attack keeps its shape. The registered attacks today (``ltbench list attacks``):
 
 ==========  ==========================================================  =====================
 name        attack                                                      paper
@@ -15,6 +17,9 @@ lsK         K-step L∞ PGD on CE(10 · logits), the logit-scaled attack   Yue e
 aa          AutoAttack, standard version (APGD-CE, APGD-T, FAB-T,       Croce & Hein 2020
             Square), via ``pyautoattack``
 ==========  ==========================================================  =====================
+
+A K-step attack by name whose K steps cannot reach the boundary of the ε-ball (K · step < ε) gets
+the step 2.5 · ε / K instead (:func:`ltbench.attacks.pgd.reaching_step`).
 """
 from __future__ import annotations
 
@@ -24,21 +29,23 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Optional
 
-from ltbench.attacks.autoattack import AutoAttack
 from ltbench.attacks.base import Attack
-from ltbench.attacks.cw import CW
-from ltbench.attacks.fgsm import FGSM
-from ltbench.attacks.logit_scaled import LogitScaledPGD
-from ltbench.attacks.pgd import PGD
 from ltbench.errors import LtbenchError
+from ltbench.registry import ATTACKS
 
-_NAME = re.compile(r"^(?P<kind>clean|fgsm|aa|pgd|cw|ls)(?P<steps>\d*)(?:@(?P<eps>[0-9.eE+-]+(?:/[0-9.]+)?))?$")
-KNOWN = "clean, fgsm, pgdK, cwK, lsK, aa (K = steps, e.g. pgd20), each optionally @EPS (e.g. pgd20@0.05)"
+# A stem of lower-case letters, digits (the step count), then @EPS: the split is unique.
+_NAME = re.compile(r"^(?P<kind>[a-z]+?)(?P<steps>\d*)(?:@(?P<eps>[0-9.eE+-]+(?:/[0-9.]+)?))?$")
+
+
+def known() -> str:
+    """The registered names, for error messages: ``aa, clean, cwK, … (K = steps, e.g. pgd20), …``."""
+    return (", ".join(ATTACKS.get(n).grammar() for n in ATTACKS.names())
+            + " (K = steps, e.g. pgd20), each optionally @EPS (e.g. pgd20@0.05)")
 
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """A parsed attack name: kind (``pgd``…), step count (iterative kinds), budget override."""
+    """A parsed attack name: kind (the registered stem, ``pgd``…), step count, budget override."""
 
     name: str
     kind: str
@@ -46,23 +53,28 @@ class AttackSpec:
     eps: Optional[float] = None
 
     @property
+    def attack_class(self) -> type:
+        return ATTACKS.get(self.kind)
+
+    @property
     def iterative(self) -> bool:
-        return self.kind in ("pgd", "cw", "ls")
+        return self.attack_class.takes_steps
 
 
 def parse_attack_name(name: str) -> AttackSpec:
     """Parse ``name`` (see the module docstring); a clear LtbenchError if it is not an attack."""
     m = _NAME.match(name.strip())
-    if not m:
-        raise LtbenchError(f"unknown attack {name!r}; known: {KNOWN}")
+    if not m or m.group("kind") not in ATTACKS:
+        raise LtbenchError(f"unknown attack {name!r}; known: {known()}")
     kind, steps, eps = m.group("kind"), m.group("steps"), m.group("eps")
-    if kind in ("pgd", "cw", "ls"):
+    cls = ATTACKS.get(kind)
+    if cls.takes_steps:
         if not steps or int(steps) < 1:
             raise LtbenchError(f"attack {name!r} needs a step count ≥ 1, e.g. {kind}20")
     elif steps:
-        raise LtbenchError(f"unknown attack {name!r}; known: {KNOWN}")
-    if kind == "clean" and eps is not None:
-        raise LtbenchError("'clean' takes no budget")
+        raise LtbenchError(f"unknown attack {name!r}; known: {known()}")
+    if not cls.takes_budget and eps is not None:
+        raise LtbenchError(f"{kind!r} takes no budget")
     budget = None
     if eps is not None:
         try:
@@ -74,8 +86,8 @@ def parse_attack_name(name: str) -> AttackSpec:
     return AttackSpec(name, kind, int(steps) if steps else None, budget)
 
 
-def build_attack(name: str, eps: float, step: float, *, seed: int = 0, batch_size: int = 250) -> Optional[Attack]:
-    """The attack called ``name`` at budget ``eps`` and PGD step ``step``; ``None`` for ``clean``.
+def build_attack(name: str, eps: float, step: float, *, seed: int = 0, batch_size: int = 250) -> Attack:
+    """The attack called ``name`` at budget ``eps`` and PGD step ``step`` (``clean`` is the identity).
 
     ``seed`` and ``batch_size`` matter only to AutoAttack (its internal seed and batch).
     """
@@ -83,14 +95,4 @@ def build_attack(name: str, eps: float, step: float, *, seed: int = 0, batch_siz
     if spec.eps is not None:
         step = step * spec.eps / eps if eps > 0 else step
         eps = spec.eps
-    if spec.kind == "clean":
-        return None
-    if spec.kind == "fgsm":
-        return FGSM(eps)
-    if spec.kind == "pgd":
-        return PGD(eps, step, steps=spec.steps)
-    if spec.kind == "cw":
-        return CW(eps, step, steps=spec.steps)
-    if spec.kind == "ls":
-        return LogitScaledPGD(eps, step, steps=spec.steps)
-    return AutoAttack(eps, seed=seed, batch_size=batch_size)
+    return spec.attack_class.from_name(spec.steps, eps, step, seed=seed, batch_size=batch_size)

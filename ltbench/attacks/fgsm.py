@@ -11,12 +11,14 @@ import torch
 
 from ltbench.attacks.base import Attack, LossFn, ce_loss
 from ltbench.attacks.pgd import pgd_search
+from ltbench.registry import register_attack
 
 
+@register_attack("fgsm")
 class FGSM(Attack):
-    """One signed-gradient step of size ε; a sample already misclassified is returned unchanged."""
+    """One signed-gradient step of size ε (Goodfellow et al., ICLR 2015); a misclassified sample stays as it is."""
 
-    name = "fgsm"
+    label = "FGSM"
 
     def __init__(self, eps: float, loss_fn: LossFn = ce_loss):
         super().__init__(eps)

@@ -6,6 +6,8 @@ logits are small in scale has a soft softmax, and one whose logits are large sat
 way plain cross-entropy gradients can be uninformative. Scaling the logits by α before the softmax
 sharpens the loss without changing the arg-max, so a large gap between this attack and plain PGD
 points to gradient masking by logit scale.
+
+By name ``lsK`` (``ls20``), with the step rule of ``pgdK`` (:func:`ltbench.attacks.pgd.reaching_step`).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ltbench.attacks.pgd import PGD
+from ltbench.registry import register_attack
 
 
 class ScaledCE:
@@ -26,10 +29,11 @@ class ScaledCE:
         return F.cross_entropy(self.alpha * logits.float(), y, reduction="sum")
 
 
+@register_attack("ls")
 class LogitScaledPGD(PGD):
-    """PGD-``steps`` on CE(α · logits), random start, ``restarts`` runs."""
+    """K-step L∞ PGD on CE(10 · logits), the logit-scaled attack (Yue et al., CVPR 2024), random start."""
 
-    name = "ls"
+    label = "logit-scaled PGD"
 
     def __init__(self, eps: float, step: float, steps: int = 20, restarts: int = 1, alpha: float = 10.0,
                  random_start: bool = True):

@@ -12,8 +12,9 @@ evaluation share this one implementation:
 * :func:`pgd_search` — for evaluation: per sample, the first iterate the model misclassifies (the
   worst-case bookkeeping of Croce & Hein's APGD, ICML 2020), else the last one. A sample counts as
   broken if *any* iterate breaks it, so on a fixed seed more steps can never give a weaker attack.
-* :class:`PGD` — the evaluation attack: ``restarts`` runs of :func:`pgd_search`, the clean input
-  counted as iterate 0, per-sample worst case over restarts; all without host syncs.
+* :class:`PGD` — the evaluation attack ``pgdK``: ``restarts`` runs of :func:`pgd_search`, the clean
+  input counted as iterate 0, per-sample worst case over restarts; all without host syncs. By name
+  its step follows :func:`reaching_step` (2.5·ε/K when K · step < ε).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from ltbench.attacks.base import Attack, LossFn, autocast_for, ce_loss, expand_mask, predict_labels, project
+from ltbench.registry import register_attack
 
 StartFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -129,15 +131,45 @@ def pgd_search(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float
     return best, fooled | wrong
 
 
-class PGD(Attack):
-    """L∞ PGD for evaluation: ``steps`` iterations of size ``step``, ``restarts`` random starts.
+REACH_FACTOR = 2.5  # the step of K iterations that cannot reach the boundary becomes 2.5·ε/K
 
-    The returned point of each sample is the first misclassified point found (the clean input, an
-    iterate of any restart), else the last iterate of the last restart. ``random_start=False``
-    starts at ``x`` itself (then restarts repeat the same deterministic run).
+
+def reaching_step(eps: float, step: float, steps: int) -> float:
+    """The step of a K-step attack by name: ``step`` if K · step ≥ ε, else 2.5 · ε / K.
+
+    K steps of size ``step`` move a coordinate by at most K · step; below ε the attack cannot reach
+    the boundary of the ε-ball, so it measures a smaller budget than it reports (and looks weaker
+    than FGSM, a false gradient-masking sign). 2.5 · ε / K lets the K steps cross the ball's
+    diameter 2ε from any start with room to spare; it is the rule Madry et al. (ICLR 2018) give
+    for their attack's step, and the step of the per-epoch validation attack
+    (``attack_step`` in ltbench/engine/validation.py). A step that reaches is kept as it is.
+    """
+    if steps * step >= eps * (1 - 1e-9):  # the tolerance keeps 4 · (2/255) ≥ 8/255 under rounding
+        return step
+    return REACH_FACTOR * eps / steps
+
+
+@register_attack("pgd")
+class PGD(Attack):
+    """K-step L∞ PGD on cross-entropy, random start (Madry et al., ICLR 2018, Eq. (2.1)–(2.2)).
+
+    ``steps`` iterations of size ``step``, ``restarts`` random starts. The returned point of each
+    sample is the first misclassified point found (the clean input, an iterate of any restart),
+    else the last iterate of the last restart. ``random_start=False`` starts at ``x`` itself (then
+    restarts repeat the same deterministic run). By name (``pgd20``), the step follows
+    :func:`reaching_step`; the record then keeps the step it was given as ``step_given``.
     """
 
-    name = "pgd"
+    label = "PGD"
+    takes_steps = True
+    step_given: Optional[float] = None  # the job's step, when reaching_step replaced it
+
+    @classmethod
+    def from_name(cls, steps, eps, step, **_):
+        attack = cls(eps, reaching_step(eps, step, steps), steps=steps)
+        if attack.step != float(step):
+            attack.step_given = float(step)
+        return attack
 
     def __init__(self, eps: float, step: float, steps: int = 20, restarts: int = 1,
                  loss_fn: LossFn = ce_loss, random_start: bool = True):
@@ -167,6 +199,10 @@ class PGD(Attack):
         return best
 
     def describe(self):
-        return {"name": self.name, "eps": self.eps, "step": self.step, "steps": self.steps,
-                "restarts": self.restarts, "random_start": self.random_start,
-                "loss": getattr(self.loss_fn, "__name__", type(self.loss_fn).__name__)}
+        d = {"name": self.name, "eps": self.eps, "step": self.step, "steps": self.steps,
+             "restarts": self.restarts, "random_start": self.random_start,
+             "loss": getattr(self.loss_fn, "__name__", type(self.loss_fn).__name__)}
+        if self.step_given is not None:
+            d["step_given"] = self.step_given
+            d["step_rule"] = "2.5·ε/K, as K·step_given < ε"
+        return d

@@ -41,13 +41,14 @@ def add_arguments(p):
     p.add_argument("--dataset", help="with --model-factory: the dataset whose test set to use (default fmnist)")
     p.add_argument("--class-counts", nargs="+", type=int, metavar="N",
                    help="with --model-factory: the training counts that define head / medium / tail "
-                        "(default: class index order, class 0 = head)")
+                        "(default: the dataset's own training counts if they are long-tailed, else no groups)")
     p.add_argument("--n-per-class", type=int, metavar="N",
                    help="with --model-factory: every attack on a balanced, seeded subset of N per class")
-    p.add_argument("--attacks", nargs="+", help="attacks to run (default: the job's eval_attacks); names: "
-                   "clean fgsm pgdK cwK lsK aa, each optionally @EPS (e.g. pgd20@0.05)")
+    p.add_argument("--attacks", nargs="+", help="attacks to run (default: the job's eval_attacks); names "
+                   "(`ltbench list attacks`): clean fgsm pgdK cwK lsK aa, each optionally @EPS (e.g. pgd20@0.05)")
     p.add_argument("--eps", type=float, help="L∞ budget (default: the job's, else the dataset's)")
-    p.add_argument("--step", type=float, help="PGD step size (default: the job's, else the dataset's)")
+    p.add_argument("--step", type=float, help="PGD step size (default: the job's, else the dataset's; "
+                                               "2.5·ε/K for a K-step attack where K·step < ε)")
     p.add_argument("--aa-n-per-class", type=int, metavar="N",
                    help="AutoAttack on a fixed balanced subset of N test images per class (default: the job's "
                         "setting, else the full test set)")
@@ -266,14 +267,15 @@ def main_factory(args) -> int:
     dataset = args.dataset or "fmnist"
     progress = None if args.quiet else LinePrinter(sys.stderr)
     t0 = time.perf_counter()
-    raw, _ = evaluate_model(model, dataset, list(args.attacks or ("clean", "pgd20", "cw20")), eps=args.eps,
+    raw, class_names = evaluate_model(model, dataset, list(args.attacks or ("clean", "pgd20", "cw20")), eps=args.eps,
                             step=args.step, n_per_class=args.n_per_class, aa_n_per_class=args.aa_n_per_class,
                             class_counts=args.class_counts, device=str(device), seed=args.seed or 0,
                             batch_size=args.batch_size, checks=not args.no_checks, progress=progress)
     if progress:
         progress.close()
     result = {"model": {"factory": args.model_factory, "weights": args.weights}, "env": environment(device),
-              "dataset": {"name": dataset, "train_counts": raw["evaluation"]["class_counts"]},
+              "dataset": {"name": dataset, "class_names": class_names,
+                          "train_counts": raw["evaluation"]["class_counts"]},
               "attack": {"eps": raw["evaluation"]["eps"], "step": raw["evaluation"]["step"]},
               "timing": {"eval_s": time.perf_counter() - t0}, **raw}
     result = sf.write_result_file(out, result)
@@ -282,13 +284,46 @@ def main_factory(args) -> int:
     return 0
 
 
+def _percent(value) -> str:
+    return f"{100 * value:>8.1f}%" if isinstance(value, (int, float)) else f"{'–':>9}"
+
+
 def print_summary(result: dict) -> None:
-    """Accuracy per attack: overall, head / medium / tail, worst class; then the warnings."""
+    """Accuracy per attack: overall, head / medium / tail, worst class; where the groups come from;
+    each step the step rule replaced; the per-class table; then the warnings."""
     keys = ("overall", "head", "medium", "tail", "worst")
     print(f"ε = {result['attack']['eps']:g}, step = {result['attack']['step']:g}")
+    groups = (result.get("evaluation") or {}).get("groups")
+    print(groups["text"] if groups else "head / medium / tail from the job's long-tailed training counts")
+    for name, rec in result["metrics"].items():
+        given = (rec.get("attack") or {}).get("step_given")
+        if given is not None:
+            print(f"{name}: step {rec['attack']['step']:g} = 2.5·ε/K ({rec['attack']['steps']} steps of {given:g} "
+                  f"cannot reach ε)")
     print(f"{'attack':<14}{'n':>7}" + "".join(f"{k:>9}" for k in keys) + f"{'seconds':>9}")
     for name, rec in result["metrics"].items():
-        print(f"{name:<14}{rec['n']:>7}" + "".join(f"{100 * rec[k]:>8.1f}%" for k in keys)
+        print(f"{name:<14}{rec['n']:>7}" + "".join(_percent(rec.get(k)) for k in keys)
               + f"{rec.get('seconds', float('nan')):>9.1f}")
+    print_per_class(result)
     for w in result.get("warnings") or []:
         print(f"warning: {w}")
+
+
+def print_per_class(result: dict) -> None:
+    """Accuracy per class (by name) under each attack, with each class's training count and group
+    (H / M / T) where the result has them."""
+    from ltbench.groups import class_groups
+
+    names = list((result.get("dataset") or {}).get("class_names") or [])
+    counts = (result.get("dataset") or {}).get("train_counts")
+    metrics = result["metrics"]
+    if not names:
+        return
+    group = {c: g[0].upper() for g, idx in class_groups(counts).items() for c in idx} if counts else {}
+    width = min(max(len(n) for n in names), 24) + 2
+    print(f"\n{'class':<{width}}{'train n':>8}{'group':>6}" + "".join(f"{a:>10}" for a in metrics))
+    for c, name in enumerate(names):
+        accs = [list(rec["per_class"].values()) if isinstance(rec["per_class"], dict) else rec["per_class"]
+                for rec in metrics.values()]
+        print(f"{name[:width - 2]:<{width}}{counts[c] if counts else '–':>8}{group.get(c, '–'):>6}"
+              + "".join(f" {_percent(a[c])}" for a in accs))

@@ -317,6 +317,35 @@ def _masking_checks(run, full_correct, y_test, num_classes, attacks, eps, seed, 
             "accuracy": accuracy}
 
 
+LONG_TAILED = 0.5  # a training set whose smallest class has at most half the images of its largest
+
+
+def outside_groups(dataset: str, given: Optional[list[int]], own: list[int]) -> tuple[Optional[list[int]], dict]:
+    """Where an outside model's head / medium / tail come from: ``(counts, record)``.
+
+    The class counts the user ``given`` (the counts the model was trained on); without them the
+    dataset's ``own`` training counts if they are long-tailed (the smallest class at most
+    :data:`LONG_TAILED` of the largest); otherwise no groups (``counts`` None): a balanced dataset's
+    counts say nothing about which classes the model saw less. ``record`` says which, in ``from``
+    (``"class_counts"``, ``"dataset"`` or None) and in a sentence (``text``)."""
+    if given is not None:
+        return given, {"from": "class_counts", "text": "head / medium / tail from the class counts given"}
+    lo, hi = min(own), max(own)
+    if hi > 0 and lo <= LONG_TAILED * hi:
+        return own, {"from": "dataset", "text": f"head / medium / tail from {dataset}'s own training counts "
+                                                f"(long-tailed: {hi} to {lo} images per class)"}
+    sizes = f"{lo}" if lo == hi else f"{lo}–{hi}"
+    return None, {"from": None, "text": f"no head / medium / tail: {dataset}'s training set is not long-tailed "
+                                        f"({sizes} images per class) and no class counts were given (give the "
+                                        f"counts the model was trained on: class_counts=, --class-counts)"}
+
+
+def named(values: list, names: list[str]) -> dict:
+    """``values`` (one per class) keyed by class name (``"3: name"`` where names repeat)."""
+    unique = len(set(names)) == len(names)
+    return {(name if unique else f"{i}: {name}"): v for i, (name, v) in enumerate(zip(names, values))}
+
+
 def evaluate_model(model: nn.Module, dataset: str, attacks: Sequence[str], *, eps: Optional[float] = None,
                    step: Optional[float] = None, n_per_class: Optional[int] = None,
                    aa_n_per_class: Optional[int] = None, class_counts: Optional[Sequence[int]] = None,
@@ -324,7 +353,9 @@ def evaluate_model(model: nn.Module, dataset: str, attacks: Sequence[str], *, ep
                    data_root=None, progress=None) -> tuple[dict, list[str]]:
     """:func:`run_evaluation` of any ``model`` (images in [0, 1] → logits) on ``dataset``'s test set
     (a balanced seeded subset with ``n_per_class``): ``(record, class_names)``, the record as in
-    ``result.json`` with ``evaluation`` naming the dataset, the subset and the class counts used.
+    ``result.json`` except that each ``per_class`` maps class name → accuracy, and that head /
+    medium / tail are None when there are no groups (:func:`outside_groups`); ``evaluation`` names
+    the dataset, the subset, the class counts used and where the groups come from (``groups``).
     The arguments are :func:`ltbench.evaluate`'s; the model's train/eval mode is restored."""
     from ltbench.data import get_dataset, load_raw
     from ltbench.env import resolve_device
@@ -340,10 +371,12 @@ def evaluate_model(model: nn.Module, dataset: str, attacks: Sequence[str], *, ep
         if not (value >= 0 and value != float("inf")):
             raise LtbenchError(f"{name} must be a finite number ≥ 0, got {value}")
     C = info.num_classes
-    counts = list(range(C, 0, -1)) if class_counts is None else [int(c) for c in class_counts]
-    if len(counts) != C:
-        raise LtbenchError(f"class_counts has {len(counts)} entries; {dataset} has {C} classes")
+    given = None if class_counts is None else [int(c) for c in class_counts]
+    if given is not None and len(given) != C:
+        raise LtbenchError(f"class_counts has {len(given)} entries; {dataset} has {C} classes")
     raw = load_raw(info, data_root)
+    own = torch.bincount(raw.y_train.cpu(), minlength=C).tolist()
+    counts, groups = outside_groups(dataset, given, own)
     x, y = raw.x_test, raw.y_test
     if n_per_class is not None:
         if int(n_per_class) < 1:
@@ -354,10 +387,16 @@ def evaluate_model(model: nn.Module, dataset: str, attacks: Sequence[str], *, ep
     was_training = model.training
     model = model.to(dev)
     try:
-        out = run_evaluation(model, x, y, counts, list(attacks), eps=eps, step=step, device=dev,
+        out = run_evaluation(model, x, y, counts or own, list(attacks), eps=eps, step=step, device=dev,
                              batch_size=batch_size, seed=seed, aa_n_per_class=aa_n_per_class, state_dir=None,
                              checks=checks, progress=progress)
     finally:
         model.train(was_training)
-    out["evaluation"].update({"dataset": dataset, "n_per_class": n_per_class, "class_counts": counts})
-    return out, list(raw.class_names)
+    names = [str(n) for n in raw.class_names]
+    for rec in out["metrics"].values():
+        rec["per_class"] = named(rec["per_class"], names)
+        if counts is None:
+            rec.update(head=None, medium=None, tail=None)
+    out["evaluation"].update({"dataset": dataset, "n_per_class": n_per_class, "class_counts": counts,
+                              "groups": groups})
+    return out, names

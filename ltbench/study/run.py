@@ -201,6 +201,7 @@ def report(study, jobs: list[JobConfig], outcomes: dict[str, dict], quiet: bool 
             print(f"\n{len(busy)} job(s) are running elsewhere; `ltbench status {study.root}` follows them")
         print(f"\nresults written to {study.root.resolve()}  ({len(results)}/{len(jobs)} jobs done)")
         if results:
+            print(sf.warnings_line(results.values(), study.root))
             print(next_command(study.root))
     return 1 if bad or unfinished else 0
 

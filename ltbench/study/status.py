@@ -52,6 +52,7 @@ def job_record(study: Study, status) -> dict:
         metrics = result.get("metrics") if isinstance(result, dict) else None
         rec["metrics"] = {a: {k: m.get(k) for k in ("overall", "tail", "worst", "n") if k in m}
                           for a, m in (metrics or {}).items() if isinstance(m, dict)}
+        rec["warnings"] = len(result["warnings"]) if isinstance(result.get("warnings"), list) else 0
     elif status.state == FAILED:
         failure = _read_json(job_dir / sf.FAILED)
         if isinstance(failure, dict):
@@ -102,6 +103,7 @@ def main(args) -> int:
         print(f"{s.name:<{width}}  {s.state:<8} {s.detail}".rstrip())
     total = sum(counts.values())
     print(f"{study.root}: {total} jobs — " + ", ".join(f"{counts[k]} {k}" for k in ORDER))
+    print(sf.warnings_line([sf.read_result(study.job_dir(s.name)) for s in statuses if s.state == DONE], study.root))
     if counts[FAILED]:
         print(f"{counts[FAILED]} failed: `ltbench run … --retry-failed` reruns them; each job's error.txt has "
               f"the traceback")
