@@ -11,21 +11,20 @@ side by side, in interleaved rounds so that a change of machine load hits every 
   :func:`ltbench.engine.train.train_step`, exactly what ``ltbench run`` executes per batch
   (PGD with the method's start and loss, the method's outer loss, SGD, ``observe``, the epoch's
   device accumulators), each method with its own copy of the same initial model; and every
-  registered modifier on PGD-AT (``pgd-at+awp``, ``pgd-at+robustlt``). Steps are timed as late in
-  training (no ``ctx.epochs``): TAET in its adversarial stage, AWP past its warm-up, RobustLT's
-  budgets at full size;
-* **TAIL** — REAT's feature-space loss (the ``tail_loss`` of the registered REAT method, as it trains),
-  forward + backward on random features of the model's width, vectorised against a per-anchor
-  Python loop that computes the same number (checked, value and gradient). Its cost grows with
-  the number of tail anchors in the batch, so it is measured twice: with balanced labels (a
-  third of the batch are tail anchors; the target is checked on this one) and with labels drawn
-  from the long-tailed training distribution (CIFAR-10-LT at ratio 0.02: about 4 anchors in 128).
+  registered modifier on the reference method (``pgd-at+awp``, ``pgd-at+robustlt``). Steps are
+  timed as late in training (no ``ctx.epochs``): TAET in its adversarial stage, AWP past its
+  warm-up, RobustLT's budgets at full size.
+
+The reference every method is divided by is the cost baseline of the registry
+(:func:`ltbench.method_roles.cost_baseline`, PGD-AT); a method's own speed target, if it has one, is
+its class attribute ``step_cost_target`` (REAT: 1.05 × PGD-AT). No method is named here. How much
+faster a vectorised loss term is than the per-sample loop it replaces is the business of that
+loss's tests: ``tests/bench_tail.py`` times REAT's TAIL against the loop of ``tests/oracles.py``.
 
 Every step includes the engine's batch preparation (gather from the device-resident uint8 set,
 crop/flip on the device, channels_last). The synthetic labels follow the long-tailed class
 counts ``long_tail_counts(5000, C, --ratio)``. Training rows: medians over the rounds, ratios of
-medians. TAIL (calls of a millisecond): the fastest of its repeats, timed in alternating blocks of
-back-to-back calls. The JSON also keeps every time, this process's CPU time per row (a
+medians (and, beside them, of each row's fastest round). The JSON also keeps every time, this process's CPU time per row (a
 cross-check on a shared machine), the machine, its load average before and after, and the exact
 command; the table goes next to it as ``.md``.
 """
@@ -43,12 +42,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-TARGETS = {
-    "pgd-at / floor": ("≤", 1.10),
-    "reat / pgd-at": ("≤", 1.05),
-    "tail loop / vectorised": ("≥", 20.0),
-}
-TAIL_BLOCK = 3  # back-to-back calls of one TAIL variant per round
+FLOOR_TARGET = 1.10  # the reference method's step time over the floor: the engine's own overhead
 N_MAX = 5000  # head-class size of the synthetic long-tailed class counts (CIFAR-10's)
 
 
@@ -64,12 +58,10 @@ def add_arguments(p):
     p.add_argument("--iters", type=int, default=15, help="timed rounds (each row is timed once per round)")
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     p.add_argument("--methods", nargs="+", help="methods to time, with modifiers as in `ltbench run` (e.g. "
-                   "'reat +awp'; default: every registered method, and PGD-AT with each registered modifier)")
+                   "'reat +awp'; default: every registered method, and the reference method (PGD-AT) with each "
+                   "registered modifier)")
     p.add_argument("--methods-dir", action="append", default=[], metavar="DIR",
                    help="also load methods from the .py files in DIR")
-    p.add_argument("--tail-batch", type=int, default=128, help="batch size of the TAIL comparison")
-    p.add_argument("--tail-iters", type=int, default=30,
-                   help=f"rounds of {TAIL_BLOCK} back-to-back timed calls of each TAIL variant (the fastest counts)")
     p.add_argument("--compile", action="store_true", help="torch.compile the models (as `ltbench run --compile`)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 … (default: auto)")
     p.add_argument("--seed", type=int, default=0)
@@ -100,91 +92,6 @@ def load_average() -> Optional[list[float]]:
         return None
 
 
-# --- TAIL: REAT's vectorised loss against the per-anchor loop -------------------------------
-def tail_loss_loop(tail_loss, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """REAT's TAIL term, per pair (DESIGN.md), written the obvious way: a Python loop over anchors,
-    with the pair weights G of REAT's own ``tail_loss`` (G[a, b] = s_ab·(w_a + w_b), rows of
-    non-tail classes zero).
-
-    For every tail anchor i and every sample j: G[y_i, y_j] · KL(p_i ‖ q_j) with p_i = softmax(f_i)
-    detached and q_j = softmax(f_j); averaged over the batch, then over the anchors (0 without
-    anchors), times REAT's λ. The per-anchor form the vectorised loss is timed against.
-    """
-    G = tail_loss.pair_weights
-    f = features if features.dtype == G.dtype else features.to(G.dtype)
-    is_tail = G.abs().sum(1) > 0
-    log_q = F.log_softmax(f, dim=1)
-    terms = []
-    for i in range(len(labels)):
-        yi = int(labels[i])  # a host sync per sample: what a per-anchor loop costs
-        if not bool(is_tail[yi]):
-            continue
-        log_p = F.log_softmax(f[i].detach(), dim=0)
-        kl = (log_p.exp() * (log_p - log_q)).sum(1)
-        terms.append((G[yi, labels] * kl).mean())
-    if not terms:
-        return features.sum() * 0.0
-    return tail_loss.weight * torch.stack(terms).mean()
-
-
-def reat_tail_loss(class_counts: torch.Tensor, device: torch.device):
-    """The TAIL loss of the registered REAT method (per pair, as the paper), built by REAT itself;
-    None when no method ``reat`` is registered."""
-    from ltbench.method_factory import build_method
-    from ltbench.registry import METHODS
-
-    if "reat" not in METHODS:
-        return None
-    method = build_method("reat", {"per_pair": True}, class_counts.numel(), class_counts.float()).to(device)
-    return getattr(method, "tail_loss", None)
-
-
-def bench_tail(num_classes: int, feature_dim: int, class_counts: torch.Tensor, batch: int, iters: int,
-               device: torch.device, seed: int, labels_from: str) -> dict:
-    """Forward + backward of TAIL, vectorised vs the per-anchor loop, on random features."""
-    tail_loss = reat_tail_loss(class_counts.to(device), device)
-    if tail_loss is None:
-        return {"available": False, "reason": "no method reat with a TAIL loss is registered"}
-    g = torch.Generator().manual_seed(seed)
-    if labels_from == "balanced":
-        labels = torch.randint(0, num_classes, (batch,), generator=g)
-    else:  # the long-tailed training distribution
-        labels = torch.multinomial(class_counts.float().cpu(), batch, replacement=True, generator=g)
-    labels = labels.to(device)
-    feats = torch.randn(batch, feature_dim, generator=g).to(device)
-
-    def run(fn):
-        f = feats.detach().requires_grad_(True)
-        loss = fn(f)
-        (grad,) = torch.autograd.grad(loss, f)
-        return loss.detach(), grad
-
-    vec = lambda f: tail_loss(f, labels)  # noqa: E731
-    loop = lambda f: tail_loss_loop(tail_loss, f, labels)  # noqa: E731
-    (lv, gv), (ll, gl) = run(vec), run(loop)  # warm-up, and the agreement check
-    scale = max(float(ll.abs()), 1e-12)
-    agree = {"loss_vectorised": float(lv), "loss_loop": float(ll),
-             "rel_diff": abs(float(lv) - float(ll)) / scale,
-             "grad_max_abs_diff": float((gv - gl).abs().max())}
-    agree["match"] = bool(torch.allclose(lv, ll, rtol=1e-4, atol=1e-6) and torch.allclose(gv, gl, rtol=1e-3,
-                                                                                            atol=1e-6))
-    t_vec, t_loop = [], []
-    for _ in range(iters):  # alternating blocks of TAIL_BLOCK back-to-back calls (timeit's rule)
-        t_vec += [timed(lambda: run(vec), device) for _ in range(TAIL_BLOCK)]
-        t_loop += [timed(lambda: run(loop), device) for _ in range(TAIL_BLOCK)]
-    is_tail = tail_loss.pair_weights.abs().sum(1) > 0
-    out = {"available": True, "batch": batch, "feature_dim": feature_dim, "labels": labels_from,
-           "tail_anchors": int(is_tail[labels].sum()),
-           "vectorised_s": summary(t_vec), "loop_s": summary(t_loop), "agreement": agree}
-    # Calls of a millisecond: the fastest of the repeats is the cost (Python's timeit rule); a
-    # median on a shared machine measures the scheduler (a woken thread can wait a time slice).
-    # The first call of a block pays for caches and branch predictors that the other variant (or
-    # an idle wait) left cold: up to 2× for the vectorised loss's 0.2 ms on the CPU.
-    out["loop / vectorised"] = out["loop_s"]["min"] / out["vectorised_s"]["min"]
-    out["loop / vectorised (medians)"] = out["loop_s"]["median"] / out["vectorised_s"]["median"]
-    return out
-
-
 def summary(times: list[float]) -> dict:
     return {"median": statistics.median(times), "min": min(times), "max": max(times), "n": len(times),
             "all": [round(t, 6) for t in times]}
@@ -199,29 +106,49 @@ class Row:
         self.times: list[float] = []
 
 
-def compute_ratios(step_s: dict[str, float], steps: int, method_names: list[str]) -> dict:
+def compute_ratios(step_s: dict[str, float], steps: int, method_names: list[str],
+                   reference: Optional[str]) -> dict:
     """All ratios of the table from one number of seconds per step for each row (the median, or
     the fastest round): ``step_s`` holds ``standard``, ``attack iteration`` (one iteration) and
-    one entry per method. The floor is ``steps`` × attack iteration + standard."""
+    one entry per method. The floor is ``steps`` × attack iteration + standard; ``reference`` is
+    the method every method is divided by (the keys carry its name: ``pgd-at / floor``,
+    ``method / pgd-at``); without it in ``step_s`` there are no ratios to it."""
     std, it = step_s["standard"], step_s["attack iteration"]
     floor = steps * it + std
     r = {"attack iteration / standard": it / std, "floor / standard": floor / std}
-    if "pgd-at" in step_s:
-        pgd = step_s["pgd-at"]
-        r["pgd-at / standard"] = pgd / std
-        r["pgd-at / floor"] = pgd / floor
+    ref = step_s.get(reference) if reference else None
+    if ref is not None:
+        r[f"{reference} / standard"] = ref / std
+        r[f"{reference} / floor"] = ref / floor
     r["method / floor"] = {m: step_s[m] / floor for m in method_names}
-    r["method / pgd-at"] = {m: step_s[m] / step_s["pgd-at"] for m in method_names} if "pgd-at" in step_s else {}
+    if ref is not None:
+        r[f"method / {reference}"] = {m: step_s[m] / ref for m in method_names}
     return r
 
 
-def check_targets(ratios: dict, tail: dict) -> dict:
-    values = {"pgd-at / floor": ratios.get("pgd-at / floor"),
-              "reat / pgd-at": ratios.get("method / pgd-at", {}).get("reat"),
-              "tail loop / vectorised": tail.get("loop / vectorised")}
+def speed_targets(method_names: list[str], reference: Optional[str]) -> dict[str, tuple[str, float]]:
+    """The targets a run checks: the reference method within ``FLOOR_TARGET`` of the floor, and
+    every timed method that declares a ``step_cost_target`` (a class attribute) within it of the
+    reference. A method spec with modifiers (``reat+awp``) is not held to its base's target."""
+    from ltbench.registry import METHODS
+
+    if not reference:
+        return {}
+    targets = {f"{reference} / floor": ("≤", FLOOR_TARGET)}
+    for name in method_names:
+        cls = METHODS.get(name) if name in METHODS else None
+        bound = getattr(cls, "step_cost_target", None)
+        if bound is not None and name != reference:
+            targets[f"{name} / {reference}"] = ("≤", float(bound))
+    return targets
+
+
+def check_targets(ratios: dict, targets: dict[str, tuple[str, float]], reference: Optional[str]) -> dict:
+    """Each target's value from ``ratios`` (None where it was not measured), its bound and whether it is met."""
     out = {}
-    for key, (op, bound) in TARGETS.items():
-        v = values[key]
+    for key, (op, bound) in targets.items():
+        name, _, den = key.partition(" / ")
+        v = ratios.get(key) if den == "floor" else ratios.get(f"method / {reference}", {}).get(name)
         met = None if v is None else (v <= bound if op == "≤" else v >= bound)
         out[key] = {"value": v, "target": f"{op} {bound:g}", "met": met}
     return out
@@ -234,6 +161,7 @@ def build_rows(args, device: torch.device) -> tuple[list[Row], dict]:
     from ltbench.engine.train import EpochAccumulator, attach_auxiliary_copy, compile_model, prepare_batch, train_step
     from ltbench.method import BatchContext, parse_overrides
     from ltbench.method_factory import build_method
+    from ltbench.method_roles import cost_baseline
     from ltbench.modifier import parse_spec
     from ltbench.models import build_model
     from ltbench.plugins import load_all
@@ -242,7 +170,9 @@ def build_rows(args, device: torch.device) -> tuple[list[Row], dict]:
     load_all(args.methods_dir)
     info = get_dataset(args.dataset)
     C = info.num_classes
-    specs = list(args.methods) if args.methods else [*METHODS.names(), *(f"pgd-at +{m}" for m in MODIFIERS.names())]
+    reference = cost_baseline()
+    specs = list(args.methods) if args.methods else [
+        *METHODS.names(), *((f"{reference} +{m}" for m in MODIFIERS.names()) if reference else ())]
     parsed = {}
     for spec in specs:  # unknown names and bad flags fail before anything is timed
         p = parse_spec(spec)
@@ -340,7 +270,7 @@ def build_rows(args, device: torch.device) -> tuple[list[Row], dict]:
     setup = {"dataset": args.dataset, "image_shape": list(info.image_shape), "num_classes": C,
              "class_counts": counts_list, "eps": eps, "step": info.step, "feature_dim": base.feature_dim,
              "parameters": sum(p.numel() for p in base.parameters()), "methods": names,
-             "counts_tensor": counts}
+             "reference": reference}
     return rows, setup
 
 
@@ -355,7 +285,7 @@ def run_bench(args, log: Callable[[str], None] = lambda s: None) -> dict:
     load_before = load_average()
     t_start = time.perf_counter()
     rows, setup = build_rows(args, device)
-    counts = setup.pop("counts_tensor")
+    reference = setup["reference"]
     for r in range(args.warmup + args.iters):
         timed_round = r >= args.warmup
         log(f"round {r + 1}/{args.warmup + args.iters}{'' if timed_round else ' (warm-up)'}")
@@ -367,17 +297,13 @@ def run_bench(args, log: Callable[[str], None] = lambda s: None) -> dict:
     step_s = {row.name: statistics.median(row.times) for row in rows}
     step_s["attack iteration"] /= K  # the row ran K iterations per call
     method_names = [row.name for row in rows if row.kind == "method"]
-    ratios = compute_ratios(step_s, K, method_names)
+    ratios = compute_ratios(step_s, K, method_names, reference)
     # The same ratios from each row's fastest round: on a shared machine, other processes only
     # ever slow a row down, so the minimum is the least disturbed estimate of its cost.
     min_step_s = {row.name: min(row.times) for row in rows}
     min_step_s["attack iteration"] /= K
-    min_ratios = compute_ratios(min_step_s, K, method_names)
-    log("TAIL")
-    tail = bench_tail(setup["num_classes"], setup["feature_dim"], counts, args.tail_batch, args.tail_iters,
-                      device, args.seed, "balanced")
-    tail_lt = bench_tail(setup["num_classes"], setup["feature_dim"], counts, args.tail_batch, args.tail_iters,
-                         device, args.seed, "longtail") if tail.get("available") else tail
+    min_ratios = compute_ratios(min_step_s, K, method_names, reference)
+    targets = speed_targets(method_names, reference)
     floor = K * step_s["attack iteration"] + step_s["standard"]
     per_row = {}
     for row in rows:
@@ -388,7 +314,7 @@ def run_bench(args, log: Callable[[str], None] = lambda s: None) -> dict:
         "command": command_line(args),
         "settings": {"model": args.model, "model_params": list(args.set), "batch_size": args.batch_size,
                      "steps": K, "iters": args.iters, "warmup": args.warmup, "compile": bool(args.compile),
-                     "tail_batch": args.tail_batch, "tail_iters": args.tail_iters, "seed": args.seed,
+                     "seed": args.seed,
                      "ratio": args.ratio, **setup},
         "env": environment(device),
         "load_avg_before": load_before,
@@ -398,10 +324,8 @@ def run_bench(args, log: Callable[[str], None] = lambda s: None) -> dict:
         "floor_s": floor,
         "ratios": ratios,
         "ratios_fastest": min_ratios,
-        "targets_fastest": check_targets(min_ratios, tail),
-        "tail": tail,
-        "tail_longtail_labels": tail_lt,
-        "targets": check_targets(ratios, tail),
+        "targets_fastest": check_targets(min_ratios, targets, reference),
+        "targets": check_targets(ratios, targets, reference),
     }
 
 
@@ -412,7 +336,7 @@ def command_line(args) -> str:
         parts += ["--set", item]
     parts += ["--dataset", args.dataset, "--ratio", f"{args.ratio:g}", "--batch-size", str(args.batch_size),
               "--steps", str(args.steps), "--iters", str(args.iters), "--warmup", str(args.warmup),
-              "--tail-batch", str(args.tail_batch), "--tail-iters", str(args.tail_iters), "--seed", str(args.seed),
+              "--seed", str(args.seed),
               "--device", args.device]
     if args.methods:
         parts += ["--methods", *args.methods]
@@ -438,9 +362,11 @@ def format_table(rec: dict) -> str:
              ""]
     std = st["standard"]["median"]
     floor = rec["floor_s"]
-    pgd = st.get("pgd-at", {}).get("median")
+    reference = s.get("reference")
+    pgd = st.get(reference, {}).get("median") if reference else None
+    ref_col = f"× {reference}" if pgd else ""
     head = (f"{'':<34}{'s/step':>9}{'fastest':>9}{'images/s':>10}{'× standard':>12}{'× floor':>9}"
-            f"{'× PGD-AT':>10}")
+            f"{ref_col:>10}")
     lines += [head, "-" * len(head)]
 
     def line(name, sec, fastest, ips, show_floor=True, show_pgd=True):
@@ -458,24 +384,13 @@ def format_table(rec: dict) -> str:
     for name in s["methods"]:
         lines.append(line(name, st[name]["median"], st[name]["min"], st[name]["images_per_s"]))
     lines.append("")
-    for label, tail in (("balanced labels", rec["tail"]), ("long-tailed labels", rec["tail_longtail_labels"])):
-        if not tail.get("available"):
-            lines.append(f"TAIL: not measured ({tail.get('reason')})")
-            break
-        ag = tail["agreement"]
-        lines.append(f"TAIL, batch {tail['batch']} × {tail['feature_dim']} features, {label} "
-                     f"({tail['tail_anchors']} tail anchors), forward + backward, fastest of "
-                     f"{tail['vectorised_s']['n']}: vectorised {tail['vectorised_s']['min'] * 1e3:.2f} ms, "
-                     f"per-anchor loop {tail['loop_s']['min'] * 1e3:.2f} ms → loop / vectorised "
-                     f"{tail['loop / vectorised']:.1f}×; same value: {'yes' if ag['match'] else 'NO'} "
-                     f"(rel. diff {ag['rel_diff']:.1e})")
-    lines.append("")
-    lines.append("Targets (training rows: ratio of medians; in brackets, of each row's fastest round):")
+    lines.append("Targets (ratio of medians; in brackets, of each row's fastest round):"
+                 if rec["targets"] else "Targets: none (no reference method was timed)")
     fastest = rec.get("targets_fastest", {})
     for key, t in rec["targets"].items():
         v = "n/a" if t["value"] is None else f"{t['value']:.3f}"
         f = fastest.get(key, {}).get("value")
-        f = f" [{f:.3f}]" if (f is not None and key != "tail loop / vectorised") else ""
+        f = f" [{f:.3f}]" if f is not None else ""
         verdict = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
         lines.append(f"  {key:<24} {v:>8}{f}  (target {t['target']}): {verdict}")
     lines.append("")

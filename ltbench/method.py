@@ -34,9 +34,10 @@ Variants and ablations are boolean fields of that dataclass (``reat.tail=false``
 subclass (``reat-official``); :func:`ltbench.modifier.parse_spec` turns ``"reat --no-tail"`` into those.
 
 What the report and the time estimate need to know of a method are class attributes too:
-``cost_factor`` (its training cost per image relative to PGD-AT), ``paired_baseline`` (the
-baselines the report pairs every method with) and ``side_by_side`` (a registered method shown
-beside it in the report).
+``cost_factor`` (its training cost per image relative to PGD-AT), ``baseline_rank`` (whether the
+report pairs every method with it, and in which order), ``side_by_side`` (a registered method shown
+beside it in the report) and ``step_cost_target`` (the step time relative to the cost baseline that
+``ltbench bench`` checks it against).
 
 The loss pieces several methods share live in :mod:`ltbench.losses`; a job's method is built
 (discovery, Config, modifiers) by :func:`ltbench.method_factory.build_method`.
@@ -154,6 +155,10 @@ class Method:
     # a registered method the report shows beside this one, this one first (REAT as written and as
     # its authors coded it); None: none.
     side_by_side: Optional[str] = None
+    # ltbench's speed target for this method: its training step time relative to the cost
+    # baseline's (the first baseline, PGD-AT), which `ltbench bench` reports as met or missed;
+    # None: no target.
+    step_cost_target: Optional[float] = None
 
     def __init__(self, config: Any, num_classes: int, class_counts: torch.Tensor):
         self.config = config

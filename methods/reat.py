@@ -180,6 +180,7 @@ class REAT(Method):
     Config = REATConfig
     cost_factor = 1.03  # the TAIL term over the batch's tail anchors
     side_by_side = "reat-official"  # the report shows REAT as written beside REAT as its authors coded it
+    step_cost_target = 1.05  # TAIL vectorised (methods.reat.TailLoss): at most 5 % over PGD-AT's step
 
     def __init__(self, config, num_classes, class_counts):
         super().__init__(config, num_classes, class_counts)
@@ -230,6 +231,7 @@ class REATOfficial(REAT):
 
     cost_factor = 1.1
     side_by_side = None  # shown beside REAT (REAT.side_by_side)
+    step_cost_target = None  # the authors' loss, timed as it is
 
     @dataclass
     class Config(REATConfig):

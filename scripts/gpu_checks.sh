@@ -5,7 +5,8 @@
 #   OUT=/some/folder LTBENCH_DATA=/folder/with/fashion-mnist bash scripts/gpu_checks.sh
 #
 # Writes into $OUT the files results/bench/ keeps for each machine, `ltbench bench` for ResNet-18 at
-# batch 128 and for the small CNN (gpu-<model>-b128.json / .md), and gpu-extra.tgz with the rest:
+# batch 128 and for the small CNN (gpu-<model>-b128.json / .md), REAT's TAIL against the per-anchor loop
+# (gpu-tail.json / .md, tests/bench_tail.py), and gpu-extra.tgz with the rest:
 # nvidia-smi, the whole test suite with CUDA visible (pytest.log), three real studies of PGD-AT and
 # REAT (ResNet-18 on Fashion-MNIST-LT; both jobs side by side on the GPU for 4 epochs, then one after
 # the other in both orders for 3: per-epoch time_s in metrics.jsonl, issue 8 item 5) and AutoAttack on a
@@ -36,6 +37,7 @@ nvidia-smi >"$work/nvidia-smi.txt" 2>&1
 step 30 python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0))"
 step 75 $lt bench --device cuda --model resnet18 --batch-size 128 --iters 10 --out "$out/gpu-resnet18-b128.json"
 step 45 $lt bench --device cuda --out "$out/gpu-small-cnn-b128.json"
+step 30 python3 tests/bench_tail.py --device cuda --out "$out/gpu-tail.json"  # REAT's TAIL vs the loop
 if [ -d "${LTBENCH_DATA:-/nonexistent}/fashion-mnist" ]; then
     # Item 5 on one GPU. Side by side (--jobs-per-gpu 2: both jobs at once, as --workers 2 on the
     # CPU), then one after the other in both orders (the second job of a worker ran slower before).

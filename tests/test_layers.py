@@ -146,3 +146,42 @@ def test_a_circle_within_one_layer_fails():
     sources = tree_sources()
     sources["ltbench/report/paired.py"] += "\n\ndef later():\n    from ltbench.report import aggregate  # noqa\n"
     assert ["ltbench/report/aggregate.py", "ltbench/report/paired.py", "ltbench/report/aggregate.py"] in circles(sources)
+
+
+# --- no method named outside methods/ (issue 30 item 5) --------------------------------------
+# A string constant of ltbench/ equal to a registered method's name, outside docstrings, is a
+# method named outside methods/: what the report, the estimate and the bench need to know of a
+# method is a class attribute (ltbench.method_roles). The two places below use the name as a value.
+NAMED_ON_PURPOSE = {
+    ("ltbench/config.py", "pgd-at"),  # JobConfig's default method (a dataclass needs one)
+    ("ltbench/method.py", "trades"),  # the value "trades" of a config field `base`, not the method
+}
+
+
+def method_names_in_code(tree: ast.AST, names: set[str]) -> list[tuple[int, str]]:
+    """(line, name) of each string constant equal to one of ``names``, docstrings left out."""
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and id(node) not in docstrings and node.value in names]
+
+
+def test_no_method_is_named_outside_methods():
+    from ltbench.plugins import load_methods
+
+    names = set(load_methods().names())
+    found = []
+    for path in sorted((ROOT / "ltbench").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        found += [(rel, line, name) for line, name in method_names_in_code(ast.parse(path.read_text()), names)
+                  if (rel, name) not in NAMED_ON_PURPOSE]
+    assert not found, f"method names in ltbench/ code (make them class attributes of the method): {found}"
+
+
+def test_the_method_name_scan_finds_a_name_and_skips_docstrings():
+    src = '"""pgd-at in a docstring."""\nBASELINES = ("pgd-at", "trades")\ndef f():\n    """reat"""\n    return "reat"\n'
+    found = sorted(method_names_in_code(ast.parse(src), {"pgd-at", "trades", "reat"}))
+    assert found == [(2, "pgd-at"), (2, "trades"), (5, "reat")]

@@ -115,6 +115,24 @@ def test_tail_matches_loop_reference(seed, per_pair):
     assert got.item() == pytest.approx(ref, rel=1e-9, abs=1e-12)
 
 
+def test_the_timed_anchor_loop_is_the_same_tail():
+    """tests/bench_tail.py times TailLoss against oracles.tail_loss_loop (one loop over anchors, a
+    vector per anchor); that loop is the definition too: value and gradient, with anchors and without."""
+    from oracles import tail_loss_loop
+
+    counts = torch.tensor(COUNTS10, dtype=torch.float64)
+    for labels in ([9, 0, 7, 3, 9, 8, 1, 7, 2, 5, 9, 4], [0] * 12):
+        f, y = _batch(5, labels=labels)
+        f.requires_grad_(True)
+        loop = tail_loss_loop(f, y, counts)
+        assert loop.item() == pytest.approx(tail_reference_per_pair(f.tolist(), y.tolist(), COUNTS10),
+                                            rel=1e-9, abs=1e-12)
+        vec = TailLoss(counts, per_pair=True)(f, y)
+        (g_loop,) = torch.autograd.grad(loop, f)
+        (g_vec,) = torch.autograd.grad(vec, f)
+        assert torch.allclose(g_loop, g_vec, atol=1e-10)
+
+
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("per_pair", [True, False])
 def test_tail_random_labels_and_gradients(seed, per_pair):

@@ -66,7 +66,12 @@ def study_spec(args) -> dict:
     for m, params in method_params.items():
         spec["method_params"].setdefault(m, {}).update(params)
     spec.setdefault("model_params", {}).update(model_params)
-    spec.setdefault("methods", ["pgd-at"])
+    if "methods" not in spec:  # the registry's first baseline (PGD-AT), not a name written here
+        from ltbench.method_roles import cost_baseline
+
+        if cost_baseline() is None:
+            raise LtbenchError("no --methods given and no registered baseline to run by default")
+        spec["methods"] = [cost_baseline()]
     spec.setdefault("datasets", ["fmnist"])
     spec.setdefault("ratios", [0.01])
     spec.setdefault("seeds", [0])
