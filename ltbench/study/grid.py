@@ -69,9 +69,10 @@ def study_spec(args) -> dict:
     if "methods" not in spec:  # the registry's first baseline (PGD-AT), not a name written here
         from ltbench.method_roles import cost_baseline
 
-        if cost_baseline() is None:
+        baseline = cost_baseline()
+        if baseline is None:
             raise LtbenchError("no --methods given and no registered baseline to run by default")
-        spec["methods"] = [cost_baseline()]
+        spec["methods"] = [baseline]
     spec.setdefault("datasets", ["fmnist"])
     spec.setdefault("ratios", [0.01])
     spec.setdefault("seeds", [0])
