@@ -188,6 +188,9 @@ class JobConfig:
                                f"policy only")
         if isinstance(self.select_from, bool) or not isinstance(self.select_from, int) or self.select_from < 1:
             raise LtbenchError(f"select_from must be an epoch number ≥ 1, got {self.select_from!r}")
+        if self.select_best and isinstance(self.epochs, int) and self.select_from > self.epochs:
+            raise LtbenchError(f"select_from {self.select_from} is after the last epoch ({self.epochs}): select_best "
+                               f"would have no epoch to choose; lower it (--select-from N)")
         if not isinstance(self.modifiers, dict) or not all(isinstance(v, dict) for v in self.modifiers.values()):
             raise LtbenchError(f"modifiers must map modifier names to parameter tables, got {self.modifiers!r}")
         if self.val_n_per_class is not None and (isinstance(self.val_n_per_class, bool)

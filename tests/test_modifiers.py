@@ -421,6 +421,18 @@ def test_robustlt_preset_runs_each_method_with_and_without_robustlt():
     assert {j.epochs for j in short.values()} == {2}
 
 
+def test_select_from_after_the_last_epoch_is_refused_and_a_flag_lowers_it():
+    """The AT-BSL paper preset selects from epoch 75: a short run of it must say so, not silently
+    evaluate the last epoch."""
+    with pytest.raises(LtbenchError, match="select_from 75 is after the last epoch"):
+        _preset_jobs("cifar10-lt-at-bsl-paper", "--epochs", "2")
+    jobs = _preset_jobs("cifar10-lt-at-bsl-paper", "--epochs", "2", "--select-from", "2")
+    assert {(j.epochs, j.select_from) for j in jobs} == {(2, 2)}
+    with pytest.raises(LtbenchError, match="after the last epoch"):
+        tiny_job("pgd-at", epochs=2, select_best="pgd2", select_from=3).validate()
+    tiny_job("pgd-at", epochs=2, select_from=3).validate()  # without select_best it is inert
+
+
 def test_select_from_skips_earlier_epochs(tmp_path):
     cfg = tiny_job("pgd-at", epochs=2, select_best="pgd2", select_n_per_class=2, select_from=2)
     t = Trainer(cfg, tmp_path)

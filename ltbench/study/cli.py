@@ -42,6 +42,8 @@ def add_arguments(p):
     g.add_argument("--select-best", metavar="ATTACK",
                    help="evaluate the epoch most robust to ATTACK (e.g. pgd20), not the last one, chosen on the "
                         "held-out validation split (see --select-on)")
+    g.add_argument("--select-from", type=int, metavar="EPOCH",
+                   help="first epoch (1-based) --select-best may choose (default 1; AT-BSL's script: 75 of 100)")
     g.add_argument("--select-on", choices=["validation", "test"],
                    help="where --select-best chooses: validation (default; the job holds out select_n_per_class, 100, "
                         "images per class) or test, a balanced test subset as the AT-BSL and REAT scripts do "

@@ -17,7 +17,7 @@ from ltbench.errors import LtbenchError
 
 
 FIELDS = ("model", "epochs", "batch_size", "lr", "weight_decay", "eps", "step", "train_attack_steps", "augment",
-          "compile", "select_best", "clip_start", "profile", "split_seed", "device", "val_n_per_class",
+          "compile", "select_best", "select_from", "clip_start", "profile", "split_seed", "device", "val_n_per_class",
           "val_attack_steps", "init_from", "scale_schedules", "select_on", "train_per_class", "test_per_class")  # JobConfig fields a flag of the same name sets
 
 
