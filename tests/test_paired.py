@@ -41,15 +41,16 @@ def test_paired_differences_match_a_hand_computation():
 
 def test_paired_needs_the_baseline_and_marks_only_resolved_differences():
     assert paired_table(_jobs({("reat", 0): 0.1}), baselines=("pgd-at",)).empty
-    jobs = _jobs({("pgd-at", 0): 0.1, ("pgd-at", 1): 0.2, ("reat", 0): 0.2, ("reat", 1): 0.3,
-                  ("trades", 0): 0.2, ("trades", 1): 0.1})
+    jobs = _jobs({("pgd-at", 0): 0.1, ("pgd-at", 1): 0.2, ("reat", 0): 0.2, ("reat", 1): 0.31,
+                  ("trades", 0): 0.2, ("trades", 1): 0.1, ("mart", 0): 0.2, ("mart", 1): 0.3})
     tables = paired_display(paired_table(jobs, baselines=("pgd-at",)), groups=("tail",))
     (t,) = tables
     cells = {m: cells[0] for m, _, cells in t.rows}
     assert cells["reat"].sign == 1 and cells["reat"].record == "2/2"
     assert cells["trades"].sign == 0 and cells["trades"].text == "+0.0 ± 14.1"
+    assert cells["mart"].sign == 0 and cells["mart"].interval == ""  # +10 on both seeds: no spread, no finding
     md = paired_markdown(tables, pd.DataFrame())
-    assert "**+10.0 ± 0.0** [+10.0, +10.0] (2/2)" in md and "| trades | +0.0 ± 14.1 [-127.1, +127.1] (1/2) |" in md
+    assert "**+10.5 ± 0.7** [+4.1, +16.9] (2/2)" in md and "| mart | +10.0 ± 0.0 (2/2) |" in md and "| trades | +0.0 ± 14.1 [-127.1, +127.1] (1/2) |" in md
     assert "Student t" in md and "n − 1 degrees of freedom" in md
     # Ahead on every seed, but two seeds this far apart do not resolve it: no bold, and a count.
     jobs = _jobs({("pgd-at", 0): 0.1, ("pgd-at", 1): 0.2, ("reat", 0): 0.11, ("reat", 1): 0.3})
@@ -110,7 +111,27 @@ def test_seeds_to_resolve_is_the_fewest_seeds_whose_interval_excludes_zero():
     ref = next(n for n in range(2, 100) if _t_quantile_by_integration(0.975, n - 1) * 0.03 / math.sqrt(n) < 0.01)
     assert seeds_to_resolve(0.01, 0.03) == ref
     assert math.isnan(seeds_to_resolve(0.0, 0.01)) and math.isnan(seeds_to_resolve(0.01, math.nan))
-    assert seeds_to_resolve(0.01, 0.0) == 2
+    assert seeds_to_resolve(0.01, 0.0) == 6  # identical differences: the sign test's count
+
+
+def test_identical_differences_have_no_interval_and_are_judged_by_the_sign_test():
+    """A coarse metric (one image of a worst class) can move by the same amount on every seed: the t
+    interval would have width 0 and call 2 seeds a finding. The exact sign test decides instead."""
+    from scipy.stats import binomtest
+
+    from ltbench.report.paired import diff_stats, fmt_needed, sign_test_seeds
+
+    assert sign_test_seeds() == next(n for n in range(2, 20) if binomtest(n, n, 0.5).pvalue < 0.05) == 6
+    same = [0.3 - 0.1 - 0.197, 0.103 - 0.1, 0.003]  # 0.003 up to float noise
+    st = diff_stats(same)
+    assert st["diff_std"] == 0.0 and math.isnan(st["ci_low"]) and math.isnan(st["ci_high"])
+    assert not st["resolved"] and st["seeds_needed"] == 6
+    assert fmt_needed(st) == "not resolved with 3 seeds; identical on every seed, a sign test needs 6"
+    assert diff_stats([-0.02] * 6)["resolved"] and not diff_stats([-0.02] * 5)["resolved"]
+    tied = diff_stats([0.0, 0.0, 0.0])
+    assert not tied["resolved"] and math.isnan(tied["seeds_needed"]) and tied["tied"] == 3
+    spread = diff_stats([0.003, 0.004, 0.003])  # a real spread: the t interval as before
+    assert spread["resolved"] and spread["ci_low"] > 0
 
 
 def test_labels_built_on_another_label_are_paired_with_it():

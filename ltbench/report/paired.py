@@ -10,6 +10,11 @@ or tied, and — where the interval still holds 0 — how many seeds the observe
 for it not to (:func:`seeds_to_resolve`). A difference is a *finding* (``resolved``) only where the
 interval excludes 0; otherwise it is "not resolved with n seeds".
 
+Identical per-seed differences (spread 0, e.g. a worst class that moves by one image on every seed)
+have no t interval: its width would be 0 only because the metric is coarse. They are judged by the
+exact two-sided sign test instead (all n on one side: p = 2 · 2⁻ⁿ), which needs
+:func:`sign_test_seeds` (6) seeds at the 95 % level; the interval is left empty and the note says why.
+
 Baselines: the registered baselines for every method (:func:`ltbench.method_roles.baselines`, each
 method class's ``baseline_rank``: PGD-AT, then AT-BSL), and for a label built on another one — an
 ablation ``reat+no-tail`` or a modifier ``at-bsl+awp`` — that base label (``reat``, ``at-bsl``).
@@ -32,6 +37,7 @@ from ltbench import method_roles as roles
 PAIR_KEYS = ["study", "dataset", "ratio", "seed"]
 LEVEL = 0.95        # of the confidence intervals
 MAX_SEEDS = 1000    # seeds_to_resolve gives up beyond this
+ZERO_SPREAD = 1e-9  # per-seed differences (accuracy fractions) closer than this are identical
 
 
 def t_quantile(n: int, level: float = LEVEL) -> float:
@@ -60,12 +66,26 @@ def half_width(std: float, n: int, level: float = LEVEL) -> float:
     return t_quantile(n, level) * std / math.sqrt(n)
 
 
+def sign_test_seeds(level: float = LEVEL) -> int:
+    """The fewest seeds, all on one side, for which the exact two-sided sign test rejects "no
+    difference" at ``level``: 2 · 2⁻ⁿ < 1 − level (6 at 95 %)."""
+    return next(n for n in range(2, 64) if 2.0 ** (1 - n) < 1 - level)
+
+
+def zero_spread(std: float) -> bool:
+    """Whether per-seed differences of this std are all identical (no t interval; the sign test judges)."""
+    return math.isfinite(std) and std <= ZERO_SPREAD
+
+
 def seeds_to_resolve(mean: float, std: float, level: float = LEVEL, max_seeds: int = MAX_SEEDS) -> float:
     """The fewest seeds n ≥ 2 whose interval would exclude 0 if the per-seed differences kept this
-    mean and std: t_{n−1} · std / √n < |mean|. NaN when no number would (mean 0, unknown std or more
-    than ``max_seeds``). A planning figure from the observed spread, not a promise."""
+    mean and std: t_{n−1} · std / √n < |mean|. For identical differences (:func:`zero_spread`), the
+    seeds the sign test needs (:func:`sign_test_seeds`). NaN when no number would (mean 0, unknown std
+    or more than ``max_seeds``). A planning figure from the observed spread, not a promise."""
     if not (math.isfinite(mean) and math.isfinite(std)) or mean == 0:
         return math.nan
+    if zero_spread(std):
+        return float(sign_test_seeds(level))
     for n in range(2, max_seeds + 1):
         if half_width(std, n, level) < abs(mean):
             return float(n)
@@ -86,11 +106,16 @@ def baselines_of(method: str, present, baselines: Iterable[str] | None = None) -
 def diff_stats(d: list[float]) -> dict:
     """The summary of per-seed differences ``d`` the paired tables use: ``seeds``, ``diff_mean``,
     ``diff_std`` (NaN for one), ``ci_low`` / ``ci_high`` (:func:`t_interval`), ``resolved``,
-    ``seeds_needed``, ``ahead`` / ``behind`` / ``tied`` and ``diffs_pp`` (the per-seed values in percentage points, in order)."""
+    ``seeds_needed``, ``ahead`` / ``behind`` / ``tied`` and ``diffs_pp`` (the per-seed values in percentage points, in order).
+    Identical differences (:func:`zero_spread`): std 0, no interval (NaN), resolved by the sign test."""
     s = pd.Series(d, dtype=float)
     mean, std = float(s.mean()), float(s.std(ddof=1)) if len(d) > 1 else math.nan
-    low, high = t_interval(list(d))
-    resolved = bool(low > 0 or high < 0)
+    if zero_spread(std):
+        std, low, high = 0.0, math.nan, math.nan
+        resolved = mean != 0 and len(d) >= sign_test_seeds()
+    else:
+        low, high = t_interval(list(d))
+        resolved = bool(low > 0 or high < 0)
     return {"seeds": len(d), "diff_mean": mean, "diff_std": std, "ci_low": low, "ci_high": high,
             "resolved": resolved, "seeds_needed": math.nan if resolved else seeds_to_resolve(mean, std),
             "ahead": sum(x > 0 for x in d), "behind": sum(x < 0 for x in d), "tied": sum(x == 0 for x in d),
@@ -225,7 +250,9 @@ def fmt_needed(row) -> str:
         return ""
     n = int(row["seeds"])
     need = row.get("seeds_needed", math.nan)
-    tail = f"; ~{int(need)} needed" if isinstance(need, (int, float)) and math.isfinite(need) else \
+    same = n > 1 and zero_spread(row["diff_std"]) and row["diff_mean"] != 0
+    tail = f"; identical on every seed, a sign test needs {int(need)}" if same and math.isfinite(need) else \
+        f"; ~{int(need)} needed" if isinstance(need, (int, float)) and math.isfinite(need) else \
         "; no seed count would" if n > 1 and math.isfinite(row["diff_std"]) else ""
     return f"not resolved with {n} seed{'s' * (n != 1)}{tail}"
 
@@ -298,7 +325,8 @@ def paired_markdown(tables: list[PairedDisplay], cost: pd.DataFrame) -> str:
            "Same seed = same long-tailed split and initialisation. Cell: mean ± std of the per-seed",
            f"differences, then in square brackets the {INTERVAL_WORDS}; in round",
            "brackets, the seeds on which the method is ahead. **Bold**: the interval excludes 0 (a finding);",
-           "otherwise the difference is not resolved with this many seeds.", ""]
+           "otherwise the difference is not resolved with this many seeds. Identical differences on every seed",
+           f"have no interval; the sign test judges them ({sign_test_seeds()} seeds, all on one side).", ""]
     for t in tables:
         out += [f"## {t.label}: vs {t.baseline} ({t.dataset}, ratio {t.ratio:g}, {t.study})", "",
                 "| Method | " + " | ".join(t.groups) + " | Seeds |",
