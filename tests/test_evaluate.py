@@ -269,6 +269,29 @@ def test_eval_cli_other_budget_goes_to_out(job, tmp_path):
     assert res["dataset"] == before["dataset"] and res["config"] == before["config"]
 
 
+def test_eval_cli_of_a_selected_epoch_job_measures_the_selected_weights(tiny_fmnist, tmp_path, capsys):
+    """A ``--select-best`` job's result.json measures best.pt: ``ltbench eval`` of the folder must add
+    numbers of that model, not of the last checkpoint, and refuses to mix in another file's."""
+    cfg = JobConfig(method="pgd-at", **{**TINY, "epochs": 2}, select_best="pgd2", select_n_per_class=2,
+                    select_on="test")
+    folder = tmp_path / cfg.job_name
+    before = run_job(cfg, folder)
+    # make the last checkpoint a different model: evaluating it would change the clean numbers
+    state = torch.load(folder / "checkpoint.pt", weights_only=True)
+    state["model"] = {k: torch.zeros_like(v) if v.is_floating_point() else v for k, v in state["model"].items()}
+    torch.save(state, folder / "checkpoint.pt")
+    assert cli(["eval", str(folder), "--attacks", "clean", "--quiet", "--no-checks"]) == 0
+    after = json.loads((folder / "result.json").read_text())
+    assert after["metrics"]["clean"]["per_class"] == before["metrics"]["clean"]["per_class"]
+    assert after["evaluation"]["checkpoint"].endswith("best.pt")
+    assert cli(["eval", str(folder / "checkpoint.pt"), "--attacks", "clean", "--quiet"]) == 2
+    assert "would mix two models" in capsys.readouterr().err
+    out = tmp_path / "last.json"
+    assert cli(["eval", str(folder / "checkpoint.pt"), "--attacks", "clean", "--quiet", "--no-checks",
+                "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["metrics"]["clean"]["per_class"] != before["metrics"]["clean"]["per_class"]
+
+
 def test_eval_cli_refuses_what_it_cannot_trust(job, tmp_path, capsys):
     cfg, folder, _ = job
     assert cli(["eval", str(tmp_path / "nowhere")]) == 2

@@ -1,7 +1,10 @@
 """``ltbench eval PATH``: evaluate a saved job (or checkpoint) under attacks, write ``result.json``.
 
 ``PATH`` is a job folder (``config.json``, ``lt_indices.json``, ``checkpoint.pt``, as written by
-:func:`ltbench.engine.train.run_job`) or a checkpoint file inside one. The model is rebuilt from
+:func:`ltbench.engine.train.run_job`) or a checkpoint file inside one. A folder is evaluated on the
+weights the job's own evaluation used (:func:`job_weights`: the ``--select-best`` epoch, CFA's
+FAWA average, else the last checkpoint), so that ``--attacks aa`` adds numbers of the same model;
+another file of the job is evaluated only with ``--out``. The model is rebuilt from
 ``config.json`` (with the method's head, if it has one), its weights are loaded with
 ``torch.load(weights_only=True)``, and the same evaluation a job runs at its end is run on it::
 
@@ -63,8 +66,18 @@ def add_arguments(p):
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
+def job_weights(job_dir: Path) -> Path:
+    """The weights a job's own evaluation used: the selected epoch's (``best.pt``, ``--select-best``),
+    else the method's own (``eval_weights.pt``, CFA's FAWA average), else the last checkpoint."""
+    for name in (sf.BEST, sf.EVAL_WEIGHTS):
+        if (job_dir / name).is_file():
+            return job_dir / name
+    return job_dir / sf.CHECKPOINT
+
+
 def locate(path: str | Path) -> tuple[Path, Path]:
-    """(job folder, checkpoint file) for a job folder or a checkpoint file in one."""
+    """(job folder, weights file) for a job folder (the weights its own evaluation used,
+    :func:`job_weights`) or a weights file in one."""
     path = Path(path)
     if path.is_dir():
         job_dir, ckpt = path, path / sf.CHECKPOINT
@@ -77,7 +90,7 @@ def locate(path: str | Path) -> tuple[Path, Path]:
     if not (job_dir / sf.CONFIG).is_file():
         raise LtbenchError(f"no {sf.CONFIG} next to {ckpt}: ltbench eval needs the job folder "
                            f"that `ltbench run` wrote")
-    return job_dir, ckpt
+    return job_dir, job_weights(job_dir) if path.is_dir() else ckpt
 
 
 def load_job_model(job_dir: Path, ckpt: Path, device: torch.device, methods_dirs=()):
@@ -129,6 +142,9 @@ def main(args) -> int:
     job_dir, ckpt = locate(args.path)
     out = result_path(args.out, job_dir)
     check_job_folder(job_dir, into_job=not args.out)
+    if not args.out and ckpt.resolve() != job_weights(job_dir).resolve():
+        raise LtbenchError(f"{job_dir / sf.RESULT} measures {job_weights(job_dir).name}, not {ckpt.name}: adding "
+                           f"this evaluation to it would mix two models; write it elsewhere with --out")
     device = resolve_device(args.device or "auto")
     cfg, info, raw, counts, model = load_job_model(job_dir, ckpt, device, args.methods_dir)
     eps = args.eps if args.eps is not None else (cfg.eps if cfg.eps is not None else info.eps)
