@@ -37,7 +37,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -126,31 +126,42 @@ def compute_ratios(step_s: dict[str, float], steps: int, method_names: list[str]
     return r
 
 
-def speed_targets(method_names: list[str], reference: Optional[str]) -> dict[str, tuple[str, float]]:
-    """The targets a run checks: the reference method within ``FLOOR_TARGET`` of the floor, and
-    every timed method that declares a ``step_cost_target`` (a class attribute) within it of the
-    reference. A method spec with modifiers (``reat+awp``) is not held to its base's target."""
+class Target(NamedTuple):
+    """A speed bound: the ratio at ``path`` in :func:`compute_ratios`' output (a key, or a key and a
+    method name), compared with ``op`` (≤ or ≥) to ``bound``."""
+
+    path: tuple
+    op: str
+    bound: float
+
+
+def speed_targets(method_names: list[str], reference: Optional[str]) -> dict[str, Target]:
+    """The targets a run checks, by the label the table shows: the reference method within
+    ``FLOOR_TARGET`` of the floor, and every timed method that declares a ``step_cost_target`` (a
+    class attribute) within it of the reference. A method spec with modifiers (``reat+awp``) is not
+    held to its base's target."""
     from ltbench.registry import METHODS
 
     if not reference:
         return {}
-    targets = {f"{reference} / floor": ("≤", FLOOR_TARGET)}
+    targets = {f"{reference} / floor": Target((f"{reference} / floor",), "≤", FLOOR_TARGET)}
     for name in method_names:
         cls = METHODS.get(name) if name in METHODS else None
         bound = getattr(cls, "step_cost_target", None)
         if bound is not None and name != reference:
-            targets[f"{name} / {reference}"] = ("≤", float(bound))
+            targets[f"{name} / {reference}"] = Target((f"method / {reference}", name), "≤", float(bound))
     return targets
 
 
-def check_targets(ratios: dict, targets: dict[str, tuple[str, float]], reference: Optional[str]) -> dict:
+def check_targets(ratios: dict, targets: dict[str, Target]) -> dict:
     """Each target's value from ``ratios`` (None where it was not measured), its bound and whether it is met."""
     out = {}
-    for key, (op, bound) in targets.items():
-        name, _, den = key.partition(" / ")
-        v = ratios.get(key) if den == "floor" else ratios.get(f"method / {reference}", {}).get(name)
-        met = None if v is None else (v <= bound if op == "≤" else v >= bound)
-        out[key] = {"value": v, "target": f"{op} {bound:g}", "met": met}
+    for label, t in targets.items():
+        v = ratios
+        for key in t.path:
+            v = v.get(key) if isinstance(v, dict) else None
+        met = None if v is None else (v <= t.bound if t.op == "≤" else v >= t.bound)
+        out[label] = {"value": v, "target": f"{t.op} {t.bound:g}", "met": met}
     return out
 
 
@@ -324,8 +335,8 @@ def run_bench(args, log: Callable[[str], None] = lambda s: None) -> dict:
         "floor_s": floor,
         "ratios": ratios,
         "ratios_fastest": min_ratios,
-        "targets_fastest": check_targets(min_ratios, targets, reference),
-        "targets": check_targets(ratios, targets, reference),
+        "targets_fastest": check_targets(min_ratios, targets),
+        "targets": check_targets(ratios, targets),
     }
 
 
@@ -349,16 +360,21 @@ def command_line(args) -> str:
 
 
 # --- output ---------------------------------------------------------------------------------
+def machine_line(rec: dict) -> str:
+    """``device: …; torch …; load average before …, after …``: where a measurement ``rec`` was taken."""
+    env = rec["env"]
+    device = env.get("gpu") or f"{env['device']} ({env.get('cpu') or 'cpu'}, {env['threads']} threads)"
+    return (f"device: {device}; torch {env['torch']}; load average before {rec['load_avg_before']}, "
+            f"after {rec['load_avg_after']}")
+
+
 def format_table(rec: dict) -> str:
     s, st = rec["settings"], rec["step_s"]
     K = s["steps"]
-    env = rec["env"]
-    device = env.get("gpu") or f"{env['device']} ({env.get('cpu') or 'cpu'}, {env['threads']} threads)"
     lines = [f"ltbench bench — {s['model']} ({s['parameters'] / 1e6:.2f} M parameters), {s['dataset']} shape "
              f"{'×'.join(map(str, s['image_shape']))}, batch {s['batch_size']}, PGD-{K}"
              f"{', torch.compile' if s['compile'] else ''}",
-             f"device: {device}; torch {env['torch']}; load average before {rec['load_avg_before']}, "
-             f"after {rec['load_avg_after']}; median of {s['iters']} interleaved rounds",
+             f"{machine_line(rec)}; median of {s['iters']} interleaved rounds",
              ""]
     std = st["standard"]["median"]
     floor = rec["floor_s"]

@@ -82,12 +82,11 @@ def measure(class_counts: torch.Tensor, feature_dim: int, batch: int, rounds: in
 
 
 def format_table(rec: dict) -> str:
-    env = rec["env"]
-    device = env.get("gpu") or f"{env['device']} ({env.get('cpu') or 'cpu'}, {env['threads']} threads)"
+    from ltbench.bench import machine_line
+
     lines = [f"REAT's TAIL, vectorised (methods.reat.TailLoss) vs the per-anchor loop (tests/oracles.py), "
              f"forward + backward, fastest of {rec['rows'][0]['vectorised_s']['n']} calls each",
-             f"device: {device}; torch {env['torch']}; load average before {rec['load_avg_before']}, "
-             f"after {rec['load_avg_after']}", ""]
+             machine_line(rec), ""]
     for r in rec["rows"]:
         ag = r["agreement"]
         lines.append(f"batch {r['batch']} × {r['feature_dim']} features, {r['labels']} labels "
