@@ -47,8 +47,9 @@ def test_rankings_taus_and_flips_follow_their_definitions():
         assert tau == pytest.approx(_tau_by_counting([means[m, ra] for m in methods], [means[m, rb] for m in methods]))
     assert [t for _, _, t, _ in r.taus][0] == 1.0  # 0.01 and 0.02 share the order
     # Between 0.02 and 0.1 reat passes at-bsl and cb-at, and at-bsl passes cb-at.
-    assert sorted((x, y) for a, b, x, y in r.flips) == [("at-bsl", "reat"), ("cb-at", "at-bsl"), ("cb-at", "reat")]
-    assert all((a, b) == (0.02, 0.1) for a, b, _, _ in r.flips)
+    assert sorted((f.ahead_at_a, f.ahead_at_b) for f in r.flips) == [("at-bsl", "reat"), ("cb-at", "at-bsl"),
+                                                                      ("cb-at", "reat")]
+    assert all((f.a, f.b, f.confirmed) == (0.02, 0.1, None) for f in r.flips)  # no per-seed table given
     assert "τ = +1.00 over 4 methods" in R.ranking_sentence(r) and "3 pairs of methods change order" in R.ranking_sentence(r)
 
 
@@ -82,6 +83,33 @@ def test_verdicts_line_up_the_paired_rows_of_each_ratio():
     text, sign = R.verdict_cell(v.iloc[0][0.1])
     assert sign == 0 and text.startswith("+0.0 [") and text.endswith("(2/3)")
     assert R.verdict_cell(None) == ("–", 0)
+
+
+def test_a_flip_is_confirmed_only_where_the_seeds_resolve_the_pair_at_both_ratios():
+    """reat passes at-bsl on every seed (resolved at both ratios, opposite signs): confirmed. cb-at's
+    means cross at-bsl's too, but its per-seed differences at 0.1 go both ways: not confirmed."""
+    from ltbench.report.aggregate import summary_table
+
+    values = {}
+    for s in range(3):
+        values["at-bsl", 0.01, s], values["at-bsl", 0.1, s] = 0.40 + 0.01 * s, 0.50 + 0.01 * s
+        values["reat", 0.01, s] = values["at-bsl", 0.01, s] - (0.05, 0.06, 0.04)[s]
+        values["reat", 0.1, s] = values["at-bsl", 0.1, s] + (0.03, 0.04, 0.03)[s]
+        values["cb-at", 0.01, s] = values["at-bsl", 0.01, s] + (0.02, 0.03, 0.025)[s]
+        values["cb-at", 0.1, s] = values["at-bsl", 0.1, s] + (0.04, -0.06, -0.01)[s]
+    jobs = _jobs(values)
+    summary = summary_table(jobs)
+    r = R.rankings(summary, "fmnist", "pgd20", "tail", jobs)
+    flips = {(f.ahead_at_a, f.ahead_at_b): f.confirmed for f in r.flips}
+    # by hand: reat − at-bsl is −5.0 ± 1.0 at 0.01 and +3.3 ± 0.6 at 0.1, both t intervals clear of 0
+    assert flips == {("at-bsl", "reat"): True, ("cb-at", "at-bsl"): False, ("cb-at", "reat"): False}
+    assert "3 pairs of methods change order" in R.ranking_sentence(r) and "; 1 of them confirmed" in R.ranking_sentence(r)
+    texts = {R.flip_text(f) for f in r.flips}
+    assert "0.01 (IR 100) → 0.1 (IR 10): at-bsl → reat (confirmed)" in texts
+    assert "0.01 (IR 100) → 0.1 (IR 10): cb-at → at-bsl (not resolved)" in texts
+    # a pair identical on every seed (no spread) is not a confirmation with 3 seeds
+    assert R.pair_sign(_jobs({**values, **{("reat", 0.1, s): values["at-bsl", 0.1, s] + 0.02 for s in range(3)}}),
+                       "fmnist", 0.1, "pgd20", "tail", "reat", "at-bsl") == 0
 
 
 def test_report_of_two_studies_covering_three_ratios(tmp_path):

@@ -458,7 +458,7 @@ def write_tables(tables: Tables, out_dir: str | Path) -> dict[str, Path]:
     from ltbench.report.ratios import ratios_markdown, sweep_datasets
 
     if sweep_datasets(tables.summary):  # a dataset at two or more ratios: the verdicts along the ratios
-        written["ratios.md"] = write_text(out_dir / "ratios.md", ratios_markdown(tables.paired, tables.summary))
+        written["ratios.md"] = write_text(out_dir / "ratios.md", ratios_markdown(tables.paired, tables.summary, tables.jobs))
     try:
         import pyarrow  # noqa: F401
     except ImportError:

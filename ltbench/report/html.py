@@ -366,13 +366,13 @@ def ratio_sections(tables: Tables, coverage: dict) -> list[dict]:
         plot = P.across_ratios(pooled, dataset, attacks[0], images=coverage.get(attacks[0], {}).get("images"))
         rankings, verdicts = [], []
         for attack in attacks:
-            r = R.rankings(pooled, dataset, attack, "tail")
+            r = R.rankings(pooled, dataset, attack, "tail", tables.jobs)
             rows = [(m, [("–" if math.isnan(r.ranks.at[m, x]) else
                           f"{int(r.ranks.at[m, x])} ({100 * r.means.at[m, x]:.1f})") for x in r.ratios])
                     for m in r.ranks.index]
             rankings.append({"label": attack_label(attack), "sentence": R.ranking_sentence(r),
                              "ratios": [R.ratio_text(x) for x in r.ratios], "rows": rows,
-                             "flips": [f"{R.ratio_text(a)} → {R.ratio_text(b)}: {x} → {y}" for a, b, x, y in r.flips]})
+                             "flips": [R.flip_text(f) for f in r.flips]})
             for group in R.VERDICT_GROUPS:
                 v = R.verdicts(tables.paired, dataset, attack, group)
                 cols = [c for c in v.columns if c not in ("method", "baseline")]

@@ -12,6 +12,10 @@ ratios), this module lines the ratios up, per dataset:
 * :func:`rankings` — the methods ranked by one group's mean accuracy at each ratio (1 = best),
   Kendall's τ-b between the rankings of every two ratios (1: the same order, −1: reversed; over the
   methods present at both), and the pairs of methods whose order flips between neighbouring ratios.
+  Given the per-seed jobs table, a flip is *confirmed* only where the two methods' per-seed paired
+  difference is resolved at both ratios (95 % Student t interval, or the sign test for identical
+  differences; :func:`ltbench.report.paired.diff_stats`) with opposite signs: an order that means
+  alone change can be seed noise.
 
 Ratios are sorted from the most imbalanced (smallest) up. The figure is
 :func:`ltbench.report.plots.across_ratios`.
@@ -21,11 +25,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from itertools import combinations
+from typing import NamedTuple, Optional
 
 import pandas as pd
 
 from ltbench.attack_names import attack_label
-from ltbench.report.paired import fmt_diff, fmt_interval, fmt_record, resolved_sign
+from ltbench.report.paired import diff_stats, fmt_diff, fmt_interval, fmt_record, resolved_sign, seed_diffs
 
 VERDICT_GROUPS = ("tail", "worst", "head", "overall")
 
@@ -103,6 +108,16 @@ def kendall_tau(a: list[float], b: list[float]) -> float:
     return float(tau) if tau is not None and math.isfinite(tau) else math.nan
 
 
+class Flip(NamedTuple):
+    """Two methods whose order changes between neighbouring ratios ``a`` and ``b``."""
+
+    a: float
+    b: float
+    ahead_at_a: str
+    ahead_at_b: str
+    confirmed: Optional[bool] = None  # resolved at both ratios, opposite signs; None: no per-seed data
+
+
 @dataclass
 class Ranking:
     """Methods ranked on one group at each ratio of one dataset."""
@@ -114,13 +129,26 @@ class Ranking:
     ranks: pd.DataFrame                          # index method, columns ratio → rank (1 = best); NaN where absent
     means: pd.DataFrame                          # the same shape: the mean accuracy ranked on
     taus: list = field(default_factory=list)     # (ratio a, ratio b, τ, methods compared)
-    flips: list = field(default_factory=list)    # (ratio a, ratio b, method ahead at a, method ahead at b)
+    flips: list = field(default_factory=list)    # :class:`Flip` per pair of methods that change order
 
 
-def rankings(summary: pd.DataFrame, dataset: str, attack: str, group: str = "tail") -> Ranking:
+def pair_sign(jobs: pd.DataFrame, dataset: str, ratio: float, attack: str, group: str, m1: str, m2: str) -> int:
+    """+1 / −1 where ``m1 − m2`` on ``group``, paired per seed at this ratio, is resolved
+    (:func:`ltbench.report.paired.resolved_sign`); 0 otherwise. Pooled as :func:`pooled`: the first
+    study's jobs where several hold the same method."""
+    sub = jobs[(jobs["dataset"] == dataset) & (jobs["ratio"] == ratio) & (jobs["attack"] == attack)
+               & jobs["method"].isin([m1, m2])].drop_duplicates(["method", "seed"], keep="first")
+    a, b = (sub[sub["method"] == m].set_index("seed") for m in (m1, m2))
+    d = seed_diffs(a, b, group)
+    return resolved_sign(diff_stats(d)) if d else 0
+
+
+def rankings(summary: pd.DataFrame, dataset: str, attack: str, group: str = "tail",
+             jobs: pd.DataFrame | None = None) -> Ranking:
     """Rank the methods by ``group``'s mean accuracy under ``attack`` at every ratio of ``dataset``
     (ties share the better rank); τ-b between every two ratios over the methods present at both; and
-    the order flips between neighbouring ratios (a above b at one, below at the next)."""
+    the order flips between neighbouring ratios (a above b at one, below at the next), each
+    ``confirmed`` from the per-seed ``jobs`` table when it is given (:func:`pair_sign` at both ratios)."""
     sub = pooled(summary)
     sub = sub[(sub["dataset"] == dataset) & (sub["attack"] == attack)]
     ratios = ratios_of(sub, dataset) if not sub.empty else []
@@ -140,8 +168,16 @@ def rankings(summary: pd.DataFrame, dataset: str, attack: str, group: str = "tai
         for m1, m2 in combinations(both.index, 2):
             da, db = both.at[m1, ra] - both.at[m2, ra], both.at[m1, rb] - both.at[m2, rb]
             if da * db < 0:
-                out.flips.append((ra, rb, m1 if da > 0 else m2, m1 if db > 0 else m2))
+                confirmed = None if jobs is None else \
+                    pair_sign(jobs, dataset, ra, attack, group, m1, m2) * pair_sign(jobs, dataset, rb, attack, group, m1, m2) < 0
+                out.flips.append(Flip(ra, rb, m1 if da > 0 else m2, m1 if db > 0 else m2, confirmed))
     return out
+
+
+def flip_text(f: Flip) -> str:
+    """``0.02 (IR 50) → 0.1 (IR 10): taet → pgd-at`` and, when known, whether seeds confirm it."""
+    mark = "" if f.confirmed is None else " (confirmed)" if f.confirmed else " (not resolved)"
+    return f"{ratio_text(f.a)} → {ratio_text(f.b)}: {f.ahead_at_a} → {f.ahead_at_b}{mark}"
 
 
 def ranking_sentence(r: Ranking) -> str:
@@ -151,12 +187,17 @@ def ranking_sentence(r: Ranking) -> str:
     taus = "; ".join(f"{ratio_text(a)} vs {ratio_text(b)}: τ = {t:+.2f} over {n} methods" if math.isfinite(t)
                      else f"{ratio_text(a)} vs {ratio_text(b)}: τ undefined ({n} methods)" for a, b, t, n in r.taus)
     flips = f"{len(r.flips)} pair{'s' * (len(r.flips) != 1)} of methods change order between neighbouring ratios"
+    known = [f for f in r.flips if f.confirmed is not None]
+    if known:
+        flips += (f"; {sum(f.confirmed for f in known)} of them confirmed (the pair's per-seed difference resolved "
+                  f"at both ratios, opposite signs)")
     return f"Ranking on {r.group} {attack_label(r.attack)} accuracy (Kendall τ-b): {taus}. {flips}."
 
 
-def ratios_markdown(paired: pd.DataFrame, summary: pd.DataFrame) -> str:
+def ratios_markdown(paired: pd.DataFrame, summary: pd.DataFrame, jobs: pd.DataFrame | None = None) -> str:
     """``ratios.md``: per dataset measured at several ratios, per robust attack (:func:`sweep_attacks`),
-    the ranking on the tail (ranks, τ, flips) and the verdict tables (tail, worst, head, overall)."""
+    the ranking on the tail (ranks, τ, flips, confirmed from ``jobs`` when given) and the verdict
+    tables (tail, worst, head, overall)."""
     out = ["# Across imbalance ratios", "",
            "Cells of the verdict tables: mean paired difference method − baseline over seeds (percentage points),",
            "95 % confidence interval (Student t on the per-seed paired differences, n − 1 degrees of freedom),",
@@ -164,7 +205,7 @@ def ratios_markdown(paired: pd.DataFrame, summary: pd.DataFrame) -> str:
            "IR = imbalance ratio n_max / n_min = 1 / ratio.", ""]
     for dataset in sweep_datasets(summary):
         for attack in sweep_attacks(summary, dataset):
-            r = rankings(summary, dataset, attack, "tail")
+            r = rankings(summary, dataset, attack, "tail", jobs)
             if r.ranks.empty:
                 continue
             cols = [ratio_text(x) for x in r.ratios]
@@ -177,7 +218,7 @@ def ratios_markdown(paired: pd.DataFrame, summary: pd.DataFrame) -> str:
             out.append("")
             if r.flips:
                 out += ["Order flips between neighbouring ratios (ahead at the first → ahead at the second): "
-                        + "; ".join(f"{ratio_text(a)}→{ratio_text(b)}: {x} → {y}" for a, b, x, y in r.flips), ""]
+                        + "; ".join(flip_text(f) for f in r.flips), ""]
             for group in VERDICT_GROUPS:
                 v = verdicts(paired, dataset, attack, group)
                 ratios = [c for c in v.columns if c not in ("method", "baseline")]
