@@ -51,6 +51,7 @@ def test_rankings_taus_and_flips_follow_their_definitions():
                                                                       ("cb-at", "reat")]
     assert all((f.a, f.b, f.confirmed) == (0.02, 0.1, None) for f in r.flips)  # no per-seed table given
     assert "τ = +1.00 over 4 methods" in R.ranking_sentence(r) and "3 pairs of methods change order" in R.ranking_sentence(r)
+    assert R.ranking_sentence(r).endswith("hold 3, 3, 3 seeds per method at the 3 ratios.")
 
 
 def test_a_method_missing_at_one_ratio_is_left_out_of_that_tau_only():
@@ -104,6 +105,8 @@ def test_a_flip_is_confirmed_only_where_the_seeds_resolve_the_pair_at_both_ratio
     # by hand: reat − at-bsl is −5.0 ± 1.0 at 0.01 and +3.3 ± 0.6 at 0.1, both t intervals clear of 0
     assert flips == {("at-bsl", "reat"): True, ("cb-at", "at-bsl"): False, ("cb-at", "reat"): False}
     assert "3 pairs of methods change order" in R.ranking_sentence(r) and "; 1 of them confirmed" in R.ranking_sentence(r)
+    part = R.rankings(summary_table(jobs[(jobs["ratio"] == 0.01) | (jobs["seed"] == 0)]), "fmnist", "pgd20", "tail")
+    assert "hold 3, 1 seeds per method" in R.ranking_sentence(part)
     texts = {R.flip_text(f) for f in r.flips}
     assert "0.01 (IR 100) → 0.1 (IR 10): at-bsl → reat (confirmed)" in texts
     assert "0.01 (IR 100) → 0.1 (IR 10): cb-at → at-bsl (not resolved)" in texts

@@ -130,6 +130,7 @@ class Ranking:
     means: pd.DataFrame                          # the same shape: the mean accuracy ranked on
     taus: list = field(default_factory=list)     # (ratio a, ratio b, τ, methods compared)
     flips: list = field(default_factory=list)    # :class:`Flip` per pair of methods that change order
+    seeds: dict = field(default_factory=dict)    # ratio → (fewest, most) seeds behind a ranked mean
 
 
 def pair_sign(jobs: pd.DataFrame, dataset: str, ratio: float, attack: str, group: str, m1: str, m2: str) -> int:
@@ -159,7 +160,8 @@ def rankings(summary: pd.DataFrame, dataset: str, attack: str, group: str = "tai
     order = list(dict.fromkeys(sub["method"]))
     means = means.reindex(index=order, columns=ratios)
     ranks = means.rank(ascending=False, method="min")
-    out = Ranking(dataset, attack, group, ratios, ranks, means)
+    out = Ranking(dataset, attack, group, ratios, ranks, means,
+                  seeds={float(r): (int(g["seeds"].min()), int(g["seeds"].max())) for r, g in sub.groupby("ratio")})
     for ra, rb in combinations(ratios, 2):
         both = means[[ra, rb]].dropna()
         out.taus.append((ra, rb, kendall_tau(list(both[ra]), list(both[rb])), len(both)))
@@ -191,7 +193,9 @@ def ranking_sentence(r: Ranking) -> str:
     if known:
         flips += (f"; {sum(f.confirmed for f in known)} of them confirmed (the pair's per-seed difference resolved "
                   f"at both ratios, opposite signs)")
-    return f"Ranking on {r.group} {attack_label(r.attack)} accuracy (Kendall τ-b): {taus}. {flips}."
+    seeds = ", ".join(f"{lo}" if lo == hi else f"{lo}–{hi}" for lo, hi in (r.seeds.get(x, (0, 0)) for x in r.ratios))
+    return (f"Ranking on {r.group} {attack_label(r.attack)} accuracy (Kendall τ-b): {taus}. {flips}. "
+            f"The means ranked hold {seeds} seeds per method at the {len(r.ratios)} ratios.")
 
 
 def ratios_markdown(paired: pd.DataFrame, summary: pd.DataFrame, jobs: pd.DataFrame | None = None) -> str:
