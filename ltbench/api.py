@@ -103,16 +103,16 @@ def load_model(job_dir: str | Path, device: str = "cpu", best: bool = True,
     a plugin method's file, as ``--methods-dir`` (``$LTBENCH_METHODS`` is read too).
     """
     from ltbench import study_folder as sf
-    from ltbench.engine.eval_cli import job_weights, load_job_model, locate
+    from ltbench.engine.eval_cli import load_job_model, locate
     from ltbench.env import resolve_device
 
     job_dir = Path(job_dir)
     best_file = job_dir / sf.BEST
-    job_dir, _ = locate(job_dir)
+    job_dir, measured = locate(job_dir)  # a folder: the weights its own evaluation used
     ckpt = job_dir / sf.CHECKPOINT
     epoch = None
     selection = (sf.read_result(job_dir) or {}).get("selection")
-    weights = job_weights(job_dir) if best else ckpt
+    weights = measured if best else ckpt
     dev = resolve_device(device)
     dirs = [methods_dir] if isinstance(methods_dir, (str, Path)) else list(methods_dir)
     cfg, info, raw, counts, model = load_job_model(job_dir, weights, dev, dirs)

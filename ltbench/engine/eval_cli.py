@@ -142,8 +142,9 @@ def main(args) -> int:
     job_dir, ckpt = locate(args.path)
     out = result_path(args.out, job_dir)
     check_job_folder(job_dir, into_job=not args.out)
-    if not args.out and ckpt.resolve() != job_weights(job_dir).resolve():
-        raise LtbenchError(f"{job_dir / sf.RESULT} measures {job_weights(job_dir).name}, not {ckpt.name}: adding "
+    measured = job_weights(job_dir)
+    if not args.out and ckpt.resolve() != measured.resolve():
+        raise LtbenchError(f"{job_dir / sf.RESULT} measures {measured.name}, not {ckpt.name}: adding "
                            f"this evaluation to it would mix two models; write it elsewhere with --out")
     device = resolve_device(args.device or "auto")
     cfg, info, raw, counts, model = load_job_model(job_dir, ckpt, device, args.methods_dir)
