@@ -47,10 +47,11 @@ def test_report_prints_a_short_summary_and_the_page(tmp_path, capsys):
     study = tmp_path / "fmnist-lt-ratios"
     shutil.copytree(ROOT / "results" / "fmnist-lt-ratios", study,
                     ignore=shutil.ignore_patterns("across-ratios", "report.html"))
+    shutil.rmtree(study / "taet__fmnist__r0.1__s2")  # one job left to run: the line names the next command
     assert cli_main(["report", str(study)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) <= 4, lines
-    assert re.match(r"fmnist-lt-ratios: \d+ done, 0 failed, 0 running, \d+ pending \(`ltbench status ", lines[0])
+    assert re.match(r"fmnist-lt-ratios: 53 done, 0 failed, 0 running, 1 pending \(`ltbench status ", lines[0])
     assert re.match(rf"tables: \d+ files in {re.escape(str(study))} \(read summary.md", lines[-2])
     assert lines[-1] == f"report: {study / 'report.html'}"
 
