@@ -97,8 +97,10 @@ def class_weights(scores: torch.Tensor, r: float) -> torch.Tensor:
         inside = kl <= r
         first = inside.int().argmax()  # the smallest candidate inside the ball (0 when none is)
         found = inside.any()
-        lo = torch.where(found & (first > 0), candidates[(first - 1).clamp_min(0)], torch.where(found, lo, hi))
-        hi = torch.where(found, candidates[first], hi)
+        # index_select, not candidates[first]: indexing by a 0-dim CUDA tensor reads it on the host
+        below = candidates.index_select(0, (first - 1).clamp_min(0).view(1))[0]
+        lo = torch.where(found & (first > 0), below, torch.where(found, lo, hi))
+        hi = torch.where(found, candidates.index_select(0, first.view(1))[0], hi)
     return weights(hi.view(1))[0].to(scores.dtype)
 
 
