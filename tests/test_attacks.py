@@ -17,6 +17,8 @@ from ltbench.errors import LtbenchError
 from ltbench.registry import ATTACKS as REGISTERED
 from ltbench.registry import register_attack
 
+from host_reads import HostReadMode
+
 EPS, STEP = 0.1, 0.025
 
 
@@ -292,6 +294,16 @@ def test_pgd_loop_never_syncs_with_the_host_on_cuda(model, data):
         attack(m, x, y)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("name", ["pgd5", "cw5", "ls5", "fgsm"])
+def test_gradient_attacks_read_nothing_on_the_host_cpu_stand_in(model, data, name):
+    """The same on the CPU for the gradient attacks, with tests/host_reads.py's stand-in."""
+    x, y = data
+    attack = build_attack(name, EPS, STEP)
+    attack(model, x, y)
+    with HostReadMode():
+        attack(model, x, y)
 
 
 class Flat(nn.Module):

@@ -1,6 +1,7 @@
 """`ltbench bench`: what it measures and how it turns times into ratios (never how fast it is)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import traceback
 
@@ -11,6 +12,8 @@ from ltbench import bench
 from ltbench.cli import main as cli_main
 from ltbench.plugins import load_methods
 from ltbench.registry import METHODS, MODIFIERS
+
+from host_reads import HostReadMode
 
 TINY = ["bench", "--model", "small-cnn", "--set", "model.width=4", "--batch-size", "8", "--steps", "2",
         "--iters", "2", "--warmup", "0", "--device", "cpu", "--quiet"]
@@ -126,22 +129,32 @@ def test_tail_benchmark_times_reats_loss_against_the_oracle_loop(tmp_path):
     assert "loop / vectorised" in out.with_suffix(".md").read_text()
 
 
-def test_train_step_makes_no_host_sync_it_could_avoid():
-    """The engine step runs under CUDA's sync debug mode without a warning (CUDA only). Every
-    method is tried and the failures are reported together, so one GPU run names them all."""
-    if not torch.cuda.is_available():
-        pytest.skip("needs CUDA")
-    from ltbench.engine.train import EpochAccumulator, train_step
+@contextlib.contextmanager
+def cuda_sync_errors():
+    """CUDA's sync debug mode at "error" for the block (every host sync raises RuntimeError)."""
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def host_reads_in_train_steps(dev: torch.device, watch) -> list[str]:
+    """One training step of every method (and the modifiers) inside ``watch()``, after a warm-up step
+    outside it (lazy initialisation may read); each failure as "spec: error at file:line", so that one
+    run names them all."""
+    from ltbench.engine.train import EpochAccumulator, attach_auxiliary_copy, train_step
     from ltbench.method import BatchContext
     from ltbench.method_factory import build_method
     from ltbench.models import build_model
-
-    dev = torch.device("cuda")
-    counts = torch.tensor([50.0, 30, 20, 12, 8, 5, 3, 2, 2, 1], device=dev)
     from ltbench.modifier import parse_spec
 
+    counts = torch.tensor([50.0, 30, 20, 12, 8, 5, 3, 2, 2, 1], device=dev)
     failures = []
-    for spec in [*METHODS.names(), "pgd-at +awp", "pgd-at +robustlt", "taet +robustlt +awp"]:
+    specs = [*load_methods().names(), "pgd-at +awp", "pgd-at +robustlt", "taet +robustlt +awp"]
+    assert {"faal", "reat", "sd-lt", "wat"} <= set(specs)  # the methods/ folder, not only the core
+    for spec in specs:
         p = parse_spec(spec)
         method = build_method(p.name, p.overrides, 10, counts, p.modifiers).to(dev)
         model = build_model("small-cnn", 10, 3, (0.5,) * 3, (0.5,) * 3, width=4)
@@ -149,21 +162,42 @@ def test_train_step_makes_no_host_sync_it_could_avoid():
         if head is not None:
             model.head = head
         model = model.to(dev, memory_format=torch.channels_last)
+        attach_auxiliary_copy(method, model)  # SD-LT's teacher, as in a job
         opt = torch.optim.SGD(model.parameters(), lr=0.01)
         x = torch.rand(8, 3, 32, 32, device=dev).contiguous(memory_format=torch.channels_last)
         y = torch.randint(0, 10, (8,), device=dev)
         acc = EpochAccumulator(10, dev)
-        train_step(model, model, method, opt, x, y, BatchContext(model, x, y, counts, 8 / 255), acc,
-                   eps=8 / 255, step=2 / 255, steps=2)  # warm-up (lazy init may sync)
-        torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("error")
-        try:
+
+        def step():
             train_step(model, model, method, opt, x, y, BatchContext(model, x, y, counts, 8 / 255), acc,
                        eps=8 / 255, step=2 / 255, steps=2)
-        except RuntimeError as exc:  # "called a synchronizing CUDA operation", with its traceback
-            failures.append(f"{spec}: {exc} at {traceback.extract_tb(exc.__traceback__)[-1]}")
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
+
+        step()
+        try:
+            with watch():
+                step()
+        except RuntimeError as exc:  # "called a synchronizing CUDA operation" / "host read: ..."
+            frame = traceback.extract_tb(exc.__traceback__)[-2 if "host read" in str(exc) else -1]
+            failures.append(f"{spec}: {exc} at {frame.filename}:{frame.lineno}")
+    return failures
+
+
+def test_train_step_makes_no_host_sync_it_could_avoid():
+    """The engine step of every method runs under CUDA's sync debug mode without a sync (CUDA only)."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    failures = host_reads_in_train_steps(torch.device("cuda"), cuda_sync_errors)
+    assert not failures, "\n".join(failures)
+
+
+def test_train_step_reads_nothing_on_the_host_cpu_stand_in():
+    """The same on the CPU with tests/host_reads.py's stand-in, which catches the Python-level host
+    reads (FAAL's ``candidates[first]`` of a 0-dim index, found on an H200, is one) in every CI run."""
+    with pytest.raises(RuntimeError, match="host read"):  # the stand-in does catch such an index
+        t = torch.arange(5.0)
+        with HostReadMode():
+            t[t.argmax()]
+    failures = host_reads_in_train_steps(torch.device("cpu"), HostReadMode)
     assert not failures, "\n".join(failures)
 
 

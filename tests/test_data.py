@@ -539,6 +539,17 @@ def test_device_augment_no_host_sync():
     assert out.shape == x.shape and out8.dtype == torch.uint8
 
 
+def test_device_augment_reads_nothing_on_the_host_cpu_stand_in():
+    """The same on the CPU with tests/host_reads.py's stand-in."""
+    from host_reads import HostReadMode
+
+    x = torch.rand(32, 3, 32, 32)
+    aug = DeviceAugment(4, True)
+    with HostReadMode():
+        aug(x, generator=torch.Generator().manual_seed(0))
+        aug((x * 255).to(torch.uint8))
+
+
 def test_policy_augment_per_sample():
     x = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8).repeat(12, 1, 1, 1)
     for kind in ("randaugment", "autoaugment"):
