@@ -7,13 +7,13 @@
 # Writes into $OUT the files results/bench/ keeps for each machine, `ltbench bench` for ResNet-18 at
 # batch 128 and for the small CNN (gpu-<model>-b128.json / .md), REAT's TAIL against the per-anchor loop
 # (gpu-tail.json / .md, tests/bench_tail.py), and gpu-extra.tgz with the rest:
-# nvidia-smi, the whole test suite with CUDA visible (pytest.log), three real studies of PGD-AT and
+# nvidia-smi, the CUDA-only tests (pytest-cuda.log) and the whole test suite with CUDA visible (pytest.log), three real studies of PGD-AT and
 # REAT (ResNet-18 on Fashion-MNIST-LT; both jobs side by side on the GPU for 4 epochs, then one after
 # the other in both orders for 3: per-epoch time_s in metrics.jsonl, issue 8 item 5) and AutoAttack on a
 # balanced subset; with GPU_CHECKS_COMPILE=1 also
 # `ltbench bench --compile`. The studies are skipped when $LTBENCH_DATA/fashion-mnist is missing.
 # Each step has its own time limit and runs even if one before it failed, so the whole script ends
-# within 10 minutes (about 6 on an H100; a device call may last 10); the exit status is that of the last failure. Not used by CI.
+# within 10 minutes (about 7 on an H200; a device call may last 10); the exit status is that of the last failure. Not used by CI.
 #
 # The lent machines of this workplace have torch, pytest and pandas but not pyautoattack, submitit or
 # Debian's Fashion-MNIST. Prepare them here once (.gpudata is git-ignored), then carry .gpudata:
@@ -65,7 +65,11 @@ PY
 else
     echo "== no \$LTBENCH_DATA/fashion-mnist: real-training check skipped"
 fi
-step 100 env OMP_NUM_THREADS=2 python3 -m pytest -q -p no:cacheprovider -n 8 >"$work/pytest.log" 2>&1
+# The CUDA-only tests first (host syncs, bf16, the GPU runner), so that they report even if the
+# whole suite runs out of time; then the suite (162 s with -n 16 on an H200, 2026-12-04).
+step 45 python3 -m pytest -q -p no:cacheprovider -rfs -k "cuda or gpu or host_sync" >"$work/pytest-cuda.log" 2>&1
+tail -n 15 "$work/pytest-cuda.log"
+step 170 env OMP_NUM_THREADS=1 python3 -m pytest -q -p no:cacheprovider -rf -n 16 >"$work/pytest.log" 2>&1
 tail -n 15 "$work/pytest.log"
 if [ -n "${GPU_CHECKS_COMPILE:-}" ]; then  # about a minute more: past 10 minutes at the limits
     step 80 $lt bench --device cuda --model resnet18 --batch-size 128 --iters 5 --methods pgd-at reat --compile \
