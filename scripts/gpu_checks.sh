@@ -20,6 +20,11 @@
 #   mkdir -p .gpudata/site && cp -r .venv/lib/python3.11/site-packages/{pyautoattack,submitit} .gpudata/site/
 #   rm -rf .gpudata/site/pyautoattack/examples && cp -r /usr/share/datasets/fashion-mnist .gpudata/
 #   PYTHONPATH=$PWD/.gpudata/site LTBENCH_DATA=$PWD/.gpudata OUT=$OUT bash scripts/gpu_checks.sh
+# The tree and what it carries must stay under 64 MiB: with the committed studies (35 MiB on
+# 2026-12-04) Debian's .gz files are too large. Carry the image files xz-compressed instead
+# (`gunzip -c F.gz | xz -9e > .gpudata/fmxz/F.xz` for the two images files, the label .gz files
+# as they are) and, on the GPU machine, decompress them into .gpudata/fashion-mnist first (the
+# loader reads plain or .gz IDX files; Python's lzma module decompresses .xz).
 set -u
 out=${OUT:?set OUT to the folder for the results}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
