@@ -19,6 +19,8 @@ from ltbench.data import (DeviceAugment, LongTailSplit, PolicyAugment, RawData, 
 from ltbench.data import fmnist as fmnist_mod
 from ltbench.errors import LtbenchError
 
+from host_reads import HostReadMode
+
 FMNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -541,8 +543,6 @@ def test_device_augment_no_host_sync():
 
 def test_device_augment_reads_nothing_on_the_host_cpu_stand_in():
     """The same on the CPU with tests/host_reads.py's stand-in."""
-    from host_reads import HostReadMode
-
     x = torch.rand(32, 3, 32, 32)
     aug = DeviceAugment(4, True)
     with HostReadMode():
