@@ -1,5 +1,6 @@
-"""A CPU stand-in for CUDA's sync debug mode: :class:`HostReadMode` raises on the tensor operations
-that make a CUDA device wait for the host to read a value.
+"""Host syncs in tests: :func:`cuda_sync_errors`, CUDA's own sync debug mode for the tests that run
+on a GPU, and :class:`HostReadMode`, its CPU stand-in, which raises on the tensor operations that make
+a CUDA device wait for the host to read a value.
 
 ``torch.cuda.set_sync_debug_mode("error")`` needs a GPU, so the tests that use it skip on the CPU
 machines CI runs on. This mode catches the same mistakes at the Python level on any device: a
@@ -10,6 +11,8 @@ on the host; ``index_select`` does not). It does not see reads made inside a C++
 Python never calls; the CUDA tests remain the final word.
 """
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -36,3 +39,15 @@ class HostReadMode(TorchFunctionMode):
         if func in (torch.Tensor.__getitem__, torch.Tensor.__setitem__) and _reads_index(args[1]):
             raise RuntimeError(f"host read: {func.__name__} with a boolean or 0-dim tensor index")
         return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def cuda_sync_errors():
+    """CUDA's own check, which needs a GPU: sync debug mode at "error" for the block (every host sync
+    raises RuntimeError)."""
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

@@ -17,7 +17,7 @@ from ltbench.errors import LtbenchError
 from ltbench.registry import ATTACKS as REGISTERED
 from ltbench.registry import register_attack
 
-from host_reads import HostReadMode
+from host_reads import HostReadMode, cuda_sync_errors
 
 EPS, STEP = 0.1, 0.025
 
@@ -289,11 +289,8 @@ def test_pgd_loop_never_syncs_with_the_host_on_cuda(model, data):
     x, y = (t.cuda() for t in data)
     attack = PGD(EPS, STEP, steps=5)
     attack(m, x, y)  # warm-up (lazy initialisation may sync)
-    torch.cuda.set_sync_debug_mode("error")
-    try:
+    with cuda_sync_errors():
         attack(m, x, y)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
 
 
 @pytest.mark.parametrize("name", ["pgd5", "cw5", "ls5", "fgsm"])

@@ -1,7 +1,6 @@
 """`ltbench bench`: what it measures and how it turns times into ratios (never how fast it is)."""
 from __future__ import annotations
 
-import contextlib
 import json
 import traceback
 
@@ -13,7 +12,7 @@ from ltbench.cli import main as cli_main
 from ltbench.plugins import load_methods
 from ltbench.registry import METHODS, MODIFIERS
 
-from host_reads import HostReadMode
+from host_reads import HostReadMode, cuda_sync_errors
 
 TINY = ["bench", "--model", "small-cnn", "--set", "model.width=4", "--batch-size", "8", "--steps", "2",
         "--iters", "2", "--warmup", "0", "--device", "cpu", "--quiet"]
@@ -127,17 +126,6 @@ def test_tail_benchmark_times_reats_loss_against_the_oracle_loop(tmp_path):
         assert r["loop / vectorised"] == pytest.approx(r["loop_s"]["min"] / r["vectorised_s"]["min"])
     assert rec["target"]["value"] == rec["rows"][0]["loop / vectorised"]
     assert "loop / vectorised" in out.with_suffix(".md").read_text()
-
-
-@contextlib.contextmanager
-def cuda_sync_errors():
-    """CUDA's sync debug mode at "error" for the block (every host sync raises RuntimeError)."""
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        yield
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
 
 
 def host_reads_in_train_steps(dev: torch.device, watch) -> list[str]:

@@ -19,7 +19,7 @@ from ltbench.data import (DeviceAugment, LongTailSplit, PolicyAugment, RawData, 
 from ltbench.data import fmnist as fmnist_mod
 from ltbench.errors import LtbenchError
 
-from host_reads import HostReadMode
+from host_reads import HostReadMode, cuda_sync_errors
 
 FMNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
 
@@ -532,12 +532,9 @@ def test_device_augment_no_host_sync():
     g = torch.Generator(device="cuda").manual_seed(0)
     aug = DeviceAugment(4, True)
     aug(x, generator=g)  # warm-up (lazy initialisation may sync)
-    torch.cuda.set_sync_debug_mode("error")
-    try:
+    with cuda_sync_errors():
         out = aug(x, generator=g)
         out8 = aug((x * 255).to(torch.uint8))
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
     assert out.shape == x.shape and out8.dtype == torch.uint8
 
 
